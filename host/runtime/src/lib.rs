@@ -1,0 +1,149 @@
+//! The edgehost runtime: runs agents as WebAssembly components.
+//!
+//! This is the only crate of edgehost that uses wasmtime. It loads a component,
+//! checks that it targets the `agent` world (`wit/agent/agent.wit`), compiles
+//! it once and keeps the machine code in an on-disk [`ArtifactCache`], and
+//! starts instances through a pre-linked `InstancePre`, each in its own store.
+//!
+//! Main types:
+//! - [`Runtime`] (built by [`RuntimeBuilder`]): the engine, linker, cache and
+//!   epoch ticker shared by all agents of a host.
+//! - [`AgentComponent`]: a compiled agent, cheap to instantiate many times.
+//! - [`AgentInstance`]: one live agent with its own memory and limits;
+//!   `init`, `handle`, `export-state`, `import-state`.
+//! - [`ComponentInfo`]: what a component is, read without compiling it.
+//! - [`Services`]: the LLM and the call router offered to agents.
+//!
+//! Every instance runs with a hard memory cap (the memory the agent declared),
+//! a CPU deadline per call (epoch interruption), a bounded stack, size limits
+//! on requests, responses and state, and a WASI context that grants nothing:
+//! no files, sockets, environment or arguments. A trap or broken limit is an
+//! [`Error`] naming the agent and the cause, and poisons only that instance.
+//!
+//! It deliberately does not decide where agents run, speak to the network or
+//! persist state: those belong to the placement engine and the fleet.
+
+mod agent;
+mod cache;
+mod digest;
+mod inspect;
+mod limits;
+mod runtime;
+mod services;
+
+use std::path::Path;
+
+pub use agent::{AgentComponent, AgentError, AgentInstance, Descriptor, ResourceDemand};
+pub use cache::{ArtifactCache, CacheOutcome};
+pub use digest::{Digest, ParseDigestError};
+pub use inspect::{CONTRACT_VERSION, ComponentInfo, Kind};
+pub use limits::Limits;
+pub use runtime::{Runtime, RuntimeBuilder};
+pub use services::{
+    Completion, HostError, LocalRouter, Llm, Message, NoLlm, NoRoutes, Router, Services,
+};
+
+/// Everything that can go wrong loading or running an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bytes are not a valid WebAssembly component.
+    #[error("malformed component: {0}")]
+    Malformed(String),
+    /// A valid component, but not an agent this host can run.
+    #[error("not an edgehost agent: {0}")]
+    WrongWorld(String),
+    /// Cranelift could not compile the component.
+    #[error("compiling the component failed: {0}")]
+    Compile(String),
+    /// The engine could not be set up.
+    #[error("setting up the engine failed: {0}")]
+    Engine(String),
+    /// The agent asked for something this host does not grant.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The agent answered with an error of its own (an answer, not a
+    /// failure of the host, so it is not chained as a cause).
+    #[error("the agent returned an error: {0}")]
+    Agent(AgentError),
+    /// A call ran past its deadline and was interrupted.
+    #[error("agent {agent:?} was stopped: {call} ran past its {timeout_ms} ms deadline")]
+    Deadline {
+        /// The agent.
+        agent: String,
+        /// The export being called.
+        call: &'static str,
+        /// The deadline.
+        timeout_ms: u64,
+    },
+    /// The agent tried to grow its memory past its cap.
+    #[error(
+        "agent {agent:?} was stopped: {call} tried to grow memory to {requested_mib} MiB, above its {cap_mib} MiB cap"
+    )]
+    MemoryLimit {
+        /// The agent.
+        agent: String,
+        /// The export being called.
+        call: &'static str,
+        /// The cap, MiB.
+        cap_mib: usize,
+        /// What it asked for, MiB.
+        requested_mib: usize,
+    },
+    /// The agent recursed past the stack limit.
+    #[error("agent {agent:?} was stopped: {call} exhausted its stack")]
+    StackOverflow {
+        /// The agent.
+        agent: String,
+        /// The export being called.
+        call: &'static str,
+    },
+    /// The agent trapped.
+    #[error("agent {agent:?} trapped in {call}: {message}")]
+    Trap {
+        /// The agent.
+        agent: String,
+        /// The export being called.
+        call: &'static str,
+        /// What wasmtime reported.
+        message: String,
+    },
+    /// An earlier trap left this instance unusable.
+    #[error("agent {agent:?} is unusable after an earlier failure ({reason}); start a fresh instance")]
+    Poisoned {
+        /// The agent.
+        agent: String,
+        /// The earlier failure.
+        reason: String,
+    },
+    /// A request, response or state blob was over its size limit.
+    #[error("{what} of {size} bytes is over the {limit}-byte limit")]
+    TooLarge {
+        /// Which payload.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,167 @@
+//! What bounds an agent: memory (a hard cap from its declared demand), CPU
+//! time (epoch deadlines), stack, and the sizes of what crosses the boundary.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Engine, ResourceLimiter};
+
+/// Host-wide limits that every agent instance runs under.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The most memory any one agent may declare, in MiB. An agent declaring
+    /// more is refused; an agent declaring less is capped at its declaration.
+    pub max_memory_mib: u32,
+    /// Native stack available to Wasm code, in bytes. Deeper recursion traps.
+    pub max_stack_bytes: usize,
+    /// How long one call into an agent may run before it is interrupted.
+    pub call_timeout: Duration,
+    /// Largest request body accepted for `handle`, in bytes.
+    pub max_request_bytes: usize,
+    /// Largest response body accepted from `handle`, in bytes.
+    pub max_response_bytes: usize,
+    /// Largest state blob accepted from `export-state` or for `import-state`.
+    pub max_state_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_mib: 512,
+            max_stack_bytes: 1 << 20,
+            call_timeout: Duration::from_secs(10),
+            max_request_bytes: 16 << 20,
+            max_response_bytes: 16 << 20,
+            max_state_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Per-store resource limiter: refuses memory growth past the cap and
+/// remembers that it did, so the trap can be reported as what it is.
+#[derive(Debug)]
+pub(crate) struct MemoryCap {
+    /// Bytes any one linear memory may reach.
+    pub(crate) cap_bytes: usize,
+    /// The size a refused growth asked for, if one was refused.
+    pub(crate) refused: Option<usize>,
+}
+
+/// Bounds on tables and instance counts: generous for real components,
+/// finite for hostile ones.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+const MAX_INSTANCES: usize = 1_000;
+const MAX_TABLES: usize = 1_000;
+const MAX_MEMORIES: usize = 100;
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap_bytes {
+            self.refused = Some(desired);
+            // Trapping (rather than returning -1 from memory.grow) stops a
+            // memory bomb at once with a precise reason instead of letting the
+            // guest's allocator abort somewhere else.
+            return Err(wasmtime::format_err!(
+                "memory limit: growing to {desired} bytes exceeds the cap of {} bytes",
+                self.cap_bytes
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// Advances the engine's epoch at a fixed period, so every store's deadline
+/// (a number of ticks) turns into wall-clock time. Stops when dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Period of one epoch tick: the resolution of call timeouts.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("edgehost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The number of epoch ticks that covers `timeout` (at least one more than
+/// needed, so a deadline never fires early).
+pub(crate) fn ticks_for(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_micros().max(1);
+    (timeout.as_micros().div_ceil(tick) as u64).saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_cap_refuses_and_remembers() {
+        let mut cap = MemoryCap {
+            cap_bytes: 1 << 20,
+            refused: None,
+        };
+        assert!(matches!(cap.memory_growing(0, 1 << 19, None), Ok(true)));
+        assert!(cap.refused.is_none());
+        assert!(cap.memory_growing(1 << 19, 2 << 20, None).is_err());
+        assert_eq!(cap.refused, Some(2 << 20));
+    }
+
+    #[test]
+    fn ticks_cover_the_timeout() {
+        assert!(ticks_for(Duration::from_millis(100)) * EPOCH_TICK.as_millis() as u64 >= 100);
+        assert!(ticks_for(Duration::ZERO) >= 1);
+    }
+}

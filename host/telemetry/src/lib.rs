@@ -1,0 +1,163 @@
+//! What an edge server has to offer right now: CPU cores and load, memory,
+//! disk and network throughput, and its CPU architecture.
+//!
+//! The placement engine reads these to know what remains on each server
+//! (the cost model's M_e, C_e, S_e, V_e and eta_e). Network throughput is the
+//! difference of two readings of the interfaces' byte counters over a known
+//! interval, as the paper measures it.
+//!
+//! Main types: [`ServerStatus`] (one reading, serialisable for the wire and
+//! `edgehost status --json`) and [`Sampler`] (keeps the previous counters so a
+//! daemon can refresh the status periodically without sleeping).
+//!
+//! It only reads; it does not decide, store or send anything.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sysinfo::{Disks, Networks, System};
+
+/// One reading of a server's resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// CPU architecture (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// Operating system (`linux`, `macos`).
+    pub os: String,
+    /// Logical CPU cores.
+    pub cpu_cores: u32,
+    /// CPU busy over the sampling interval, 0-100 across all cores.
+    pub cpu_usage_percent: f32,
+    /// One-minute load average (0 where the OS has none).
+    pub load_1m: f64,
+    /// Total memory, bytes.
+    pub memory_total_bytes: u64,
+    /// Memory available to new work, bytes.
+    pub memory_free_bytes: u64,
+    /// Size of the disk holding the host's data directory, bytes.
+    pub disk_total_bytes: u64,
+    /// Free space on that disk, bytes.
+    pub disk_free_bytes: u64,
+    /// Bytes received per second over the interval, all non-loopback interfaces.
+    pub net_rx_bytes_per_sec: f64,
+    /// Bytes sent per second over the interval, all non-loopback interfaces.
+    pub net_tx_bytes_per_sec: f64,
+    /// The interval the rates were measured over, milliseconds.
+    pub sample_ms: u64,
+}
+
+/// Telemetry could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading telemetry: {0}")]
+pub struct Error(String);
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ServerStatus {
+    /// Takes two readings `interval` apart and returns the status. Blocks
+    /// for `interval` (at least 200 ms, the shortest span over which CPU
+    /// usage means something).
+    pub fn sample(data_dir: &Path, interval: Duration) -> Result<Self> {
+        let mut sampler = Sampler::new(data_dir)?;
+        std::thread::sleep(interval.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
+        sampler.read()
+    }
+}
+
+/// Keeps the counters of the previous reading, so each [`Sampler::read`]
+/// measures rates since the last one.
+pub struct Sampler {
+    system: System,
+    networks: Networks,
+    disks: Disks,
+    data_dir: std::path::PathBuf,
+    last: Instant,
+}
+
+impl Sampler {
+    /// Takes the first reading; rates are measured from now.
+    pub fn new(data_dir: &Path) -> Result<Self> {
+        let mut system = System::new().map_err(|e| Error(e.to_string()))?;
+        system.refresh_cpu_usage();
+        let networks = Networks::new_with_refreshed_list().map_err(|e| Error(e.to_string()))?;
+        let disks = Disks::new_with_refreshed_list().map_err(|e| Error(e.to_string()))?;
+        Ok(Sampler {
+            system,
+            networks,
+            disks,
+            data_dir: data_dir.to_owned(),
+            last: Instant::now(),
+        })
+    }
+
+    /// Reads the current status, with rates over the time since the
+    /// previous reading.
+    pub fn read(&mut self) -> Result<ServerStatus> {
+        let elapsed = self.last.elapsed();
+        self.last = Instant::now();
+        self.system.refresh_cpu_usage();
+        self.system.refresh_memory();
+        self.networks.refresh(true);
+        self.disks.refresh(true);
+
+        let seconds = elapsed.as_secs_f64().max(1e-3);
+        let (mut rx, mut tx) = (0u64, 0u64);
+        for (name, data) in self.networks.iter() {
+            if name == "lo" || name.to_string_lossy().starts_with("lo0") {
+                continue;
+            }
+            rx = rx.saturating_add(data.received());
+            tx = tx.saturating_add(data.transmitted());
+        }
+
+        let (disk_total, disk_free) = disk_of(&self.disks, &self.data_dir);
+        Ok(ServerStatus {
+            arch: std::env::consts::ARCH.to_owned(),
+            os: std::env::consts::OS.to_owned(),
+            cpu_cores: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
+            cpu_usage_percent: self.system.global_cpu_usage(),
+            load_1m: System::load_average().map(|l| l.one).unwrap_or(0.0),
+            memory_total_bytes: self.system.total_memory(),
+            memory_free_bytes: self.system.available_memory(),
+            disk_total_bytes: disk_total,
+            disk_free_bytes: disk_free,
+            net_rx_bytes_per_sec: rx as f64 / seconds,
+            net_tx_bytes_per_sec: tx as f64 / seconds,
+            sample_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+/// Total and free bytes of the disk whose mount point is the longest prefix
+/// of `path` (the disk the data directory lives on).
+fn disk_of(disks: &Disks, path: &Path) -> (u64, u64) {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    disks
+        .iter()
+        .filter(|d| path.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map(|d| (d.total_space(), d.available_space()))
+        .unwrap_or((0, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reading_is_plausible() {
+        let status = ServerStatus::sample(Path::new("."), Duration::from_millis(200))
+            .expect("telemetry reads on this machine");
+        assert!(status.cpu_cores >= 1);
+        assert!(status.memory_total_bytes > 0);
+        assert!(status.memory_free_bytes <= status.memory_total_bytes);
+        assert!(status.disk_total_bytes > 0, "{status:?}");
+        assert!(status.disk_free_bytes <= status.disk_total_bytes);
+        assert!(status.net_rx_bytes_per_sec >= 0.0 && status.net_tx_bytes_per_sec >= 0.0);
+        assert!((0.0..=100.0).contains(&status.cpu_usage_percent));
+        assert!(status.sample_ms >= 200);
+        assert_eq!(status.arch, std::env::consts::ARCH);
+    }
+}
