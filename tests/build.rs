@@ -28,7 +28,7 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--profile", "guest", "--locked", "--target", "wasm32-wasip2"])
+        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
         .arg("--target-dir")
         .arg(&target_dir);
     for (package, _) in GUESTS {

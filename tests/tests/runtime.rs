@@ -1,0 +1,299 @@
+//! The runtime against real guest components: state that survives fresh
+//! instances, hostile agents stopped by their limits while others keep
+//! serving, bad input refused without harm, and the artifact cache.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgehost_runtime::{
+    AgentError, AgentInstance, CacheOutcome, Error, Limits, LocalRouter, Runtime, RuntimeBuilder,
+    Services,
+};
+use edgehost_tests::{HOSTILE_AGENT, MEMORY_AGENT, load};
+
+/// A runtime whose cache is shared by all tests of this binary, so each
+/// component is compiled once per build, not once per test.
+fn runtime_with(limits: Limits) -> Runtime {
+    RuntimeBuilder::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-cache"))
+        .limits(limits)
+        .build()
+        .expect("runtime starts")
+}
+
+fn runtime() -> Runtime {
+    runtime_with(Limits::default())
+}
+
+fn start(runtime: &Runtime, path: &str, name: &str) -> AgentInstance {
+    let component = load(runtime, path);
+    let mut agent = runtime
+        .instantiate(&component, name, Services::default())
+        .expect("instantiate");
+    agent.init(&[]).expect("init");
+    agent
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("utf-8 response")
+}
+
+#[test]
+fn state_carries_across_fresh_instances() {
+    let rt = runtime();
+    let mut first = start(&rt, MEMORY_AGENT, "memory");
+    assert_eq!(text(first.handle(b"remember the cat is Ada").unwrap()), "noted #1");
+    assert_eq!(text(first.handle(b"remember the dog is Bo").unwrap()), "noted #2");
+    let chat = text(first.handle(b"what are their names?").unwrap());
+    assert!(chat.contains("no LLM configured"), "{chat}");
+    let blob = first.export_state().unwrap();
+    drop(first);
+
+    let mut second = start(&rt, MEMORY_AGENT, "memory");
+    assert_eq!(text(second.handle(b"stats").unwrap()), "notes=0 turns=0 bytes=0");
+    second.import_state(&blob).unwrap();
+    assert_eq!(
+        text(second.handle(b"notes").unwrap()),
+        "the cat is Ada\nthe dog is Bo"
+    );
+    assert_eq!(text(second.handle(b"remember the fish is Cy").unwrap()), "noted #3");
+    let blob2 = second.export_state().unwrap();
+
+    let mut third = start(&rt, MEMORY_AGENT, "memory");
+    third.import_state(&blob2).unwrap();
+    assert_eq!(text(third.handle(b"stats").unwrap()), "notes=3 turns=2 bytes=41");
+    // The exported state of an untouched import is the same blob.
+    assert_eq!(third.export_state().unwrap(), blob2);
+}
+
+#[test]
+fn garbage_state_is_refused_and_changes_nothing() {
+    let rt = runtime();
+    let mut agent = start(&rt, MEMORY_AGENT, "memory");
+    agent.handle(b"remember keep me").unwrap();
+    let before = agent.export_state().unwrap();
+
+    for garbage in [
+        &b""[..],
+        b"hello",
+        b"EHMEMv1\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        &before[..before.len() - 1],
+    ] {
+        match agent.import_state(garbage) {
+            Err(Error::Agent(AgentError::InvalidState(msg))) => assert!(!msg.is_empty()),
+            other => panic!("garbage state {garbage:?} gave {other:?}"),
+        }
+        assert!(agent.poisoned().is_none());
+        assert_eq!(agent.export_state().unwrap(), before);
+    }
+    // Trailing bytes after a valid blob are refused too.
+    let mut padded = before.clone();
+    padded.push(0);
+    assert!(matches!(
+        agent.import_state(&padded),
+        Err(Error::Agent(AgentError::InvalidState(_)))
+    ));
+    assert_eq!(text(agent.handle(b"notes").unwrap()), "keep me");
+}
+
+#[test]
+fn a_looping_agent_is_stopped_and_the_host_keeps_serving() {
+    let rt = runtime_with(Limits {
+        call_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    });
+    let mut good = start(&rt, MEMORY_AGENT, "good");
+    let mut bad = start(&rt, HOSTILE_AGENT, "bad");
+    assert_eq!(bad.handle(b"echo hi").unwrap(), b"hi");
+
+    match bad.handle(b"loop") {
+        Err(Error::Deadline { agent, call, timeout_ms }) => {
+            assert_eq!((agent.as_str(), call, timeout_ms), ("bad", "handle", 200));
+        }
+        other => panic!("expected a deadline error, got {other:?}"),
+    }
+    // The trapped instance refuses further work with a clear reason...
+    match bad.handle(b"echo again") {
+        Err(Error::Poisoned { agent, reason }) => {
+            assert_eq!(agent, "bad");
+            assert!(reason.contains("deadline"), "{reason}");
+        }
+        other => panic!("expected poisoned, got {other:?}"),
+    }
+    // ...while its neighbour and a fresh instance of the same component serve.
+    assert_eq!(text(good.handle(b"remember still here").unwrap()), "noted #1");
+    let mut fresh = start(&rt, HOSTILE_AGENT, "bad-2");
+    assert_eq!(fresh.handle(b"echo ok").unwrap(), b"ok");
+}
+
+#[test]
+fn a_memory_bomb_is_refused_at_the_declared_cap() {
+    let rt = runtime();
+    let mut bad = start(&rt, HOSTILE_AGENT, "bomb");
+    assert_eq!(bad.descriptor().demand.memory_mib, 48);
+    match bad.handle(b"bomb") {
+        Err(Error::MemoryLimit { agent, cap_mib, requested_mib, .. }) => {
+            assert_eq!(agent, "bomb");
+            assert_eq!(cap_mib, 48);
+            assert!(requested_mib > 48);
+        }
+        other => panic!("expected a memory-limit error, got {other:?}"),
+    }
+    let mut good = start(&rt, MEMORY_AGENT, "good");
+    assert_eq!(text(good.handle(b"stats").unwrap()), "notes=0 turns=0 bytes=0");
+}
+
+#[test]
+fn deep_recursion_is_stopped_by_the_stack_limit() {
+    let rt = runtime();
+    let mut bad = start(&rt, HOSTILE_AGENT, "deep");
+    match bad.handle(b"recurse") {
+        Err(Error::StackOverflow { agent, call }) => assert_eq!((agent.as_str(), call), ("deep", "handle")),
+        other => panic!("expected a stack overflow, got {other:?}"),
+    }
+}
+
+#[test]
+fn oversized_responses_and_requests_are_refused() {
+    let rt = runtime_with(Limits {
+        max_response_bytes: 1 << 20,
+        max_request_bytes: 1 << 16,
+        ..Limits::default()
+    });
+    let mut bad = start(&rt, HOSTILE_AGENT, "huge");
+    match bad.handle(b"huge 4") {
+        Err(Error::TooLarge { what, size, limit }) => {
+            assert_eq!((what, size, limit), ("response", 4 << 20, 1 << 20));
+        }
+        other => panic!("expected too large, got {other:?}"),
+    }
+    let big_request = vec![b'e'; (1 << 16) + 1];
+    assert!(matches!(
+        bad.handle(&big_request),
+        Err(Error::TooLarge { what: "request", .. })
+    ));
+    // Refusing a payload is not a trap: the agent keeps serving.
+    assert_eq!(bad.handle(b"echo fine").unwrap(), b"fine");
+}
+
+#[test]
+fn malformed_components_are_refused_with_a_clear_error() {
+    let rt = runtime();
+    let empty_component = b"\0asm\x0d\0\x01\0";
+    let core_module = b"\0asm\x01\0\0\0";
+    let cases: [(&[u8], &str); 4] = [
+        (b"definitely not wasm", "not a WebAssembly file"),
+        (core_module, "core WebAssembly module"),
+        (b"\0asm\x0d\0\x01\0\x07\xff", "invalid component"),
+        (empty_component, "does not export edgehost:agent/guest@0.1.0"),
+    ];
+    for (bytes, expected) in cases {
+        match rt.load(bytes) {
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(expected), "{msg:?} should mention {expected:?}");
+                assert!(!msg.contains('\n'), "one line: {msg:?}");
+            }
+            Ok(_) => panic!("{bytes:?} loaded"),
+        }
+    }
+}
+
+#[test]
+fn the_second_load_hits_the_artifact_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = RuntimeBuilder::new(dir.path().join("cache")).build().unwrap();
+    let first = load(&rt, MEMORY_AGENT);
+    assert_eq!(first.cache_outcome(), CacheOutcome::Miss);
+    let second = load(&rt, MEMORY_AGENT);
+    assert_eq!(second.cache_outcome(), CacheOutcome::Hit);
+    assert_eq!(first.digest(), second.digest());
+
+    // Another runtime on the same directory (a restarted host) hits too.
+    drop(rt);
+    let rt = RuntimeBuilder::new(dir.path().join("cache")).build().unwrap();
+    let third = load(&rt, MEMORY_AGENT);
+    assert_eq!(third.cache_outcome(), CacheOutcome::Hit);
+    let mut agent = rt.instantiate(&third, "m", Services::default()).unwrap();
+    agent.init(&[]).unwrap();
+    assert_eq!(text(agent.handle(b"remember x").unwrap()), "noted #1");
+
+    // A damaged artifact is discarded and rebuilt, never trusted. (It is
+    // replaced by rename, as the cache itself writes: rewriting a file in
+    // place under a live mapping is something no part of edgehost does.)
+    let artifact = rt.cache().path(&third.digest());
+    drop((agent, third, second, first));
+    let damaged = dir.path().join("damaged");
+    std::fs::write(&damaged, b"not an artifact").unwrap();
+    std::fs::rename(&damaged, &artifact).unwrap();
+    let fourth = load(&rt, MEMORY_AGENT);
+    assert_eq!(fourth.cache_outcome(), CacheOutcome::Miss);
+    assert_eq!(load(&rt, MEMORY_AGENT).cache_outcome(), CacheOutcome::Hit);
+}
+
+#[test]
+fn calls_route_only_to_declared_dependencies() {
+    let rt = runtime();
+    let router = Arc::new(LocalRouter::new());
+    let services = Services {
+        router: router.clone(),
+        ..Services::default()
+    };
+    let memory = load(&rt, MEMORY_AGENT);
+    let mut m = rt.instantiate(&memory, "memory", services.clone()).unwrap();
+    m.init(&[]).unwrap();
+    let memory_handle = router.insert(m);
+
+    let hostile = load(&rt, HOSTILE_AGENT);
+    let mut caller = rt.instantiate(&hostile, "caller", services).unwrap();
+    caller.init(&[]).unwrap();
+    assert_eq!(
+        text(caller.handle(b"call memory remember routed").unwrap()),
+        "noted #1"
+    );
+    let notes = memory_handle.lock().unwrap().handle(b"notes").unwrap();
+    assert_eq!(text(notes), "routed");
+
+    // Not a declared dependency: refused by the host, reported by the agent.
+    match caller.handle(b"call other hello") {
+        Err(Error::Agent(AgentError::Unavailable(msg))) => {
+            assert!(msg.contains("not among the dependencies"), "{msg}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_hundred_agents_live_in_one_host() {
+    let rt = runtime();
+    let component = load(&rt, MEMORY_AGENT);
+    let mut agents: Vec<AgentInstance> = (0..100)
+        .map(|i| {
+            let mut a = rt
+                .instantiate(&component, &format!("agent-{i}"), Services::default())
+                .unwrap();
+            a.init(&[]).unwrap();
+            a
+        })
+        .collect();
+    for (i, a) in agents.iter_mut().enumerate() {
+        a.handle(format!("remember I am {i}").as_bytes()).unwrap();
+    }
+    for (i, a) in agents.iter_mut().enumerate() {
+        assert_eq!(text(a.handle(b"notes").unwrap()), format!("I am {i}"));
+    }
+}
+
+#[test]
+fn declarations_beyond_the_host_ceiling_are_refused() {
+    let rt = runtime_with(Limits {
+        max_memory_mib: 32,
+        ..Limits::default()
+    });
+    let component = load(&rt, MEMORY_AGENT);
+    match rt.instantiate(&component, "m", Services::default()) {
+        Err(Error::Refused(msg)) => assert!(msg.contains("64 MiB"), "{msg}"),
+        Err(e) => panic!("expected refusal, got {e}"),
+        Ok(_) => panic!("expected refusal, got an instance"),
+    }
+}
