@@ -1,0 +1,166 @@
+//! The `edgehost` binary end to end: what a user types, what they see.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use edgehost_tests::{HOSTILE_AGENT, MEMORY_AGENT};
+
+fn edgehost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgehost"))
+        .args(args)
+        .env(
+            "EDGEHOST_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
+        )
+        .env_remove("EDGEHOST_LOG")
+        .output()
+        .expect("edgehost runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure prints exactly one line, `error: ...`, and exits with `code`.
+fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+}
+
+#[test]
+fn version_and_help_on_every_command() {
+    let o = edgehost(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim(), format!("edgehost {}", env!("CARGO_PKG_VERSION")));
+    for cmd in [&["--help"][..], &["inspect", "--help"], &["run", "--help"], &["status", "--help"]] {
+        let o = edgehost(cmd);
+        assert!(o.status.success(), "{cmd:?}");
+        assert!(stdout(&o).contains("Usage: edgehost"), "{cmd:?}: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn inspect_describes_an_agent() {
+    let o = edgehost(&["inspect", "--json", MEMORY_AGENT]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    assert_eq!(v["kind"], "agent");
+    assert_eq!(v["world"], "edgehost:agent/agent");
+    assert_eq!(v["version"], "0.1.0");
+    assert_eq!(v["size"], std::fs::metadata(MEMORY_AGENT).unwrap().len());
+    assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
+    let exports = v["exports"].as_array().unwrap();
+    assert!(exports.iter().any(|e| e == "edgehost:agent/guest@0.1.0"));
+    let imports = v["imports"].as_array().unwrap();
+    assert!(imports.iter().any(|e| e == "edgehost:agent/host@0.1.0"));
+
+    let o = edgehost(&["inspect", MEMORY_AGENT]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("kind:    agent\n"), "{}", stdout(&o));
+}
+
+#[test]
+fn inspect_and_run_refuse_bad_files_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\x7fELF this is not wasm").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let other_world = dir.path().join("empty-component.wasm");
+    std::fs::write(&other_world, b"\0asm\x0d\0\x01\0").unwrap();
+    let missing = dir.path().join("missing.wasm");
+
+    for verb in ["inspect", "run"] {
+        let o = edgehost(&[verb, garbage.to_str().unwrap()]);
+        assert_one_line_error(&o, 1, "not a WebAssembly file");
+        let o = edgehost(&[verb, core.to_str().unwrap()]);
+        assert_one_line_error(&o, 1, "core WebAssembly module");
+        let o = edgehost(&[verb, other_world.to_str().unwrap()]);
+        let needle = if verb == "inspect" { "another world" } else { "edgehost:agent/guest" };
+        assert_one_line_error(&o, 1, needle);
+        let o = edgehost(&[verb, missing.to_str().unwrap()]);
+        assert_one_line_error(&o, 1, "missing.wasm");
+    }
+}
+
+#[test]
+fn wrong_flags_exit_2_on_one_line() {
+    for args in [
+        &["inspect", "--bogus"][..],
+        &["run"],
+        &["run", MEMORY_AGENT, "--timeout-ms", "soon"],
+        &["run", MEMORY_AGENT, "--config", "novalue"],
+        &["frobnicate"],
+    ] {
+        let o = edgehost(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.starts_with("error: "), "{err:?}");
+    }
+}
+
+#[test]
+fn run_carries_state_through_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = dir.path().join("s1.state");
+    let s2 = dir.path().join("s2.state");
+    let o = edgehost(&[
+        "run", MEMORY_AGENT, "--config", "max-turns=4", "--input", "remember blue door",
+        "--state-out", s1.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "noted #1\n");
+
+    let o = edgehost(&[
+        "run", MEMORY_AGENT, "--state-in", s1.to_str().unwrap(), "--input", "remember red roof",
+        "--state-out", s2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "noted #2\n");
+
+    let input = dir.path().join("request.txt");
+    std::fs::write(&input, "notes").unwrap();
+    let o = edgehost(&[
+        "run", MEMORY_AGENT, "--state-in", s2.to_str().unwrap(), "--input-file", input.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "blue door\nred roof\n");
+}
+
+#[test]
+fn run_reports_bad_state_and_hostile_agents_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.state");
+    std::fs::write(&bad, b"garbage").unwrap();
+    let out = dir.path().join("out.state");
+    let o = edgehost(&[
+        "run", MEMORY_AGENT, "--state-in", bad.to_str().unwrap(), "--input", "notes",
+        "--state-out", out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, 1, "invalid state");
+    assert!(!out.exists(), "a failed run writes no state");
+
+    let o = edgehost(&["run", HOSTILE_AGENT, "--input", "loop", "--timeout-ms", "150"]);
+    assert_one_line_error(&o, 1, "ran past its 150 ms deadline");
+    let o = edgehost(&["run", HOSTILE_AGENT, "--input", "bomb"]);
+    assert_one_line_error(&o, 1, "above its 48 MiB cap");
+}
+
+#[test]
+fn status_reports_this_machine() {
+    let o = edgehost(&["status", "--json", "--sample-ms", "200"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["arch"], std::env::consts::ARCH);
+    assert!(v["cpu_cores"].as_u64().unwrap() >= 1);
+    assert!(v["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert!(v["net_rx_bytes_per_sec"].as_f64().is_some());
+}
