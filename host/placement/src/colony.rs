@@ -1,0 +1,364 @@
+//! ALP, the ant-colony placement of Algorithm 1.
+//!
+//! Each ant walks the agents in instance order (task by task) and picks a
+//! server for each with probability proportional to
+//! `tau[a][e]^alpha * eta[a][e]^beta` (eq. 12), among the servers that still
+//! have room for the agent (eq. 11 and the agent limit are checked at every
+//! step, so an ant never takes an infeasible choice). An ant that reaches an
+//! agent no server can take is *stuck*: its partial plan is discarded, not
+//! repaired, and counted in [`AlpOutcome::ants_discarded`]. The plans of an
+//! iteration are priced in one batch, the pheromone evaporates and the
+//! iteration's best and the best-so-far plans reinforce their trails (eq. 13,
+//! deposit `Q / C`), with MAX-MIN bounds keeping every trail alive.
+//!
+//! The heuristic matrix comes from the [`crate::heuristic::Heuristic`] once
+//! per decision. On top of it an ant weighs a *dependency affinity* that
+//! depends on its own partial plan: for a server `e`, `(s / (s + theta *
+//! X))^beta`, where `X` is the communication time to the dependencies the
+//! ant has already placed and `s` the agent's cheapest stand-alone cost. It
+//! is native arithmetic over the topology, not a heuristic call, and can be
+//! switched off ([`AlpParams::dependency_affinity`]).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::constraint::Capacity;
+use crate::cost::{init_time_s, ship_time_s};
+use crate::model::{Instance, Plan};
+use crate::pheromone::Pheromone;
+use crate::policy::Policy;
+use crate::{Error, Result};
+
+/// Parameters of ALP.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlpParams {
+    /// Ants per iteration (m).
+    pub ants: usize,
+    /// Iterations.
+    pub iterations: usize,
+    /// Weight of the pheromone in eq. 12.
+    pub alpha: f64,
+    /// Weight of the heuristic in eq. 12.
+    pub beta: f64,
+    /// Evaporation rate in eq. 13, in `(0, 1]`.
+    pub rho: f64,
+    /// Deposit constant Q in eq. 13: a plan of cost C deposits Q / C.
+    pub q: f64,
+    /// Lower pheromone bound as a fraction of the upper one.
+    pub tau_min_ratio: f64,
+    /// Stop after this many iterations without a better plan (0: never).
+    pub patience: usize,
+    /// Whether ants weigh the communication to dependencies they already
+    /// placed (see the module docs).
+    pub dependency_affinity: bool,
+}
+
+impl Default for AlpParams {
+    fn default() -> Self {
+        Self {
+            ants: 16,
+            iterations: 40,
+            alpha: 1.0,
+            beta: 2.0,
+            rho: 0.1,
+            q: 1.0,
+            tau_min_ratio: 0.05,
+            patience: 0,
+            dependency_affinity: true,
+        }
+    }
+}
+
+impl AlpParams {
+    /// Rejects parameters that make the colony meaningless.
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.ants > 0
+            && self.iterations > 0
+            && self.alpha.is_finite()
+            && self.alpha >= 0.0
+            && self.beta.is_finite()
+            && self.beta >= 0.0
+            && self.rho > 0.0
+            && self.rho <= 1.0
+            && self.q.is_finite()
+            && self.q > 0.0
+            && (0.0..=1.0).contains(&self.tau_min_ratio);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidParameters(format!("{self:?}")))
+        }
+    }
+}
+
+/// What ALP found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlpOutcome {
+    /// The best plan.
+    pub plan: Plan,
+    /// Its objective.
+    pub objective: f64,
+    /// Best objective of each iteration's ants (`INFINITY` when all were stuck).
+    pub iteration_best: Vec<f64>,
+    /// Ants that completed a plan.
+    pub ants_completed: usize,
+    /// Ants that got stuck and whose plans were discarded.
+    pub ants_discarded: usize,
+    /// Policy fallbacks that happened during the run.
+    pub fallbacks: Vec<String>,
+}
+
+/// The ALP solver.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Alp {
+    /// Its parameters.
+    pub params: AlpParams,
+}
+
+/// `x^p` with the common integer exponents done by multiplication, which
+/// keeps `powf` out of the inner loop for the default parameters.
+fn pow(x: f64, p: f64) -> f64 {
+    if p == 1.0 {
+        x
+    } else if p == 2.0 {
+        x * x
+    } else if p == 0.0 {
+        1.0
+    } else if p == 3.0 {
+        x * x * x
+    } else {
+        x.powf(p)
+    }
+}
+
+impl Alp {
+    /// ALP with the given parameters.
+    pub fn new(params: AlpParams) -> Self {
+        Self { params }
+    }
+
+    /// Places every agent of `instance`. Deterministic: the same instance,
+    /// policy and seed give the same outcome.
+    pub fn place(&self, instance: &Instance, policy: &Policy, seed: u64) -> Result<AlpOutcome> {
+        self.params.validate()?;
+        instance.validate()?;
+        let p = self.params;
+        let n_a = instance.agents.len();
+        let n_e = instance.servers.len();
+        let mut fallbacks = Vec::new();
+        let eta = policy.heuristic_matrix(instance, &mut fallbacks)?;
+        let eta_beta: Vec<f64> = (0..n_a)
+            .flat_map(|a| {
+                eta.row(a)
+                    .iter()
+                    .map(|&v| pow(v, p.beta))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+
+        // Dependencies each agent has to ones placed before it (lower index).
+        let neighbours = instance.neighbours();
+        let earlier: Vec<Vec<(usize, f64)>> = neighbours
+            .iter()
+            .enumerate()
+            .map(|(a, ns)| ns.iter().copied().filter(|&(n, _)| n < a).collect())
+            .collect();
+        let scale: Vec<f64> = (0..n_a)
+            .map(|a| {
+                let agent = &instance.agents[a];
+                instance
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .map(|(e, s)| {
+                        ship_time_s(instance, a, e)
+                            + init_time_s(s.hosted + 1, &instance.params)
+                            + instance.params.compute_weight * agent.compute_gcyc
+                                / s.compute_remaining_gcps()
+                    })
+                    .fold(f64::INFINITY, f64::min)
+                    .max(1e-3)
+            })
+            .collect();
+
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let base = Capacity::new(instance);
+        let mut tau = Pheromone::new(n_a, n_e, 1.0);
+        let mut tau_alpha = tau.levels().to_vec();
+        let mut weights = vec![0.0; n_e];
+        let mut best: Option<(Plan, f64)> = None;
+        let mut out = AlpOutcome {
+            plan: Plan::new(Vec::new()),
+            objective: f64::INFINITY,
+            iteration_best: Vec::with_capacity(p.iterations),
+            ants_completed: 0,
+            ants_discarded: 0,
+            fallbacks: Vec::new(),
+        };
+        let mut since_improvement = 0;
+        let theta = instance.params.theta;
+        let topo = &instance.topology;
+
+        for _ in 0..p.iterations {
+            let mut plans: Vec<Plan> = Vec::with_capacity(p.ants);
+            for _ in 0..p.ants {
+                let mut cap = base.clone();
+                let mut assignment = vec![0usize; n_a];
+                let mut stuck = false;
+                for a in 0..n_a {
+                    let demand = instance.agents[a].demand;
+                    let row = a * n_e..(a + 1) * n_e;
+                    let deps = &earlier[a];
+                    let mut total = 0.0;
+                    for (e, (w, (&t, &h))) in weights
+                        .iter_mut()
+                        .zip(tau_alpha[row.clone()].iter().zip(&eta_beta[row.clone()]))
+                        .enumerate()
+                    {
+                        *w = if cap.fits(e, demand) {
+                            let mut v = t * h;
+                            if p.dependency_affinity && !deps.is_empty() {
+                                let extra: f64 = deps
+                                    .iter()
+                                    .map(|&(n, vol)| topo.comm_time_s(e, assignment[n], vol))
+                                    .sum();
+                                v *= pow(scale[a] / (scale[a] + theta * extra), p.beta);
+                            }
+                            v
+                        } else {
+                            0.0
+                        };
+                        total += *w;
+                    }
+                    if total <= 0.0 || !total.is_finite() {
+                        stuck = true;
+                        break;
+                    }
+                    let mut target = rng.random::<f64>() * total;
+                    let mut chosen = None;
+                    for (e, &w) in weights.iter().enumerate() {
+                        if w > 0.0 {
+                            chosen = Some(e);
+                            if target < w {
+                                break;
+                            }
+                            target -= w;
+                        }
+                    }
+                    // `total > 0` guarantees some positive weight, so `chosen` is set.
+                    let Some(e) = chosen else {
+                        stuck = true;
+                        break;
+                    };
+                    cap.take(e, demand);
+                    assignment[a] = e;
+                }
+                if stuck {
+                    out.ants_discarded += 1;
+                } else {
+                    out.ants_completed += 1;
+                    plans.push(Plan::new(assignment));
+                }
+            }
+
+            if plans.is_empty() {
+                out.iteration_best.push(f64::INFINITY);
+                since_improvement += 1;
+            } else {
+                let costs = policy.objectives(instance, &plans, &mut fallbacks)?;
+                let (ib, &ib_cost) = costs
+                    .iter()
+                    .enumerate()
+                    .min_by(|x, y| x.1.total_cmp(y.1))
+                    .ok_or_else(|| Error::Plugin("empty objective batch".into()))?;
+                out.iteration_best.push(ib_cost);
+                let first = best.is_none();
+                if best.as_ref().is_none_or(|(_, c)| ib_cost < *c) {
+                    best = Some((plans[ib].clone(), ib_cost));
+                    since_improvement = 0;
+                } else {
+                    since_improvement += 1;
+                }
+                if let Some((gb_plan, gb_cost)) = &best {
+                    let deposit = |c: f64| p.q / c.max(1e-9);
+                    let tau_max = deposit(*gb_cost) / p.rho;
+                    if first {
+                        tau.fill(tau_max);
+                    }
+                    tau.evaporate(p.rho);
+                    tau.reinforce(&plans[ib], deposit(ib_cost));
+                    tau.reinforce(gb_plan, deposit(*gb_cost));
+                    tau.clamp(tau_max * p.tau_min_ratio, tau_max);
+                    for (ta, &t) in tau_alpha.iter_mut().zip(tau.levels()) {
+                        *ta = pow(t, p.alpha);
+                    }
+                }
+            }
+            if p.patience > 0 && since_improvement >= p.patience {
+                break;
+            }
+        }
+
+        let (plan, objective) = best.ok_or_else(|| {
+            Error::NoFeasiblePlan(format!(
+                "every one of {} ants got stuck",
+                out.ants_discarded
+            ))
+        })?;
+        out.plan = plan;
+        out.objective = objective;
+        out.fallbacks = fallbacks;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Scenario, ScenarioConfig};
+
+    #[test]
+    fn finds_a_feasible_plan_and_is_seeded() {
+        let inst = Scenario::new(ScenarioConfig::default())
+            .generate(3)
+            .expect("scenario");
+        let alp = Alp::default();
+        let a = alp.place(&inst, &Policy::native(), 11).expect("placement");
+        let b = alp.place(&inst, &Policy::native(), 11).expect("placement");
+        assert_eq!(a, b);
+        crate::constraint::check(&inst, &a.plan).expect("feasible");
+        let best_ant = a
+            .iteration_best
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        assert!(a.objective <= best_ant);
+        assert_eq!(a.ants_completed + a.ants_discarded, 16 * 40);
+    }
+
+    #[test]
+    fn stuck_everywhere_is_an_error() {
+        let mut inst = crate::scenario::tiny_instance();
+        for s in &mut inst.servers {
+            s.max_agents = s.hosted;
+        }
+        assert!(matches!(
+            Alp::default().place(&inst, &Policy::native(), 1),
+            Err(Error::NoFeasiblePlan(_))
+        ));
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let alp = Alp::new(AlpParams {
+            rho: 0.0,
+            ..AlpParams::default()
+        });
+        let inst = crate::scenario::tiny_instance();
+        assert!(matches!(
+            alp.place(&inst, &Policy::native(), 1),
+            Err(Error::InvalidParameters(_))
+        ));
+    }
+}

@@ -1,0 +1,712 @@
+//! ALM, the ant-colony migration of Algorithm 2, and the EAM net gain.
+//!
+//! A migration decision starts from a running deployment. It is *triggered*
+//! for an agent when its user has moved more than `hop_threshold` hops away
+//! from the agent's server, or when the agent's server is short of
+//! resources (its free fraction of memory, storage, bandwidth or compute is
+//! under `safety_fraction`). For every triggered agent the colony picks a
+//! target among the neighbouring servers N(e_a) (eq. 14), prices each ant's
+//! migration plan with the EAM net gain, subtracts a penalty for every move
+//! to a server without room (eq. 15), evaporates (eq. 16) and reinforces the
+//! best plan's targets (eq. 17).
+//!
+//! The colony's best plan is then pruned: moves to servers without room are
+//! dropped, then moves whose marginal net gain (the plan's gain minus the
+//! gain without that move) is not positive are dropped one at a time, worst
+//! first, until every remaining move pays for itself. ALM therefore never
+//! recommends a migration with a negative net gain.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::constraint::{Capacity, Limit};
+use crate::cost::{
+    eam_net_gain_s, export_time_s, init_time_s, load_time_s, memory_transfer_s, migration_latency_s,
+};
+use crate::model::{Instance, Plan};
+use crate::policy::Policy;
+use crate::{Error, Result};
+
+/// Where the users are now and how migration is priced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MigrationContext {
+    /// The server each task's user is attached to now (e_c), by task.
+    pub user_servers: Vec<usize>,
+    /// H_th: an agent more hops than this from its user is a candidate.
+    pub hop_threshold: u32,
+    /// An agent on a server whose free fraction of any resource is below
+    /// this is a candidate.
+    pub safety_fraction: f64,
+    /// N(e_a): servers within this many hops of the agent's server are
+    /// candidate targets (0: every other server).
+    pub neighbourhood_hops: u32,
+    /// Task executions expected before the next decision; per-request
+    /// delays are multiplied by it to compare with one-off migration costs.
+    pub horizon_requests: f64,
+    /// gamma: seconds charged per MB of state moved (O_overhead).
+    pub gamma_s_per_mb: f64,
+    /// theta_dep: weight of the dependency damage.
+    pub theta_dep: f64,
+}
+
+impl MigrationContext {
+    /// A context with the default thresholds and prices for users attached
+    /// to `user_servers`.
+    pub fn new(user_servers: Vec<usize>) -> Self {
+        Self {
+            user_servers,
+            hop_threshold: 2,
+            safety_fraction: 0.1,
+            neighbourhood_hops: 0,
+            horizon_requests: 20.0,
+            gamma_s_per_mb: 0.01,
+            theta_dep: 1.0,
+        }
+    }
+
+    fn validate(&self, instance: &Instance) -> Result<()> {
+        let n_e = instance.servers.len();
+        let ok = self.user_servers.len() == instance.tasks.len()
+            && self.user_servers.iter().all(|&e| e < n_e)
+            && self.safety_fraction.is_finite()
+            && self.horizon_requests.is_finite()
+            && self.horizon_requests >= 0.0
+            && self.gamma_s_per_mb.is_finite()
+            && self.gamma_s_per_mb >= 0.0
+            && self.theta_dep.is_finite()
+            && self.theta_dep >= 0.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidParameters(
+                "migration context: one user server per task, finite non-negative prices".into(),
+            ))
+        }
+    }
+}
+
+/// Why an agent is a migration candidate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TriggerReason {
+    /// The user is `hops` away, more than the threshold.
+    UserMoved {
+        /// Hops between the user's server and the agent's.
+        hops: u32,
+    },
+    /// The agent's server is short of a resource.
+    ResourcePressure {
+        /// The resource.
+        limit: Limit,
+        /// Its free fraction.
+        free_fraction: f64,
+    },
+}
+
+/// A triggered agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// The agent.
+    pub agent: usize,
+    /// Why.
+    pub reason: TriggerReason,
+}
+
+/// One recommended migration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    /// The agent.
+    pub agent: usize,
+    /// Its server now.
+    pub from: usize,
+    /// Its new server.
+    pub to: usize,
+    /// Its marginal net gain in the final plan, seconds (always positive).
+    pub net_gain_s: f64,
+}
+
+/// What ALM recommends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MigrationPlan {
+    /// The deployment after the moves.
+    pub deployment: Plan,
+    /// The moves (empty: stay put).
+    pub moves: Vec<Move>,
+    /// Total net gain of the moves, seconds (zero when there are none).
+    pub net_gain_s: f64,
+    /// What triggered the decision.
+    pub triggers: Vec<Trigger>,
+    /// Moves of the colony's best plan that were dropped, with why.
+    pub dropped: Vec<String>,
+    /// Policy fallbacks that happened during the run.
+    pub fallbacks: Vec<String>,
+}
+
+/// Parameters of ALM's colony.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlmParams {
+    /// Ants per iteration.
+    pub ants: usize,
+    /// Iterations.
+    pub iterations: usize,
+    /// Pheromone weight (eq. 14).
+    pub alpha: f64,
+    /// Heuristic weight (eq. 14).
+    pub beta: f64,
+    /// Evaporation (eq. 16), in `(0, 1]`.
+    pub rho: f64,
+    /// Reinforcement constant Q (eq. 17).
+    pub q: f64,
+    /// Fitness penalty per move to a server without room, seconds (eq. 15).
+    pub penalty_s: f64,
+}
+
+impl Default for AlmParams {
+    fn default() -> Self {
+        Self {
+            ants: 10,
+            iterations: 20,
+            alpha: 1.0,
+            beta: 2.0,
+            rho: 0.1,
+            q: 1.0,
+            penalty_s: 1000.0,
+        }
+    }
+}
+
+/// Expected per-request delay of agent `a` on server `e` for a user on
+/// `user`: the communication with the user (the entry agent receives the
+/// prompt and the file, the others only a round trip) plus its compute time
+/// at the server's free rate. Seconds.
+pub fn expected_delay_s(instance: &Instance, a: usize, e: usize, user: usize) -> f64 {
+    let agent = &instance.agents[a];
+    let task = &instance.tasks[agent.task];
+    let volume = if task.entry_agent() == Some(a) {
+        task.file_mb + task.prompt.len() as f64 / 1e6
+    } else {
+        0.0
+    };
+    instance.topology.comm_time_s(user, e, volume)
+        + agent.compute_gcyc / instance.servers[e].compute_remaining_gcps()
+}
+
+/// T_mig of moving agent `a` from `from` to `to`, where `to` will run
+/// `agents_on_target` agents (eq. 3). Seconds.
+pub fn move_time_s(
+    instance: &Instance,
+    a: usize,
+    from: usize,
+    to: usize,
+    agents_on_target: usize,
+) -> f64 {
+    let p = &instance.params;
+    let state = instance.agents[a].state_mb;
+    migration_latency_s(
+        export_time_s(state, p),
+        memory_transfer_s(state, instance.topology.bandwidth_mbps(from, to)),
+        init_time_s(agents_on_target, p),
+        load_time_s(state, p),
+    )
+}
+
+/// The EAM net gain of going from deployment `before` to `after`, seconds:
+/// for every agent that moves, the delay benefit over the horizon minus its
+/// migration time and weighted state volume, minus theta_dep times the
+/// change in dependency communication over the horizon (each dependency
+/// counted once, with both ends where `after` puts them).
+pub fn total_net_gain_s(
+    instance: &Instance,
+    before: &Plan,
+    context: &MigrationContext,
+    after: &Plan,
+) -> f64 {
+    let h = context.horizon_requests;
+    let mut on_server: Vec<usize> = instance.servers.iter().map(|s| s.hosted).collect();
+    for &e in &after.assignment {
+        on_server[e] += 1;
+    }
+    let mut gain = 0.0;
+    for (a, (&from, &to)) in before.assignment.iter().zip(&after.assignment).enumerate() {
+        if from == to {
+            continue;
+        }
+        let user = context.user_servers[instance.agents[a].task];
+        let benefit = h
+            * (expected_delay_s(instance, a, from, user) - expected_delay_s(instance, a, to, user));
+        gain += eam_net_gain_s(
+            benefit,
+            move_time_s(instance, a, from, to, on_server[to]),
+            context.gamma_s_per_mb,
+            instance.agents[a].state_mb,
+            0.0,
+            0.0,
+        );
+    }
+    let topo = &instance.topology;
+    let mut damage = 0.0;
+    for (a, agent) in instance.agents.iter().enumerate() {
+        for d in &agent.depends_on {
+            let b = d.agent;
+            if before.assignment[a] == after.assignment[a]
+                && before.assignment[b] == after.assignment[b]
+            {
+                continue;
+            }
+            damage += topo.comm_time_s(after.assignment[a], after.assignment[b], d.volume_mb)
+                - topo.comm_time_s(before.assignment[a], before.assignment[b], d.volume_mb);
+        }
+    }
+    gain - context.theta_dep * h * damage
+}
+
+/// The agents a decision must consider, with why (an agent listed once,
+/// for the first reason found).
+pub fn triggers(
+    instance: &Instance,
+    deployment: &Plan,
+    context: &MigrationContext,
+) -> Vec<Trigger> {
+    let mut room = Capacity::new(instance);
+    for (a, &e) in deployment.assignment.iter().enumerate() {
+        room.take(e, instance.agents[a].demand);
+    }
+    let pressure: Vec<Option<(Limit, f64)>> = instance
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(e, s)| {
+            let r = room.room(e);
+            let frac = |left: f64, cap: f64| if cap > 0.0 { left / cap } else { 1.0 };
+            let fractions = [
+                (Limit::Memory, frac(r.memory_gb, s.capacity.memory_gb)),
+                (Limit::Storage, frac(r.storage_gb, s.capacity.storage_gb)),
+                (
+                    Limit::Bandwidth,
+                    frac(r.bandwidth_mbps, s.capacity.bandwidth_mbps),
+                ),
+                // Measured utilisation already includes running agents.
+                (Limit::Compute, 1.0 - s.cpu_busy),
+            ];
+            fractions
+                .into_iter()
+                .filter(|&(_, f)| f < context.safety_fraction)
+                .min_by(|x, y| x.1.total_cmp(&y.1))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (a, &e) in deployment.assignment.iter().enumerate() {
+        let user = context.user_servers[instance.agents[a].task];
+        let hops = instance.topology.hops(user, e);
+        if hops > context.hop_threshold {
+            out.push(Trigger {
+                agent: a,
+                reason: TriggerReason::UserMoved { hops },
+            });
+        } else if let Some((limit, free_fraction)) = pressure[e] {
+            out.push(Trigger {
+                agent: a,
+                reason: TriggerReason::ResourcePressure {
+                    limit,
+                    free_fraction,
+                },
+            });
+        }
+    }
+    out
+}
+
+/// N(e_a): the servers an agent on `from` may move to.
+pub fn candidates(instance: &Instance, context: &MigrationContext, from: usize) -> Vec<usize> {
+    (0..instance.servers.len())
+        .filter(|&e| {
+            e != from
+                && (context.neighbourhood_hops == 0
+                    || instance.topology.hops(from, e) <= context.neighbourhood_hops)
+        })
+        .collect()
+}
+
+/// Moves of `after` (relative to `before`) that do not fit, in agent order:
+/// each move takes its room from the deployment as it stands after the
+/// previous moves.
+fn misfits(instance: &Instance, before: &Plan, after: &Plan) -> Vec<usize> {
+    let mut room = Capacity::new(instance);
+    for (a, &e) in before.assignment.iter().enumerate() {
+        room.take(e, instance.agents[a].demand);
+    }
+    let mut out = Vec::new();
+    for (a, (&from, &to)) in before.assignment.iter().zip(&after.assignment).enumerate() {
+        if from == to {
+            continue;
+        }
+        let d = instance.agents[a].demand;
+        room.give_back(from, d);
+        if room.fits(to, d) {
+            room.take(to, d);
+        } else {
+            room.take(from, d);
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The ALM solver.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Alm {
+    /// Its parameters.
+    pub params: AlmParams,
+}
+
+impl Alm {
+    /// ALM with the given parameters.
+    pub fn new(params: AlmParams) -> Self {
+        Self { params }
+    }
+
+    /// Decides which agents of `deployment` to move, if any. Deterministic
+    /// under `seed`.
+    pub fn plan(
+        &self,
+        instance: &Instance,
+        deployment: &Plan,
+        context: &MigrationContext,
+        policy: &Policy,
+        seed: u64,
+    ) -> Result<MigrationPlan> {
+        instance.validate()?;
+        deployment.check_shape(instance)?;
+        context.validate(instance)?;
+        let p = self.params;
+        if p.ants == 0 || p.iterations == 0 || !(p.rho > 0.0 && p.rho <= 1.0) || p.q <= 0.0 {
+            return Err(Error::InvalidParameters(format!("{p:?}")));
+        }
+        let mut fallbacks = Vec::new();
+        let triggered = triggers(instance, deployment, context);
+        let movers: Vec<(usize, Vec<usize>)> = triggered
+            .iter()
+            .map(|t| {
+                (
+                    t.agent,
+                    candidates(instance, context, deployment.assignment[t.agent]),
+                )
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        let stay = MigrationPlan {
+            deployment: deployment.clone(),
+            moves: Vec::new(),
+            net_gain_s: 0.0,
+            triggers: triggered.clone(),
+            dropped: Vec::new(),
+            fallbacks: Vec::new(),
+        };
+        if movers.is_empty() {
+            return Ok(stay);
+        }
+
+        // Heuristic: each single move priced on its own, in one batch.
+        let mut singles = Vec::new();
+        for (a, cands) in &movers {
+            for &c in cands {
+                let mut after = deployment.clone();
+                after.assignment[*a] = c;
+                singles.push(after);
+            }
+        }
+        let single_gain =
+            policy.migration_gains(instance, deployment, context, &singles, &mut fallbacks)?;
+        let mut eta: Vec<Vec<f64>> = Vec::with_capacity(movers.len());
+        let mut k = 0;
+        for (_, cands) in &movers {
+            let gains = &single_gain[k..k + cands.len()];
+            k += cands.len();
+            let best = gains.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let s = best.abs().max(1.0);
+            eta.push(gains.iter().map(|g| 1.0 / (1.0 + (best - g) / s)).collect());
+        }
+        let mut tau: Vec<Vec<f64>> = movers.iter().map(|(_, c)| vec![1.0; c.len()]).collect();
+
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut best: Option<(Vec<usize>, f64)> = None;
+        for _ in 0..p.iterations {
+            let mut choices: Vec<Vec<usize>> = Vec::with_capacity(p.ants);
+            let mut plans = Vec::with_capacity(p.ants);
+            for _ in 0..p.ants {
+                let mut pick = Vec::with_capacity(movers.len());
+                let mut after = deployment.clone();
+                for (m, (a, cands)) in movers.iter().enumerate() {
+                    let weights: Vec<f64> = tau[m]
+                        .iter()
+                        .zip(&eta[m])
+                        .map(|(t, h)| t.powf(p.alpha) * h.powf(p.beta))
+                        .collect();
+                    let total: f64 = weights.iter().sum();
+                    let mut target = rng.random::<f64>() * total;
+                    let mut chosen = weights.len() - 1;
+                    for (i, w) in weights.iter().enumerate() {
+                        if target < *w {
+                            chosen = i;
+                            break;
+                        }
+                        target -= w;
+                    }
+                    pick.push(chosen);
+                    after.assignment[*a] = cands[chosen];
+                }
+                choices.push(pick);
+                plans.push(after);
+            }
+            let gains =
+                policy.migration_gains(instance, deployment, context, &plans, &mut fallbacks)?;
+            let fitness: Vec<f64> = plans
+                .iter()
+                .zip(&gains)
+                .map(|(plan, g)| g - p.penalty_s * misfits(instance, deployment, plan).len() as f64)
+                .collect();
+            let Some((ib, &ib_fit)) = fitness.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1))
+            else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(_, f)| ib_fit > *f) {
+                best = Some((choices[ib].clone(), ib_fit));
+            }
+            // Eq. 16: evaporation after the ants' traversal.
+            for row in &mut tau {
+                for t in row.iter_mut() {
+                    *t *= 1.0 - p.rho;
+                }
+            }
+            // Eq. 17: reinforce the best plan's targets by Q / (1 + Cost),
+            // Cost being its fitness shortfall from the best seen, scaled.
+            if let Some((gb, gb_fit)) = &best {
+                let s = gb_fit.abs().max(1.0);
+                for (pick, fit) in [(&choices[ib], ib_fit), (gb, *gb_fit)] {
+                    let cost = ((gb_fit - fit) / s).max(0.0);
+                    for (m, &c) in pick.iter().enumerate() {
+                        tau[m][c] += p.q / (1.0 + cost);
+                    }
+                }
+            }
+        }
+        let Some((pick, _)) = best else {
+            return Ok(stay);
+        };
+
+        // Prune: no move to a full server, no move that does not pay.
+        let mut after = deployment.clone();
+        for (m, (a, cands)) in movers.iter().enumerate() {
+            after.assignment[*a] = cands[pick[m]];
+        }
+        let mut dropped = Vec::new();
+        for a in misfits(instance, deployment, &after) {
+            dropped.push(format!(
+                "{}: no room on {}",
+                instance.agents[a].name, instance.servers[after.assignment[a]].name
+            ));
+            after.assignment[a] = deployment.assignment[a];
+        }
+        let marginals = loop {
+            let moved: Vec<usize> = (0..after.assignment.len())
+                .filter(|&a| after.assignment[a] != deployment.assignment[a])
+                .collect();
+            if moved.is_empty() {
+                break Vec::new();
+            }
+            let mut batch = vec![after.clone()];
+            for &a in &moved {
+                let mut without = after.clone();
+                without.assignment[a] = deployment.assignment[a];
+                batch.push(without);
+            }
+            let g =
+                policy.migration_gains(instance, deployment, context, &batch, &mut fallbacks)?;
+            let marginal: Vec<(usize, f64)> = moved
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| (a, g[0] - g[i + 1]))
+                .collect();
+            let mut losers: Vec<(usize, f64)> = marginal
+                .iter()
+                .copied()
+                .filter(|&(_, m)| m <= 0.0 || g[0] <= 0.0)
+                .collect();
+            if losers.is_empty() {
+                break marginal;
+            }
+            losers.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+            // Revert the worst move whose reversal keeps every other move
+            // within capacity (undoing one half of a swap may not).
+            let undo = losers.iter().find(|&&(a, _)| {
+                let mut trial = after.clone();
+                trial.assignment[a] = deployment.assignment[a];
+                misfits(instance, deployment, &trial).is_empty()
+            });
+            match undo {
+                Some(&(a, m)) => {
+                    dropped.push(format!(
+                        "{}: marginal net gain {m:.3} s does not pay for the move",
+                        instance.agents[a].name
+                    ));
+                    after.assignment[a] = deployment.assignment[a];
+                }
+                None => {
+                    dropped.push(
+                        "the remaining moves do not pay and cannot be undone one by one; staying put"
+                            .into(),
+                    );
+                    after = deployment.clone();
+                }
+            }
+        };
+        let net_gain_s = if marginals.is_empty() {
+            0.0
+        } else {
+            policy
+                .migration_gains(
+                    instance,
+                    deployment,
+                    context,
+                    std::slice::from_ref(&after),
+                    &mut fallbacks,
+                )?
+                .first()
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let moves = marginals
+            .into_iter()
+            .map(|(agent, net_gain_s)| Move {
+                agent,
+                from: deployment.assignment[agent],
+                to: after.assignment[agent],
+                net_gain_s,
+            })
+            .collect();
+        Ok(MigrationPlan {
+            deployment: after,
+            moves,
+            net_gain_s,
+            triggers: triggered,
+            dropped,
+            fallbacks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::colony::Alp;
+    use crate::scenario::{Scenario, ScenarioConfig};
+
+    fn placed(seed: u64) -> (Instance, Plan) {
+        let inst = Scenario::new(ScenarioConfig::default())
+            .generate(seed)
+            .expect("scenario");
+        let plan = Alp::default()
+            .place(&inst, &Policy::native(), seed)
+            .expect("placement")
+            .plan;
+        (inst, plan)
+    }
+
+    #[test]
+    fn no_trigger_no_move() {
+        let (inst, plan) = placed(1);
+        // Users attached to the servers their entry agents run on: within H_th.
+        let users = inst
+            .tasks
+            .iter()
+            .map(|t| plan.assignment[t.agents[0]])
+            .collect();
+        let ctx = MigrationContext {
+            hop_threshold: 100,
+            ..MigrationContext::new(users)
+        };
+        let m = Alm::default()
+            .plan(&inst, &plan, &ctx, &Policy::native(), 1)
+            .expect("alm");
+        assert!(m.triggers.is_empty());
+        assert!(m.moves.is_empty());
+        assert_eq!(m.deployment, plan);
+    }
+
+    #[test]
+    fn users_moving_far_trigger_only_paying_moves() {
+        for seed in 0..10 {
+            let (inst, plan) = placed(seed);
+            // Every user moves to the server farthest from its entry agent.
+            let users: Vec<usize> = inst
+                .tasks
+                .iter()
+                .map(|t| {
+                    let e = plan.assignment[t.agents[0]];
+                    (0..inst.servers.len())
+                        .max_by_key(|&s| inst.topology.hops(e, s))
+                        .unwrap_or(0)
+                })
+                .collect();
+            let ctx = MigrationContext {
+                hop_threshold: 1,
+                ..MigrationContext::new(users)
+            };
+            let m = Alm::default()
+                .plan(&inst, &plan, &ctx, &Policy::native(), seed)
+                .expect("alm");
+            assert!(!m.triggers.is_empty());
+            crate::constraint::check(&inst, &m.deployment).expect("feasible after moves");
+            for mv in &m.moves {
+                assert!(mv.net_gain_s > 0.0, "seed {seed}: {mv:?}");
+            }
+            if !m.moves.is_empty() {
+                assert!(m.net_gain_s > 0.0);
+                let g = total_net_gain_s(&inst, &plan, &ctx, &m.deployment);
+                assert!((g - m.net_gain_s).abs() < 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn resource_pressure_triggers() {
+        let (mut inst, plan) = placed(2);
+        let e = plan.assignment[0];
+        let cap = inst.servers[e].capacity.memory_gb;
+        inst.servers[e].used.memory_gb = cap
+            - 0.01
+            - plan
+                .assignment
+                .iter()
+                .enumerate()
+                .filter(|&(_, &s)| s == e)
+                .map(|(a, _)| inst.agents[a].demand.memory_gb)
+                .sum::<f64>();
+        let users = inst
+            .tasks
+            .iter()
+            .map(|t| plan.assignment[t.agents[0]])
+            .collect();
+        let ctx = MigrationContext {
+            hop_threshold: 100,
+            ..MigrationContext::new(users)
+        };
+        let t = triggers(&inst, &plan, &ctx);
+        let on_e: Vec<&Trigger> = t.iter().filter(|t| plan.assignment[t.agent] == e).collect();
+        assert!(!on_e.is_empty());
+        assert!(on_e.iter().all(|t| matches!(
+            t.reason,
+            TriggerReason::ResourcePressure {
+                limit: Limit::Memory,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn gain_of_staying_is_zero() {
+        let (inst, plan) = placed(3);
+        let ctx = MigrationContext::new(vec![0; inst.tasks.len()]);
+        assert_eq!(total_net_gain_s(&inst, &plan, &ctx, &plan), 0.0);
+    }
+}
