@@ -52,20 +52,19 @@ impl ComponentInfo {
     /// imports and exports. Garbage, a core module and a component that fails
     /// validation all give [`Error::Malformed`].
     pub fn read(bytes: &[u8]) -> Result<Self> {
-        if !Parser::is_component(bytes) {
-            let what = if Parser::is_core_wasm(bytes) {
-                "a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
-            } else if bytes.starts_with(b"\0asm") {
-                "a WebAssembly binary of an unknown version"
-            } else {
-                "not a WebAssembly file"
-            };
-            return Err(Error::Malformed(what.to_owned()));
-        }
+        check_header(bytes)?;
         Validator::new_with_features(WasmFeatures::default())
             .validate_all(bytes)
             .map_err(|e| Error::Malformed(format!("invalid component: {e}")))?;
+        Self::scan(bytes)
+    }
 
+    /// Like [`ComponentInfo::read`] but without validating the code: only the
+    /// structure is parsed. For the runtime's load path, where a cache miss
+    /// is validated by the compiler and a cache hit is a digest this host
+    /// already compiled (and so validated).
+    pub(crate) fn scan(bytes: &[u8]) -> Result<Self> {
+        check_header(bytes)?;
         let mut imports = Vec::new();
         let mut exports = Vec::new();
         // Nested modules and components are parsed inline; only depth 1 is
@@ -128,6 +127,22 @@ impl ComponentInfo {
             ))),
         }
     }
+}
+
+/// Fails unless `bytes` starts like a WebAssembly component, naming what it
+/// is instead.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    if Parser::is_component(bytes) {
+        return Ok(());
+    }
+    let what = if Parser::is_core_wasm(bytes) {
+        "a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
+    } else if bytes.starts_with(b"\0asm") {
+        "a WebAssembly binary of an unknown version"
+    } else {
+        "not a WebAssembly file"
+    };
+    Err(Error::Malformed(what.to_owned()))
 }
 
 /// Splits `pkg/interface@version` into its name and version.

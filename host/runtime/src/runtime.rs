@@ -93,7 +93,7 @@ impl Runtime {
     /// its compiled artifact from the cache, and checks its imports and
     /// exports against the `agent` world.
     pub fn load(&self, bytes: &[u8]) -> Result<AgentComponent> {
-        let info = ComponentInfo::read(bytes)?;
+        let info = ComponentInfo::scan(bytes)?;
         info.expect_agent()?;
         let start = Instant::now();
         let (component, cache) = self.cache.load_or_compile(&self.engine, &info.digest, bytes)?;
