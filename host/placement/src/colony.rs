@@ -185,7 +185,8 @@ impl Alp {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let base = Capacity::new(instance);
         let mut tau = Pheromone::new(n_a, n_e, 1.0);
-        let mut tau_alpha = tau.levels().to_vec();
+        // tau^alpha * eta^beta, refreshed once per iteration.
+        let mut attraction = eta_beta.clone();
         let mut weights = vec![0.0; n_e];
         let mut best: Option<(Plan, f64)> = None;
         let mut out = AlpOutcome {
@@ -198,7 +199,20 @@ impl Alp {
         };
         let mut since_improvement = 0;
         let theta = instance.params.theta;
+        // Round trips and 8 / bandwidth per server pair, zero on the
+        // diagonal, so the inner loop needs neither a branch nor a division.
         let topo = &instance.topology;
+        let mut rtt = vec![0.0; n_e * n_e];
+        let mut bits_time = vec![0.0; n_e * n_e];
+        for e in 0..n_e {
+            for f in 0..n_e {
+                if e != f {
+                    rtt[f * n_e + e] = topo.rtt_s(e, f);
+                    bits_time[f * n_e + e] = 8.0 / topo.bandwidth_mbps(e, f);
+                }
+            }
+        }
+        let mut placed_deps: Vec<(usize, f64)> = Vec::new();
 
         for _ in 0..p.iterations {
             let mut plans: Vec<Plan> = Vec::with_capacity(p.ants);
@@ -208,49 +222,51 @@ impl Alp {
                 let mut stuck = false;
                 for a in 0..n_a {
                     let demand = instance.agents[a].demand;
-                    let row = a * n_e..(a + 1) * n_e;
-                    let deps = &earlier[a];
+                    let row = &attraction[a * n_e..(a + 1) * n_e];
+                    placed_deps.clear();
+                    if p.dependency_affinity {
+                        placed_deps.extend(
+                            earlier[a]
+                                .iter()
+                                .map(|&(n, vol)| (assignment[n] * n_e, vol)),
+                        );
+                    }
+                    let s = scale[a];
                     let mut total = 0.0;
-                    for (e, (w, (&t, &h))) in weights
-                        .iter_mut()
-                        .zip(tau_alpha[row.clone()].iter().zip(&eta_beta[row.clone()]))
-                        .enumerate()
-                    {
-                        *w = if cap.fits(e, demand) {
-                            let mut v = t * h;
-                            if p.dependency_affinity && !deps.is_empty() {
-                                let extra: f64 = deps
-                                    .iter()
-                                    .map(|&(n, vol)| topo.comm_time_s(e, assignment[n], vol))
-                                    .sum();
-                                v *= pow(scale[a] / (scale[a] + theta * extra), p.beta);
+                    for (e, (w, &base_w)) in weights.iter_mut().zip(row).enumerate() {
+                        if cap.fits(e, demand) {
+                            let mut v = base_w;
+                            if !placed_deps.is_empty() {
+                                let mut extra = 0.0;
+                                for &(f, vol) in &placed_deps {
+                                    extra += rtt[f + e] + vol * bits_time[f + e];
+                                }
+                                v *= pow(s / (s + theta * extra), p.beta);
                             }
-                            v
-                        } else {
-                            0.0
-                        };
-                        total += *w;
+                            total += v;
+                        }
+                        // Cumulative weights: a server that cannot take the
+                        // agent adds nothing and is never chosen.
+                        *w = total;
                     }
                     if total <= 0.0 || !total.is_finite() {
                         stuck = true;
                         break;
                     }
-                    let mut target = rng.random::<f64>() * total;
-                    let mut chosen = None;
-                    for (e, &w) in weights.iter().enumerate() {
-                        if w > 0.0 {
-                            chosen = Some(e);
-                            if target < w {
-                                break;
-                            }
-                            target -= w;
-                        }
+                    let target = rng.random::<f64>() * total;
+                    let mut e = weights.partition_point(|&c| c <= target);
+                    if e >= n_e {
+                        e = n_e - 1;
                     }
-                    // `total > 0` guarantees some positive weight, so `chosen` is set.
-                    let Some(e) = chosen else {
+                    // Rounding can push the target past the last entry; step
+                    // back to the last server with a positive weight.
+                    while e > 0 && weights[e] == weights[e - 1] {
+                        e -= 1;
+                    }
+                    if !cap.fits(e, demand) {
                         stuck = true;
                         break;
-                    };
+                    }
                     cap.take(e, demand);
                     assignment[a] = e;
                 }
@@ -290,8 +306,8 @@ impl Alp {
                     tau.reinforce(&plans[ib], deposit(ib_cost));
                     tau.reinforce(gb_plan, deposit(*gb_cost));
                     tau.clamp(tau_max * p.tau_min_ratio, tau_max);
-                    for (ta, &t) in tau_alpha.iter_mut().zip(tau.levels()) {
-                        *ta = pow(t, p.alpha);
+                    for ((w, &t), &h) in attraction.iter_mut().zip(tau.levels()).zip(&eta_beta) {
+                        *w = pow(t, p.alpha) * h;
                     }
                 }
             }
