@@ -18,8 +18,12 @@ const GUESTS: &[(&str, &str)] = &[
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("tests/ sits in the workspace").to_owned();
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_owned();
     let target_dir = match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir).join("guests"),
         None => root.join("target").join("guests"),
@@ -47,7 +51,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo for the guest components");
+    let status = cmd
+        .status()
+        .expect("running cargo for the guest components");
     assert!(
         status.success(),
         "building the guest components failed; is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)"
@@ -67,11 +73,15 @@ fn main() {
         )
         .expect("writing to a String");
     }
-    let out_file = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
+    let out_file =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
     std::fs::write(out_file, out).expect("writing guests.rs");
 
     for dir in ["agents", "plugins", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 }

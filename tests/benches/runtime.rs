@@ -152,11 +152,21 @@ fn main() {
 
     let (hundred, rss_per_agent) = hundred_agents(&rt, &component);
 
-    println!("edgehost runtime benchmarks (memory agent, {} bytes; compiled once in {})", bytes.len(), fmt(compile));
+    println!(
+        "edgehost runtime benchmarks (memory agent, {} bytes; compiled once in {})",
+        bytes.len(),
+        fmt(compile)
+    );
     println!("state blob for the 1 MiB rows: {state_len} bytes");
     println!();
-    println!("| {:<58} | {:>10} | {:>10} | {:>10} | {:<8} |", "what", "p50", "p90", "p99", "target");
-    println!("|{:-<60}|{:->12}|{:->12}|{:->12}|{:-<10}|", "", "", "", "", "");
+    println!(
+        "| {:<58} | {:>10} | {:>10} | {:>10} | {:<8} |",
+        "what", "p50", "p90", "p99", "target"
+    );
+    println!(
+        "|{:-<60}|{:->12}|{:->12}|{:->12}|{:-<10}|",
+        "", "", "", "", ""
+    );
     for row in &rows {
         println!(
             "| {:<58} | {:>10} | {:>10} | {:>10} | {:<8} |",
@@ -171,7 +181,10 @@ fn main() {
     println!(
         "100 live agents in one host: started (instantiate + init + handle) in {}; resident memory {} per agent",
         fmt(hundred),
-        rss_per_agent.map_or("n/a".to_owned(), |b| format!("{:.1} KiB", b as f64 / 1024.0))
+        rss_per_agent.map_or("n/a".to_owned(), |b| format!(
+            "{:.1} KiB",
+            b as f64 / 1024.0
+        ))
     );
 }
 
@@ -192,7 +205,10 @@ fn hundred_agents(
     }
     let elapsed = start.elapsed();
     for a in agents.iter_mut() {
-        assert_eq!(a.handle(b"stats").expect("handle"), b"notes=1 turns=0 bytes=5");
+        assert_eq!(
+            a.handle(b"stats").expect("handle"),
+            b"notes=1 turns=0 bytes=5"
+        );
     }
     let per_agent = match (rss_before, rss_bytes()) {
         (Some(before), Some(after)) => Some(after.saturating_sub(before) / 100),

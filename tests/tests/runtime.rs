@@ -42,26 +42,41 @@ fn text(bytes: Vec<u8>) -> String {
 fn state_carries_across_fresh_instances() {
     let rt = runtime();
     let mut first = start(&rt, MEMORY_AGENT, "memory");
-    assert_eq!(text(first.handle(b"remember the cat is Ada").unwrap()), "noted #1");
-    assert_eq!(text(first.handle(b"remember the dog is Bo").unwrap()), "noted #2");
+    assert_eq!(
+        text(first.handle(b"remember the cat is Ada").unwrap()),
+        "noted #1"
+    );
+    assert_eq!(
+        text(first.handle(b"remember the dog is Bo").unwrap()),
+        "noted #2"
+    );
     let chat = text(first.handle(b"what are their names?").unwrap());
     assert!(chat.contains("no LLM configured"), "{chat}");
     let blob = first.export_state().unwrap();
     drop(first);
 
     let mut second = start(&rt, MEMORY_AGENT, "memory");
-    assert_eq!(text(second.handle(b"stats").unwrap()), "notes=0 turns=0 bytes=0");
+    assert_eq!(
+        text(second.handle(b"stats").unwrap()),
+        "notes=0 turns=0 bytes=0"
+    );
     second.import_state(&blob).unwrap();
     assert_eq!(
         text(second.handle(b"notes").unwrap()),
         "the cat is Ada\nthe dog is Bo"
     );
-    assert_eq!(text(second.handle(b"remember the fish is Cy").unwrap()), "noted #3");
+    assert_eq!(
+        text(second.handle(b"remember the fish is Cy").unwrap()),
+        "noted #3"
+    );
     let blob2 = second.export_state().unwrap();
 
     let mut third = start(&rt, MEMORY_AGENT, "memory");
     third.import_state(&blob2).unwrap();
-    assert_eq!(text(third.handle(b"stats").unwrap()), "notes=3 turns=2 bytes=41");
+    assert_eq!(
+        text(third.handle(b"stats").unwrap()),
+        "notes=3 turns=2 bytes=41"
+    );
     // The exported state of an untouched import is the same blob.
     assert_eq!(third.export_state().unwrap(), blob2);
 }
@@ -107,7 +122,11 @@ fn a_looping_agent_is_stopped_and_the_host_keeps_serving() {
     assert_eq!(bad.handle(b"echo hi").unwrap(), b"hi");
 
     match bad.handle(b"loop") {
-        Err(Error::Deadline { agent, call, timeout_ms }) => {
+        Err(Error::Deadline {
+            agent,
+            call,
+            timeout_ms,
+        }) => {
             assert_eq!((agent.as_str(), call, timeout_ms), ("bad", "handle", 200));
         }
         other => panic!("expected a deadline error, got {other:?}"),
@@ -121,7 +140,10 @@ fn a_looping_agent_is_stopped_and_the_host_keeps_serving() {
         other => panic!("expected poisoned, got {other:?}"),
     }
     // ...while its neighbour and a fresh instance of the same component serve.
-    assert_eq!(text(good.handle(b"remember still here").unwrap()), "noted #1");
+    assert_eq!(
+        text(good.handle(b"remember still here").unwrap()),
+        "noted #1"
+    );
     let mut fresh = start(&rt, HOSTILE_AGENT, "bad-2");
     assert_eq!(fresh.handle(b"echo ok").unwrap(), b"ok");
 }
@@ -132,7 +154,12 @@ fn a_memory_bomb_is_refused_at_the_declared_cap() {
     let mut bad = start(&rt, HOSTILE_AGENT, "bomb");
     assert_eq!(bad.descriptor().demand.memory_mib, 48);
     match bad.handle(b"bomb") {
-        Err(Error::MemoryLimit { agent, cap_mib, requested_mib, .. }) => {
+        Err(Error::MemoryLimit {
+            agent,
+            cap_mib,
+            requested_mib,
+            ..
+        }) => {
             assert_eq!(agent, "bomb");
             assert_eq!(cap_mib, 48);
             assert!(requested_mib > 48);
@@ -140,7 +167,10 @@ fn a_memory_bomb_is_refused_at_the_declared_cap() {
         other => panic!("expected a memory-limit error, got {other:?}"),
     }
     let mut good = start(&rt, MEMORY_AGENT, "good");
-    assert_eq!(text(good.handle(b"stats").unwrap()), "notes=0 turns=0 bytes=0");
+    assert_eq!(
+        text(good.handle(b"stats").unwrap()),
+        "notes=0 turns=0 bytes=0"
+    );
 }
 
 #[test]
@@ -148,7 +178,9 @@ fn deep_recursion_is_stopped_by_the_stack_limit() {
     let rt = runtime();
     let mut bad = start(&rt, HOSTILE_AGENT, "deep");
     match bad.handle(b"recurse") {
-        Err(Error::StackOverflow { agent, call }) => assert_eq!((agent.as_str(), call), ("deep", "handle")),
+        Err(Error::StackOverflow { agent, call }) => {
+            assert_eq!((agent.as_str(), call), ("deep", "handle"))
+        }
         other => panic!("expected a stack overflow, got {other:?}"),
     }
 }
@@ -170,7 +202,10 @@ fn oversized_responses_and_requests_are_refused() {
     let big_request = vec![b'e'; (1 << 16) + 1];
     assert!(matches!(
         bad.handle(&big_request),
-        Err(Error::TooLarge { what: "request", .. })
+        Err(Error::TooLarge {
+            what: "request",
+            ..
+        })
     ));
     // Refusing a payload is not a trap: the agent keeps serving.
     assert_eq!(bad.handle(b"echo fine").unwrap(), b"fine");
@@ -185,13 +220,19 @@ fn malformed_components_are_refused_with_a_clear_error() {
         (b"definitely not wasm", "not a WebAssembly file"),
         (core_module, "core WebAssembly module"),
         (b"\0asm\x0d\0\x01\0\x07\xff", "invalid component"),
-        (empty_component, "does not export edgehost:agent/guest@0.1.0"),
+        (
+            empty_component,
+            "does not export edgehost:agent/guest@0.1.0",
+        ),
     ];
     for (bytes, expected) in cases {
         match rt.load(bytes) {
             Err(e) => {
                 let msg = e.to_string();
-                assert!(msg.contains(expected), "{msg:?} should mention {expected:?}");
+                assert!(
+                    msg.contains(expected),
+                    "{msg:?} should mention {expected:?}"
+                );
                 assert!(!msg.contains('\n'), "one line: {msg:?}");
             }
             Ok(_) => panic!("{bytes:?} loaded"),
@@ -202,7 +243,9 @@ fn malformed_components_are_refused_with_a_clear_error() {
 #[test]
 fn the_second_load_hits_the_artifact_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = RuntimeBuilder::new(dir.path().join("cache")).build().unwrap();
+    let rt = RuntimeBuilder::new(dir.path().join("cache"))
+        .build()
+        .unwrap();
     let first = load(&rt, MEMORY_AGENT);
     assert_eq!(first.cache_outcome(), CacheOutcome::Miss);
     let second = load(&rt, MEMORY_AGENT);
@@ -211,7 +254,9 @@ fn the_second_load_hits_the_artifact_cache() {
 
     // Another runtime on the same directory (a restarted host) hits too.
     drop(rt);
-    let rt = RuntimeBuilder::new(dir.path().join("cache")).build().unwrap();
+    let rt = RuntimeBuilder::new(dir.path().join("cache"))
+        .build()
+        .unwrap();
     let third = load(&rt, MEMORY_AGENT);
     assert_eq!(third.cache_outcome(), CacheOutcome::Hit);
     let mut agent = rt.instantiate(&third, "m", Services::default()).unwrap();

@@ -78,7 +78,9 @@ impl Agent for Hostile {
                     .map_err(|e| AgentError::Unavailable(e.to_string()))
             }
             "echo" => Ok(rest.as_bytes().to_vec()),
-            _ => Err(AgentError::InvalidInput(format!("unknown command {command:?}"))),
+            _ => Err(AgentError::InvalidInput(format!(
+                "unknown command {command:?}"
+            ))),
         }
     }
 
@@ -87,9 +89,9 @@ impl Agent for Hostile {
     }
 
     fn import_state(&mut self, state: &[u8]) -> Result<(), AgentError> {
-        let bytes: [u8; 8] = state
-            .try_into()
-            .map_err(|_| AgentError::InvalidState(format!("expected 8 bytes, got {}", state.len())))?;
+        let bytes: [u8; 8] = state.try_into().map_err(|_| {
+            AgentError::InvalidState(format!("expected 8 bytes, got {}", state.len()))
+        })?;
         self.calls = u64::from_le_bytes(bytes);
         Ok(())
     }

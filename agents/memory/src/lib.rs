@@ -83,7 +83,9 @@ impl Agent for MemoryAgent {
                 self.memory.turns.len(),
                 self.memory.notes.iter().map(String::len).sum::<usize>()
             ),
-            _ if text.is_empty() => return Err(AgentError::InvalidInput("empty request".to_owned())),
+            _ if text.is_empty() => {
+                return Err(AgentError::InvalidInput("empty request".to_owned()));
+            }
             _ => self.chat(text)?,
         };
         Ok(reply.into_bytes())
@@ -151,7 +153,9 @@ impl MemoryAgent {
             Err(e) => return Err(AgentError::Unavailable(format!("LLM: {e:?}"))),
         };
         self.memory.turns.push(("user".to_owned(), text.to_owned()));
-        self.memory.turns.push(("assistant".to_owned(), answer.clone()));
+        self.memory
+            .turns
+            .push(("assistant".to_owned(), answer.clone()));
         let excess = self.memory.turns.len().saturating_sub(self.max_turns);
         self.memory.turns.drain(..excess);
         Ok(answer)

@@ -213,6 +213,8 @@ mod tests {
         assert_eq!(c.get("z"), None);
         assert_eq!(c.parse_or("a", 0u32).ok(), Some(2));
         assert_eq!(c.parse_or("z", 7u32).ok(), Some(7));
-        assert!(matches!(c.parse_or("b", 0u32), Err(AgentError::InvalidInput(m)) if m.contains("b=")));
+        assert!(
+            matches!(c.parse_or("b", 0u32), Err(AgentError::InvalidInput(m)) if m.contains("b="))
+        );
     }
 }

@@ -38,11 +38,23 @@ fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
 fn version_and_help_on_every_command() {
     let o = edgehost(&["--version"]);
     assert!(o.status.success());
-    assert_eq!(stdout(&o).trim(), format!("edgehost {}", env!("CARGO_PKG_VERSION")));
-    for cmd in [&["--help"][..], &["inspect", "--help"], &["run", "--help"], &["status", "--help"]] {
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("edgehost {}", env!("CARGO_PKG_VERSION"))
+    );
+    for cmd in [
+        &["--help"][..],
+        &["inspect", "--help"],
+        &["run", "--help"],
+        &["status", "--help"],
+    ] {
         let o = edgehost(cmd);
         assert!(o.status.success(), "{cmd:?}");
-        assert!(stdout(&o).contains("Usage: edgehost"), "{cmd:?}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains("Usage: edgehost"),
+            "{cmd:?}: {}",
+            stdout(&o)
+        );
     }
 }
 
@@ -83,7 +95,11 @@ fn inspect_and_run_refuse_bad_files_on_one_line() {
         let o = edgehost(&[verb, core.to_str().unwrap()]);
         assert_one_line_error(&o, 1, "core WebAssembly module");
         let o = edgehost(&[verb, other_world.to_str().unwrap()]);
-        let needle = if verb == "inspect" { "another world" } else { "edgehost:agent/guest" };
+        let needle = if verb == "inspect" {
+            "another world"
+        } else {
+            "edgehost:agent/guest"
+        };
         assert_one_line_error(&o, 1, needle);
         let o = edgehost(&[verb, missing.to_str().unwrap()]);
         assert_one_line_error(&o, 1, "missing.wasm");
@@ -113,15 +129,27 @@ fn run_carries_state_through_files() {
     let s1 = dir.path().join("s1.state");
     let s2 = dir.path().join("s2.state");
     let o = edgehost(&[
-        "run", MEMORY_AGENT, "--config", "max-turns=4", "--input", "remember blue door",
-        "--state-out", s1.to_str().unwrap(),
+        "run",
+        MEMORY_AGENT,
+        "--config",
+        "max-turns=4",
+        "--input",
+        "remember blue door",
+        "--state-out",
+        s1.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "noted #1\n");
 
     let o = edgehost(&[
-        "run", MEMORY_AGENT, "--state-in", s1.to_str().unwrap(), "--input", "remember red roof",
-        "--state-out", s2.to_str().unwrap(),
+        "run",
+        MEMORY_AGENT,
+        "--state-in",
+        s1.to_str().unwrap(),
+        "--input",
+        "remember red roof",
+        "--state-out",
+        s2.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "noted #2\n");
@@ -129,7 +157,12 @@ fn run_carries_state_through_files() {
     let input = dir.path().join("request.txt");
     std::fs::write(&input, "notes").unwrap();
     let o = edgehost(&[
-        "run", MEMORY_AGENT, "--state-in", s2.to_str().unwrap(), "--input-file", input.to_str().unwrap(),
+        "run",
+        MEMORY_AGENT,
+        "--state-in",
+        s2.to_str().unwrap(),
+        "--input-file",
+        input.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "blue door\nred roof\n");
@@ -142,13 +175,26 @@ fn run_reports_bad_state_and_hostile_agents_on_one_line() {
     std::fs::write(&bad, b"garbage").unwrap();
     let out = dir.path().join("out.state");
     let o = edgehost(&[
-        "run", MEMORY_AGENT, "--state-in", bad.to_str().unwrap(), "--input", "notes",
-        "--state-out", out.to_str().unwrap(),
+        "run",
+        MEMORY_AGENT,
+        "--state-in",
+        bad.to_str().unwrap(),
+        "--input",
+        "notes",
+        "--state-out",
+        out.to_str().unwrap(),
     ]);
     assert_one_line_error(&o, 1, "invalid state");
     assert!(!out.exists(), "a failed run writes no state");
 
-    let o = edgehost(&["run", HOSTILE_AGENT, "--input", "loop", "--timeout-ms", "150"]);
+    let o = edgehost(&[
+        "run",
+        HOSTILE_AGENT,
+        "--input",
+        "loop",
+        "--timeout-ms",
+        "150",
+    ]);
     assert_one_line_error(&o, 1, "ran past its 150 ms deadline");
     let o = edgehost(&["run", HOSTILE_AGENT, "--input", "bomb"]);
     assert_one_line_error(&o, 1, "above its 48 MiB cap");

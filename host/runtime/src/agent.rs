@@ -264,7 +264,15 @@ impl AgentInstance {
         store.set_epoch_deadline(ticks_for(limits.call_timeout));
         let bindings = match component.pre.instantiate(&mut store) {
             Ok(b) => b,
-            Err(e) => return Err(classify(&mut store, name, "instantiate", limits.call_timeout, e)),
+            Err(e) => {
+                return Err(classify(
+                    &mut store,
+                    name,
+                    "instantiate",
+                    limits.call_timeout,
+                    e,
+                ));
+            }
         };
         let mut instance = AgentInstance {
             store,
@@ -285,9 +293,7 @@ impl AgentInstance {
             poisoned: None,
             digest: component.digest(),
         };
-        let descriptor: Descriptor = instance
-            .call("describe", |g, s| g.call_describe(s))?
-            .into();
+        let descriptor: Descriptor = instance.call("describe", |g, s| g.call_describe(s))?.into();
         let memory = descriptor.demand.memory_mib;
         if memory == 0 || memory > limits.max_memory_mib {
             return Err(Error::Refused(format!(
@@ -459,5 +465,7 @@ fn classify(
 }
 
 fn mib_to_bytes(mib: u32) -> usize {
-    usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1 << 20)
+    usize::try_from(mib)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20)
 }

@@ -93,7 +93,8 @@ impl ArtifactCache {
                 }
             }
         }
-        let component = Component::new(engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))?;
+        let component =
+            Component::new(engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))?;
         // A component that compiled is usable even if the cache is not
         // writable (read-only disk, full disk): warn and carry on.
         match component.serialize() {
@@ -112,7 +113,9 @@ impl ArtifactCache {
     /// artifact under the final name.
     fn store(&self, path: &Path, artifact: &[u8]) -> Result<()> {
         let mut tmp = tempfile_in(&self.dir)?;
-        tmp.1.write_all(artifact).map_err(|e| Error::io(&tmp.0, e))?;
+        tmp.1
+            .write_all(artifact)
+            .map_err(|e| Error::io(&tmp.0, e))?;
         tmp.1.sync_all().map_err(|e| Error::io(&tmp.0, e))?;
         fs::rename(&tmp.0, path).map_err(|e| Error::io(path, e))?;
         Ok(())

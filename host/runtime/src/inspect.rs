@@ -71,7 +71,8 @@ impl ComponentInfo {
         // the component's own interface.
         let mut depth = 0usize;
         for payload in Parser::new(0).parse_all(bytes) {
-            let payload = payload.map_err(|e| Error::Malformed(format!("invalid component: {e}")))?;
+            let payload =
+                payload.map_err(|e| Error::Malformed(format!("invalid component: {e}")))?;
             match payload {
                 Payload::Version { .. } => depth += 1,
                 Payload::End(_) => depth = depth.saturating_sub(1),
@@ -174,7 +175,10 @@ mod tests {
     #[test]
     fn garbage_and_core_modules_are_refused() {
         let err = ComponentInfo::read(b"hello").err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("malformed component: not a WebAssembly file"));
+        assert_eq!(
+            err.as_deref(),
+            Some("malformed component: not a WebAssembly file")
+        );
         // The smallest valid core module: magic + version 1.
         let core = b"\0asm\x01\0\0\0";
         let err = ComponentInfo::read(core).err().map(|e| e.to_string());
@@ -182,7 +186,10 @@ mod tests {
         // A component header followed by junk fails validation.
         let broken = b"\0asm\x0d\0\x01\0\xff\xff\xff";
         let err = ComponentInfo::read(broken).err().map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("invalid component")), "{broken:?}");
+        assert!(
+            err.is_some_and(|e| e.contains("invalid component")),
+            "{broken:?}"
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use inspect::{CONTRACT_VERSION, ComponentInfo, Kind};
 pub use limits::Limits;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use services::{
-    Completion, HostError, LocalRouter, Llm, Message, NoLlm, NoRoutes, Router, Services,
+    Completion, HostError, Llm, LocalRouter, Message, NoLlm, NoRoutes, Router, Services,
 };
 
 /// Everything that can go wrong loading or running an agent.
@@ -108,7 +108,9 @@ pub enum Error {
         message: String,
     },
     /// An earlier trap left this instance unusable.
-    #[error("agent {agent:?} is unusable after an earlier failure ({reason}); start a fresh instance")]
+    #[error(
+        "agent {agent:?} is unusable after an earlier failure ({reason}); start a fresh instance"
+    )]
     Poisoned {
         /// The agent.
         agent: String,

@@ -52,7 +52,8 @@ impl RuntimeBuilder {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
 
         let cache = ArtifactCache::open(&self.cache_dir, &engine)?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::io("epoch thread", e))?;
+        let ticker =
+            EpochTicker::start(engine.clone()).map_err(|e| Error::io("epoch thread", e))?;
         Ok(Runtime {
             engine,
             linker,
@@ -96,7 +97,9 @@ impl Runtime {
         let info = ComponentInfo::scan(bytes)?;
         info.expect_agent()?;
         let start = Instant::now();
-        let (component, cache) = self.cache.load_or_compile(&self.engine, &info.digest, bytes)?;
+        let (component, cache) = self
+            .cache
+            .load_or_compile(&self.engine, &info.digest, bytes)?;
         let load_time = start.elapsed();
         let pre = self
             .linker

@@ -78,7 +78,9 @@ pub struct NoRoutes;
 
 impl Router for NoRoutes {
     fn call(&self, _from: &str, to: &str, _body: Vec<u8>) -> Result<Vec<u8>, HostError> {
-        Err(HostError::UnknownAgent(format!("no agent named {to:?} is reachable")))
+        Err(HostError::UnknownAgent(format!(
+            "no agent named {to:?} is reachable"
+        )))
     }
 }
 

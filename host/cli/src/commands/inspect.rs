@@ -20,13 +20,18 @@ impl InspectCommand {
     /// Reads the file and prints its description. A file that is not an
     /// edgehost agent or policy is an error (exit code 1).
     pub fn execute(self) -> Result<()> {
-        let bytes = std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let bytes = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
         let info = ComponentInfo::read(&bytes).with_context(|| self.file.display().to_string())?;
         if info.kind == Kind::Neither {
             bail!(
                 "{}: a component of another world, neither an edgehost agent nor a policy (exports: {})",
                 self.file.display(),
-                if info.exports.is_empty() { "none".to_owned() } else { info.exports.join(", ") }
+                if info.exports.is_empty() {
+                    "none".to_owned()
+                } else {
+                    info.exports.join(", ")
+                }
             );
         }
         if self.json {

@@ -54,8 +54,8 @@ impl RunCommand {
     /// Runs the agent and prints its response.
     pub fn execute(self) -> Result<()> {
         // Read every input first: a missing file fails before any work.
-        let component_bytes =
-            std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let component_bytes = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
         let input = match (&self.input, &self.input_file) {
             (Some(text), _) => Some(text.clone().into_bytes()),
             (None, Some(path)) => Some(read(path)?),
@@ -63,7 +63,10 @@ impl RunCommand {
         };
         let state_in = self.state_in.as_deref().map(read).transpose()?;
 
-        let cache_dir = self.cache_dir.clone().unwrap_or_else(super::default_cache_dir);
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(super::default_cache_dir);
         let runtime = RuntimeBuilder::new(cache_dir).build()?;
         let component = runtime
             .load(&component_bytes)
@@ -105,7 +108,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let Some(file_name) = path.file_name() else {
         bail!("{}: not a file path", path.display());
     };
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

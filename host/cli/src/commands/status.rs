@@ -33,7 +33,10 @@ impl StatusCommand {
         const MIB: f64 = 1024.0 * 1024.0;
         const GIB: f64 = 1024.0 * MIB;
         println!("arch:     {} ({})", s.arch, s.os);
-        println!("cpu:      {} cores, {:.1}% busy, load {:.2}", s.cpu_cores, s.cpu_usage_percent, s.load_1m);
+        println!(
+            "cpu:      {} cores, {:.1}% busy, load {:.2}",
+            s.cpu_cores, s.cpu_usage_percent, s.load_1m
+        );
         println!(
             "memory:   {:.2} GiB free of {:.2} GiB",
             s.memory_free_bytes as f64 / GIB,
