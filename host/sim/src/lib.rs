@@ -1,0 +1,326 @@
+//! `edgehost sim`: runs the placement algorithms of `edgehost-placement` on
+//! seeded scenarios in the paper's setting and reports what they cost.
+//!
+//! One run prints, per algorithm, the EAD objective, the latency breakdown
+//! (transmit, migration, initiation, processing, total), the resource cost
+//! breakdown (CPU, storage, communication, total) and the decision time —
+//! as a table, or with `--json` as a JSON array and nothing else on stdout.
+//! `--sweep servers|tasks` varies one dimension, averages several seeds per
+//! point, writes CSV files and SVG charts laid out like the paper's
+//! Fig. 2-5, and prints AntLLM's reductions against the baselines.
+//!
+//! Main types: [`SimCommand`] (the `clap` arguments, the only place that
+//! uses `anyhow`), [`run::Runner`], [`sweep::Sweep`], [`chart`]. The
+//! decisions themselves are pure and live in `edgehost-placement`; this
+//! crate adds the clock, the files and the optional LLM client. It does not
+//! talk to real hosts.
+
+pub mod chart;
+pub mod run;
+pub mod sweep;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use edgehost_advisor::{AdvisorConfig, LlmRefiner};
+use edgehost_placement::refine::Refiner;
+use edgehost_placement::{Algorithm, AlpParams, Optimal, Scenario, ScenarioConfig};
+
+use crate::run::{AlgorithmResult, Runner};
+use crate::sweep::{Sweep, SweepAxis};
+
+/// Everything that can go wrong in a simulation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The decision engine refused something.
+    #[error(transparent)]
+    Placement(#[from] edgehost_placement::Error),
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A chart could not be drawn.
+    #[error("cannot draw chart: {0}")]
+    Chart(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    s.parse()
+        .map_err(|e: edgehost_placement::Error| e.to_string())
+}
+
+/// Simulate placement decisions on seeded scenarios (four sites by default:
+/// Beijing, Shanghai, Guiyang, Singapore) and compare algorithms.
+#[derive(Args, Debug, Clone)]
+pub struct SimCommand {
+    /// Number of edge servers (sites beyond the first four are generated).
+    #[arg(long, default_value_t = 4)]
+    pub servers: usize,
+    /// Number of CBIR tasks (5 to 7 dependent agents each).
+    #[arg(long, default_value_t = 2)]
+    pub tasks: usize,
+    /// Seed of the scenario and of the randomised algorithms.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Algorithms to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = parse_algorithm,
+        default_value = "antllm,greedy,polling,random,optimal"
+    )]
+    pub algorithms: Vec<Algorithm>,
+    /// Print only a JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Directory for result files (sweeps default to `sim-out`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Vary the number of servers or tasks, write CSV and SVG charts.
+    #[arg(long, value_enum)]
+    pub sweep: Option<SweepAxis>,
+    /// Values of the swept quantity, comma-separated (default: 2-8
+    /// servers, or 1-5 tasks).
+    #[arg(long, value_delimiter = ',')]
+    pub points: Option<Vec<usize>>,
+    /// Seeds averaged per sweep point (`--seed`, `--seed`+1, ...).
+    #[arg(long, default_value_t = 10)]
+    pub repeats: u64,
+    /// Include each algorithm's plan (server per agent) in the JSON.
+    #[arg(long)]
+    pub plans: bool,
+    /// ALP: ants per iteration.
+    #[arg(long, default_value_t = AlpParams::default().ants)]
+    pub ants: usize,
+    /// ALP: iterations.
+    #[arg(long, default_value_t = AlpParams::default().iterations)]
+    pub iterations: usize,
+    /// ALP: pheromone weight alpha.
+    #[arg(long, default_value_t = AlpParams::default().alpha)]
+    pub alpha: f64,
+    /// ALP: heuristic weight beta.
+    #[arg(long, default_value_t = AlpParams::default().beta)]
+    pub beta: f64,
+    /// ALP: evaporation rate rho.
+    #[arg(long, default_value_t = AlpParams::default().rho)]
+    pub rho: f64,
+    /// ALP: deposit constant Q.
+    #[arg(long, default_value_t = AlpParams::default().q)]
+    pub q: f64,
+    /// OpenAI-compatible endpoint for LLM refinement of AntLLM's plan (none:
+    /// AntLLM is ALP alone).
+    #[arg(long)]
+    pub llm_endpoint: Option<String>,
+    /// Model name for the LLM endpoint.
+    #[arg(long, default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+    /// Environment variable holding the API key.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub llm_api_key_env: String,
+    /// LLM request timeout, milliseconds; a slower answer keeps ALP's plan.
+    #[arg(long, default_value_t = 20_000)]
+    pub llm_timeout_ms: u64,
+}
+
+impl SimCommand {
+    fn alp(&self) -> AlpParams {
+        AlpParams {
+            ants: self.ants,
+            iterations: self.iterations,
+            alpha: self.alpha,
+            beta: self.beta,
+            rho: self.rho,
+            q: self.q,
+            ..AlpParams::default()
+        }
+    }
+
+    /// Runs the simulation and prints the results.
+    pub fn execute(self) -> anyhow::Result<()> {
+        if self.servers == 0 || self.tasks == 0 {
+            bail!("--servers and --tasks must be at least 1");
+        }
+        if self.algorithms.is_empty() {
+            bail!("--algorithms is empty");
+        }
+        self.alp().validate().context("invalid ALP parameters")?;
+        let refiner = match &self.llm_endpoint {
+            Some(endpoint) => {
+                let mut config = AdvisorConfig::new(endpoint.clone(), self.llm_model.clone());
+                config.api_key_env = Some(self.llm_api_key_env.clone());
+                config.timeout = Duration::from_millis(self.llm_timeout_ms);
+                Some(LlmRefiner::new(config).context("cannot set up the LLM client")?)
+            }
+            None => None,
+        };
+        let runner = Runner {
+            alp: self.alp(),
+            optimal: Optimal::default(),
+            refiner: refiner.as_ref().map(|r| r as &dyn Refiner),
+            with_plans: self.plans,
+        };
+        match self.sweep {
+            Some(axis) => self.sweep(axis, &runner),
+            None => self.single(&runner),
+        }
+    }
+
+    fn single(&self, runner: &Runner<'_>) -> anyhow::Result<()> {
+        let instance = Scenario::new(ScenarioConfig {
+            servers: self.servers,
+            tasks: self.tasks,
+            ..ScenarioConfig::default()
+        })
+        .generate(self.seed)
+        .context("cannot generate the scenario")?;
+        let results: Vec<AlgorithmResult> = self
+            .algorithms
+            .iter()
+            .map(|&a| runner.run(a, &instance, self.seed))
+            .collect();
+        if let Some(dir) = &self.out {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            write_json(&dir.join("instance.json"), &instance)?;
+            write_json(&dir.join("results.json"), &results)?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            return Ok(());
+        }
+        println!(
+            "{} servers, {} tasks, {} agents, seed {}",
+            instance.servers.len(),
+            instance.tasks.len(),
+            instance.agents.len(),
+            self.seed
+        );
+        println!(
+            "{:<9} {:>10} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>8} {:>8} {:>8} {:>9} | {:>9}",
+            "algorithm",
+            "objective",
+            "tra s",
+            "mig s",
+            "ini s",
+            "pro s",
+            "total s",
+            "cpu s",
+            "stor GB",
+            "comm MB",
+            "cost",
+            "solve ms"
+        );
+        for r in &results {
+            match (r.objective, r.latency, r.cost) {
+                (Some(o), Some(l), Some(c)) => println!(
+                    "{:<9} {o:>10.3} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} | {:>8.2} {:>8.2} {:>8.2} {:>9.2} | {:>9.3}",
+                    r.algorithm.name(),
+                    l.tra,
+                    l.mig,
+                    l.ini,
+                    l.pro,
+                    l.total,
+                    c.cpu,
+                    c.storage,
+                    c.comm,
+                    c.total,
+                    r.solve_ms
+                ),
+                _ => println!(
+                    "{:<9} no plan: {}",
+                    r.algorithm.name(),
+                    r.error.as_deref().unwrap_or("unknown")
+                ),
+            }
+            if let Some(note) = &r.refinement {
+                println!("          refinement: {note}");
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep(&self, axis: SweepAxis, runner: &Runner<'_>) -> anyhow::Result<()> {
+        let sweep = Sweep {
+            axis,
+            values: self.points.clone().unwrap_or_else(|| axis.default_values()),
+            servers: self.servers,
+            tasks: self.tasks,
+            seed: self.seed,
+            repeats: self.repeats.max(1),
+            algorithms: self.algorithms.clone(),
+        };
+        if sweep.values.contains(&0) {
+            bail!("sweep points must be at least 1");
+        }
+        let points = sweep.run(runner).context("sweep failed")?;
+        let dir = self.out.clone().unwrap_or_else(|| PathBuf::from("sim-out"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let csv = dir.join(format!("sweep-{}.csv", axis.name()));
+        sweep::write_csv(&csv, axis, &points)?;
+        let figures = chart::write_figures(&dir, axis, &points)?;
+        let reductions = sweep::reductions(&points);
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "axis": axis,
+                    "points": points,
+                    "reductions": reductions,
+                }))?
+            );
+            return Ok(());
+        }
+        println!(
+            "{:>7} {:<9} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+            axis.name(),
+            "algorithm",
+            "runs",
+            "objective",
+            "tra s",
+            "mig s",
+            "ini s",
+            "pro s",
+            "total s",
+            "cost",
+            "solve ms"
+        );
+        for p in &points {
+            println!(
+                "{:>7} {:<9} {:>4} {:>10.3} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>9.3}",
+                p.value,
+                p.algorithm.map_or("", Algorithm::name),
+                p.runs,
+                p.objective,
+                p.tra,
+                p.mig,
+                p.ini,
+                p.pro,
+                p.total,
+                p.cost_total,
+                p.solve_ms
+            );
+        }
+        println!("\n{}", sweep::summary(axis, &reductions));
+        println!("\nwrote {}", csv.display());
+        for f in figures {
+            println!("wrote {}", dir.join(f).display());
+        }
+        Ok(())
+    }
+}
+
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,189 @@
+//! Running the algorithms on one instance and collecting what they cost.
+
+use std::time::Instant;
+
+use edgehost_placement::cost::{Latency, ResourceCost};
+use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
+use edgehost_placement::{Algorithm, Alp, AlpParams, Instance, Optimal, Plan, Policy, baseline};
+use serde::Serialize;
+
+/// The latency breakdown as reported (seconds, summed over tasks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencyView {
+    /// Transmit latency.
+    pub tra: f64,
+    /// Migration latency.
+    pub mig: f64,
+    /// Initiation latency.
+    pub ini: f64,
+    /// Processing latency.
+    pub pro: f64,
+    /// Total.
+    pub total: f64,
+}
+
+impl From<Latency> for LatencyView {
+    fn from(l: Latency) -> Self {
+        Self {
+            tra: l.tra,
+            mig: l.mig,
+            ini: l.ini,
+            pro: l.pro,
+            total: l.total,
+        }
+    }
+}
+
+/// The resource-cost breakdown as reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CostView {
+    /// CPU cost, seconds.
+    pub cpu: f64,
+    /// Storage cost, GB.
+    pub storage: f64,
+    /// Communication cost, MB.
+    pub comm: f64,
+    /// Weighted total.
+    pub total: f64,
+}
+
+impl From<ResourceCost> for CostView {
+    fn from(c: ResourceCost) -> Self {
+        Self {
+            cpu: c.cpu,
+            storage: c.storage,
+            comm: c.comm,
+            total: c.total,
+        }
+    }
+}
+
+/// One algorithm's result on one instance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlgorithmResult {
+    /// Which algorithm.
+    pub algorithm: Algorithm,
+    /// EAD objective of its plan (`null` when it found none).
+    pub objective: Option<f64>,
+    /// Whether it returned a plan (every returned plan satisfies eq. 11).
+    pub feasible: bool,
+    /// Latency of the plan (`null` when none).
+    pub latency: Option<LatencyView>,
+    /// Resource cost of the plan (`null` when none).
+    pub cost: Option<CostView>,
+    /// Wall-clock time of the decision, milliseconds.
+    pub solve_ms: f64,
+    /// Why there is no plan, when there is none.
+    pub error: Option<String>,
+    /// For antllm with a refiner: what the refinement did.
+    pub refinement: Option<String>,
+    /// The plan: server name per agent, in instance order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<String>>,
+}
+
+/// How to run the algorithms.
+pub struct Runner<'a> {
+    /// ALP's parameters.
+    pub alp: AlpParams,
+    /// The exact solver's limits.
+    pub optimal: Optimal,
+    /// The LLM refiner for antllm, if any.
+    pub refiner: Option<&'a dyn Refiner>,
+    /// Include plans in results.
+    pub with_plans: bool,
+}
+
+impl Runner<'_> {
+    /// Runs `algorithm` on `instance`; `seed` drives ALP and Random.
+    pub fn run(&self, algorithm: Algorithm, instance: &Instance, seed: u64) -> AlgorithmResult {
+        let policy = Policy::native();
+        let start = Instant::now();
+        let mut refinement = None;
+        let outcome: Result<Plan, String> = match algorithm {
+            Algorithm::AntLlm => Alp::new(self.alp)
+                .place(instance, &policy, seed)
+                .map(|o| match self.refiner {
+                    Some(r) => {
+                        let refined = refine_placement(instance, &o.plan, o.objective, r, &policy);
+                        refinement = Some(match &refined.verdict {
+                            Verdict::Accepted { colony, refined } => {
+                                format!("accepted: {colony:.4} -> {refined:.4}")
+                            }
+                            Verdict::Kept(reason) => format!("kept the colony plan: {reason}"),
+                        });
+                        refined.plan
+                    }
+                    None => o.plan,
+                })
+                .map_err(|e| e.to_string()),
+            Algorithm::Greedy => baseline::greedy(instance).map_err(|e| e.to_string()),
+            Algorithm::Polling => baseline::polling(instance).map_err(|e| e.to_string()),
+            Algorithm::Random => baseline::random(instance, seed).map_err(|e| e.to_string()),
+            Algorithm::Optimal => self
+                .optimal
+                .solve(instance)
+                .map(|o| o.plan)
+                .map_err(|e| e.to_string()),
+        };
+        let solve_ms = start.elapsed().as_secs_f64() * 1e3;
+        match outcome {
+            Ok(plan) => {
+                let report = edgehost_placement::cost::report(instance, &plan);
+                AlgorithmResult {
+                    algorithm,
+                    objective: Some(report.objective.total),
+                    feasible: true,
+                    latency: Some(report.latency.into()),
+                    cost: Some(report.cost.into()),
+                    solve_ms,
+                    error: None,
+                    refinement,
+                    plan: self.with_plans.then(|| {
+                        plan.assignment
+                            .iter()
+                            .map(|&e| instance.servers[e].name.clone())
+                            .collect()
+                    }),
+                }
+            }
+            Err(error) => AlgorithmResult {
+                algorithm,
+                objective: None,
+                feasible: false,
+                latency: None,
+                cost: None,
+                solve_ms,
+                error: Some(error),
+                refinement,
+                plan: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgehost_placement::{Scenario, ScenarioConfig};
+
+    #[test]
+    fn every_algorithm_reports_a_breakdown() {
+        let inst = Scenario::new(ScenarioConfig::default())
+            .generate(1)
+            .expect("scenario");
+        let runner = Runner {
+            alp: AlpParams::default(),
+            optimal: Optimal::default(),
+            refiner: None,
+            with_plans: true,
+        };
+        for a in Algorithm::ALL {
+            let r = runner.run(a, &inst, 1);
+            assert!(r.feasible, "{a}: {:?}", r.error);
+            let l = r.latency.expect("latency");
+            assert!((l.tra + l.mig + l.ini + l.pro - l.total).abs() < 1e-9);
+            assert_eq!(r.plan.as_ref().map(Vec::len), Some(inst.agents.len()));
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Sweeps over the number of servers or tasks (the paper's Fig. 2-5): mean
+//! latency parts and resource costs per algorithm at every point, CSV
+//! output, and the reductions AntLLM achieves against the baselines.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use edgehost_placement::{Algorithm, Scenario, ScenarioConfig};
+use serde::Serialize;
+
+use crate::run::{AlgorithmResult, Runner};
+use crate::{Error, Result};
+
+/// What varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepAxis {
+    /// The number of edge servers (Fig. 2 and 3).
+    Servers,
+    /// The number of tasks (Fig. 4 and 5).
+    Tasks,
+}
+
+impl SweepAxis {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Servers => "servers",
+            Self::Tasks => "tasks",
+        }
+    }
+
+    /// The default points: 2 to 8 servers, or 1 to 5 tasks.
+    pub fn default_values(self) -> Vec<usize> {
+        match self {
+            Self::Servers => (2..=8).collect(),
+            Self::Tasks => (1..=5).collect(),
+        }
+    }
+}
+
+/// Means of one algorithm at one point of a sweep.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SweepPoint {
+    /// The value of the swept quantity.
+    pub value: usize,
+    /// The algorithm.
+    pub algorithm: Option<Algorithm>,
+    /// Seeds averaged (those where every compared algorithm found a plan).
+    pub runs: usize,
+    /// Mean EAD objective.
+    pub objective: f64,
+    /// Mean transmit latency, s.
+    pub tra: f64,
+    /// Mean migration latency, s.
+    pub mig: f64,
+    /// Mean initiation latency, s.
+    pub ini: f64,
+    /// Mean processing latency, s.
+    pub pro: f64,
+    /// Mean total latency, s.
+    pub total: f64,
+    /// Mean CPU cost, s.
+    pub cpu: f64,
+    /// Mean storage cost, GB.
+    pub storage: f64,
+    /// Mean communication cost, MB.
+    pub comm: f64,
+    /// Mean total resource cost.
+    pub cost_total: f64,
+    /// Mean decision time, ms.
+    pub solve_ms: f64,
+}
+
+/// A sweep's settings.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// What varies.
+    pub axis: SweepAxis,
+    /// Its values.
+    pub values: Vec<usize>,
+    /// Servers when sweeping tasks.
+    pub servers: usize,
+    /// Tasks when sweeping servers.
+    pub tasks: usize,
+    /// First seed; `repeats` consecutive seeds are averaged per point.
+    pub seed: u64,
+    /// Seeds per point.
+    pub repeats: u64,
+    /// Algorithms compared.
+    pub algorithms: Vec<Algorithm>,
+}
+
+impl Sweep {
+    /// Runs the sweep. At each point, only seeds where every algorithm
+    /// except Optimal found a plan are averaged, so the means compare the
+    /// same instances; Optimal is averaged over those of them it could
+    /// solve (it refuses large instances).
+    pub fn run(&self, runner: &Runner<'_>) -> Result<Vec<SweepPoint>> {
+        let mut points = Vec::new();
+        for &value in &self.values {
+            let config = match self.axis {
+                SweepAxis::Servers => ScenarioConfig {
+                    servers: value,
+                    tasks: self.tasks,
+                    ..ScenarioConfig::default()
+                },
+                SweepAxis::Tasks => ScenarioConfig {
+                    servers: self.servers,
+                    tasks: value,
+                    ..ScenarioConfig::default()
+                },
+            };
+            let mut per_algorithm: Vec<Vec<AlgorithmResult>> =
+                vec![Vec::new(); self.algorithms.len()];
+            for seed in self.seed..self.seed + self.repeats {
+                let instance = Scenario::new(config).generate(seed)?;
+                let results: Vec<AlgorithmResult> = self
+                    .algorithms
+                    .iter()
+                    .map(|&a| runner.run(a, &instance, seed))
+                    .collect();
+                let comparable = results
+                    .iter()
+                    .all(|r| r.feasible || r.algorithm == Algorithm::Optimal);
+                if comparable {
+                    for (slot, r) in per_algorithm.iter_mut().zip(results) {
+                        if r.feasible {
+                            slot.push(r);
+                        }
+                    }
+                }
+            }
+            for (&algorithm, results) in self.algorithms.iter().zip(&per_algorithm) {
+                points.push(mean_point(value, algorithm, results));
+            }
+        }
+        Ok(points)
+    }
+}
+
+fn mean_point(value: usize, algorithm: Algorithm, results: &[AlgorithmResult]) -> SweepPoint {
+    let mut p = SweepPoint {
+        value,
+        algorithm: Some(algorithm),
+        runs: results.len(),
+        ..SweepPoint::default()
+    };
+    if results.is_empty() {
+        return p;
+    }
+    let n = results.len() as f64;
+    for r in results {
+        let (Some(l), Some(c)) = (r.latency, r.cost) else {
+            continue;
+        };
+        p.objective += r.objective.unwrap_or(0.0) / n;
+        p.tra += l.tra / n;
+        p.mig += l.mig / n;
+        p.ini += l.ini / n;
+        p.pro += l.pro / n;
+        p.total += l.total / n;
+        p.cpu += c.cpu / n;
+        p.storage += c.storage / n;
+        p.comm += c.comm / n;
+        p.cost_total += c.total / n;
+        p.solve_ms += r.solve_ms / n;
+    }
+    p
+}
+
+/// Writes the points as CSV, one row per point and algorithm.
+pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<()> {
+    let mut out = format!(
+        "{},algorithm,runs,objective,tra,mig,ini,pro,total,cpu,storage,comm,cost_total,solve_ms\n",
+        axis.name()
+    );
+    for p in points {
+        let name = p.algorithm.map_or("", Algorithm::name);
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{},{name},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4}",
+            p.value,
+            p.runs,
+            p.objective,
+            p.tra,
+            p.mig,
+            p.ini,
+            p.pro,
+            p.total,
+            p.cpu,
+            p.storage,
+            p.comm,
+            p.cost_total,
+            p.solve_ms
+        );
+    }
+    std::fs::write(path, out).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// AntLLM against one baseline, averaged over the sweep's points.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reduction {
+    /// The baseline.
+    pub baseline: Algorithm,
+    /// Mean relative reduction of the total delay, percent.
+    pub delay_pct: f64,
+    /// Mean relative reduction of the total resource cost, percent.
+    pub cost_pct: f64,
+    /// Mean relative reduction of the EAD objective, percent.
+    pub objective_pct: f64,
+    /// Points where AntLLM's mean objective is strictly lower.
+    pub objective_wins: usize,
+    /// Points compared.
+    pub points: usize,
+}
+
+/// AntLLM's reductions against Greedy, Polling and Random (those present).
+pub fn reductions(points: &[SweepPoint]) -> Vec<Reduction> {
+    let find = |value: usize, a: Algorithm| {
+        points
+            .iter()
+            .find(|p| p.value == value && p.algorithm == Some(a) && p.runs > 0)
+    };
+    let mut values: Vec<usize> = points.iter().map(|p| p.value).collect();
+    values.dedup();
+    let mut out = Vec::new();
+    for baseline in [Algorithm::Greedy, Algorithm::Polling, Algorithm::Random] {
+        let mut r = Reduction {
+            baseline,
+            delay_pct: 0.0,
+            cost_pct: 0.0,
+            objective_pct: 0.0,
+            objective_wins: 0,
+            points: 0,
+        };
+        for &v in &values {
+            let (Some(ant), Some(base)) = (find(v, Algorithm::AntLlm), find(v, baseline)) else {
+                continue;
+            };
+            let rel = |a: f64, b: f64| if b > 0.0 { (b - a) / b * 100.0 } else { 0.0 };
+            r.delay_pct += rel(ant.total, base.total);
+            r.cost_pct += rel(ant.cost_total, base.cost_total);
+            r.objective_pct += rel(ant.objective, base.objective);
+            if ant.objective < base.objective {
+                r.objective_wins += 1;
+            }
+            r.points += 1;
+        }
+        if r.points > 0 {
+            let n = r.points as f64;
+            r.delay_pct /= n;
+            r.cost_pct /= n;
+            r.objective_pct /= n;
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// The reductions in the paper's words.
+pub fn summary(axis: SweepAxis, reductions: &[Reduction]) -> String {
+    if reductions.is_empty() {
+        return format!(
+            "sweep over {}: no baseline to compare AntLLM with",
+            axis.name()
+        );
+    }
+    let n = reductions.len() as f64;
+    let mean = |f: fn(&Reduction) -> f64| reductions.iter().map(f).sum::<f64>() / n;
+    let each = |f: fn(&Reduction) -> f64| {
+        reductions
+            .iter()
+            .map(|r| format!("{} {:.2}%", r.baseline, f(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let wins = reductions
+        .iter()
+        .map(|r| format!("{} {}/{}", r.baseline, r.objective_wins, r.points))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "Varying the number of {}: AntLLM reduces the total delay by {:.2}% on average compared with \
+         the baselines ({}), and the resource cost by {:.2}% ({}). Its EAD objective is {:.2}% lower \
+         ({}); points where it is lowest: {}.",
+        axis.name(),
+        mean(|r| r.delay_pct),
+        each(|r| r.delay_pct),
+        mean(|r| r.cost_pct),
+        each(|r| r.cost_pct),
+        mean(|r| r.objective_pct),
+        each(|r| r.objective_pct),
+        wins
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgehost_placement::{AlpParams, Optimal};
+
+    #[test]
+    fn small_sweep_produces_every_point_and_a_summary() {
+        let sweep = Sweep {
+            axis: SweepAxis::Tasks,
+            values: vec![1, 2],
+            servers: 4,
+            tasks: 2,
+            seed: 1,
+            repeats: 2,
+            algorithms: vec![Algorithm::AntLlm, Algorithm::Greedy, Algorithm::Random],
+        };
+        let runner = Runner {
+            alp: AlpParams::default(),
+            optimal: Optimal::default(),
+            refiner: None,
+            with_plans: false,
+        };
+        let points = sweep.run(&runner).expect("sweep");
+        assert_eq!(points.len(), 6);
+        assert!(points.iter().all(|p| p.runs == 2 && p.total > 0.0));
+        let r = reductions(&points);
+        assert_eq!(r.len(), 2);
+        let text = summary(SweepAxis::Tasks, &r);
+        assert!(text.contains("AntLLM reduces the total delay by"), "{text}");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.csv");
+        write_csv(&path, SweepAxis::Tasks, &points).expect("csv");
+        let csv = std::fs::read_to_string(&path).expect("read csv");
+        assert_eq!(csv.lines().count(), 7);
+        assert!(csv.starts_with("tasks,algorithm,"));
+    }
+}
