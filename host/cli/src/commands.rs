@@ -7,10 +7,12 @@ use clap::Subcommand;
 
 mod inspect;
 mod run;
+mod sim;
 mod status;
 
 pub use inspect::InspectCommand;
 pub use run::RunCommand;
+pub use sim::SimCommand;
 pub use status::StatusCommand;
 
 /// All subcommands.
@@ -24,6 +26,9 @@ pub enum Command {
     Run(RunCommand),
     /// Show this machine's resources as the placement engine sees them.
     Status(StatusCommand),
+    /// Compare placement algorithms on seeded scenarios; sweep servers or
+    /// tasks and chart the paper's figures.
+    Sim(SimCommand),
 }
 
 impl Command {
@@ -33,6 +38,7 @@ impl Command {
             Command::Inspect(c) => c.execute(),
             Command::Run(c) => c.execute(),
             Command::Status(c) => c.execute(),
+            Command::Sim(c) => c.execute(),
         }
     }
 }
