@@ -10,7 +10,7 @@ use edgehost_placement::{Alp, AlpParams, Optimal, Policy, Scenario, ScenarioConf
 
 const INSTANCES: u64 = 120;
 
-fn gap_table(label: &str, params: AlpParams) {
+fn gap_table(label: &str, tasks: usize, params: AlpParams) {
     let policy = Policy::native();
     let mut gaps = Vec::new();
     let mut optimal_hits = 0;
@@ -18,9 +18,12 @@ fn gap_table(label: &str, params: AlpParams) {
     let mut opt_ms = 0.0;
     let mut skipped = 0;
     for seed in 1..=INSTANCES {
-        let inst = Scenario::new(ScenarioConfig::default())
-            .generate(seed)
-            .expect("scenario");
+        let inst = Scenario::new(ScenarioConfig {
+            tasks,
+            ..ScenarioConfig::default()
+        })
+        .generate(seed)
+        .expect("scenario");
         let t = Instant::now();
         let exact = match Optimal::default().solve(&inst) {
             Ok(o) => o,
@@ -44,7 +47,7 @@ fn gap_table(label: &str, params: AlpParams) {
     let mean = gaps.iter().sum::<f64>() / n;
     let worst = gaps.iter().copied().fold(0.0, f64::max);
     println!(
-        "| {label} | {} | {:.3}% | {:.3}% | {}/{} | {:.1} | {:.1} | {skipped} |",
+        "| {label} | {tasks} | {} | {:.3}% | {:.3}% | {}/{} | {:.1} | {:.1} | {skipped} |",
         gaps.len(),
         mean * 100.0,
         worst * 100.0,
@@ -98,21 +101,19 @@ fn sweep(label: &str, points: &[(usize, usize)], repeats: u64) {
 }
 
 fn main() {
+    println!("ALP gap to the optimum, 4 servers (the paper's sites), seeds 1..={INSTANCES}\n");
     println!(
-        "ALP gap to the optimum, default setting (4 servers, 2 tasks), seeds 1..={INSTANCES}\n"
+        "| variant | tasks | instances | mean gap | worst gap | optimal | ALP ms | optimal ms | skipped |"
     );
-    println!(
-        "| variant | instances | mean gap | worst gap | optimal | ALP ms | optimal ms | skipped |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    gap_table("ALP defaults", AlpParams::default());
-    gap_table(
-        "ALP without dependency affinity",
-        AlpParams {
-            dependency_affinity: false,
-            ..AlpParams::default()
-        },
-    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let plain = AlpParams {
+        dependency_affinity: false,
+        ..AlpParams::default()
+    };
+    for tasks in [2, 3] {
+        gap_table("ALP defaults", tasks, AlpParams::default());
+        gap_table("ALP without dependency affinity", tasks, plain);
+    }
     let servers: Vec<(usize, usize)> = (2..=8).map(|s| (s, 2)).collect();
     sweep("Server sweep", &servers, 10);
     let tasks: Vec<(usize, usize)> = (1..=5).map(|t| (4, t)).collect();

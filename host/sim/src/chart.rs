@@ -61,7 +61,7 @@ fn draw(
     for (area, (name, unit, value)) in root.split_evenly(grid).iter().zip(panels) {
         let y_max = points
             .iter()
-            .filter(|p| p.runs > 0)
+            .filter(|p| p.is_complete())
             .map(value)
             .fold(0.0, f64::max)
             .max(1e-9)
@@ -84,7 +84,7 @@ fn draw(
             let color = Palette99::pick(i).to_rgba();
             let data: Vec<(f64, f64)> = points
                 .iter()
-                .filter(|p| p.algorithm == Some(algorithm) && p.runs > 0)
+                .filter(|p| p.algorithm == Some(algorithm) && p.is_complete())
                 .map(|p| (p.value as f64, value(p)))
                 .collect();
             chart

@@ -282,10 +282,11 @@ impl SimCommand {
             return Ok(());
         }
         println!(
-            "{:>7} {:<9} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+            "{:>7} {:<9} {:>4} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
             axis.name(),
             "algorithm",
             "runs",
+            "unsolved",
             "objective",
             "tra s",
             "mig s",
@@ -297,10 +298,11 @@ impl SimCommand {
         );
         for p in &points {
             println!(
-                "{:>7} {:<9} {:>4} {:>10.3} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>9.3}",
+                "{:>7} {:<9} {:>4} {:>8} {:>10.3} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>9.3}",
                 p.value,
                 p.algorithm.map_or("", Algorithm::name),
                 p.runs,
+                p.unsolved,
                 p.objective,
                 p.tra,
                 p.mig,

@@ -48,6 +48,10 @@ pub struct SweepPoint {
     pub algorithm: Option<Algorithm>,
     /// Seeds averaged (those where every compared algorithm found a plan).
     pub runs: usize,
+    /// Of those seeds, how many this algorithm could not solve (only the
+    /// exact solver refuses instances). A point with unsolved seeds is not
+    /// comparable and is left out of charts and reductions.
+    pub unsolved: usize,
     /// Mean EAD objective.
     pub objective: f64,
     /// Mean transmit latency, s.
@@ -70,6 +74,13 @@ pub struct SweepPoint {
     pub cost_total: f64,
     /// Mean decision time, ms.
     pub solve_ms: f64,
+}
+
+impl SweepPoint {
+    /// Whether the point averages every comparable seed.
+    pub fn is_complete(&self) -> bool {
+        self.runs > 0 && self.unsolved == 0
+    }
 }
 
 /// A sweep's settings.
@@ -113,6 +124,7 @@ impl Sweep {
             };
             let mut per_algorithm: Vec<Vec<AlgorithmResult>> =
                 vec![Vec::new(); self.algorithms.len()];
+            let mut comparable_seeds = 0;
             for seed in self.seed..self.seed + self.repeats {
                 let instance = Scenario::new(config).generate(seed)?;
                 let results: Vec<AlgorithmResult> = self
@@ -124,6 +136,7 @@ impl Sweep {
                     .iter()
                     .all(|r| r.feasible || r.algorithm == Algorithm::Optimal);
                 if comparable {
+                    comparable_seeds += 1;
                     for (slot, r) in per_algorithm.iter_mut().zip(results) {
                         if r.feasible {
                             slot.push(r);
@@ -132,7 +145,9 @@ impl Sweep {
                 }
             }
             for (&algorithm, results) in self.algorithms.iter().zip(&per_algorithm) {
-                points.push(mean_point(value, algorithm, results));
+                let mut point = mean_point(value, algorithm, results);
+                point.unsolved = comparable_seeds - results.len();
+                points.push(point);
             }
         }
         Ok(points)
@@ -172,7 +187,7 @@ fn mean_point(value: usize, algorithm: Algorithm, results: &[AlgorithmResult]) -
 /// Writes the points as CSV, one row per point and algorithm.
 pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<()> {
     let mut out = format!(
-        "{},algorithm,runs,objective,tra,mig,ini,pro,total,cpu,storage,comm,cost_total,solve_ms\n",
+        "{},algorithm,runs,unsolved,objective,tra,mig,ini,pro,total,cpu,storage,comm,cost_total,solve_ms\n",
         axis.name()
     );
     for p in points {
@@ -180,9 +195,10 @@ pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "{},{name},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4}",
+            "{},{name},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4}",
             p.value,
             p.runs,
+            p.unsolved,
             p.objective,
             p.tra,
             p.mig,
@@ -224,7 +240,7 @@ pub fn reductions(points: &[SweepPoint]) -> Vec<Reduction> {
     let find = |value: usize, a: Algorithm| {
         points
             .iter()
-            .find(|p| p.value == value && p.algorithm == Some(a) && p.runs > 0)
+            .find(|p| p.value == value && p.algorithm == Some(a) && p.is_complete())
     };
     let mut values: Vec<usize> = points.iter().map(|p| p.value).collect();
     values.dedup();
