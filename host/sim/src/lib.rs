@@ -66,7 +66,7 @@ pub struct SimCommand {
     /// Number of edge servers (sites beyond the first four are generated).
     #[arg(long, default_value_t = 4)]
     pub servers: usize,
-    /// Number of CBIR tasks (5 to 7 dependent agents each).
+    /// Number of CBIR tasks (4 to 7 dependent agents each).
     #[arg(long, default_value_t = 2)]
     pub tasks: usize,
     /// Seed of the scenario and of the randomised algorithms.
@@ -80,7 +80,8 @@ pub struct SimCommand {
         default_value = "antllm,greedy,polling,random,optimal"
     )]
     pub algorithms: Vec<Algorithm>,
-    /// Print only a JSON array on stdout.
+    /// Print only a JSON array on stdout: one object per algorithm, or per
+    /// sweep point and algorithm.
     #[arg(long)]
     pub json: bool,
     /// Directory for result files (sweeps default to `sim-out`).
@@ -271,14 +272,9 @@ impl SimCommand {
         let figures = chart::write_figures(&dir, axis, &points)?;
         let reductions = sweep::reductions(&points);
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "axis": axis,
-                    "points": points,
-                    "reductions": reductions,
-                }))?
-            );
+            // One object per point and algorithm; the reductions follow
+            // from them and are printed in the text output.
+            println!("{}", serde_json::to_string_pretty(&points)?);
             return Ok(());
         }
         println!(
