@@ -5,15 +5,28 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 
+mod client;
+mod fleet;
 mod inspect;
+mod invoke;
+mod ps;
+mod push;
 mod run;
+mod serve;
 mod sim;
 mod status;
+mod up;
 
+pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
+pub use invoke::{InvokeCommand, ReleaseCommand};
+pub use ps::PsCommand;
+pub use push::PushCommand;
 pub use run::RunCommand;
+pub use serve::ServeCommand;
 pub use sim::SimCommand;
 pub use status::StatusCommand;
+pub use up::UpCommand;
 
 /// All subcommands.
 #[derive(Subcommand)]
@@ -29,6 +42,20 @@ pub enum Command {
     /// Compare placement algorithms on seeded scenarios; sweep servers or
     /// tasks and chart the paper's figures.
     Sim(SimCommand),
+    /// Create a fleet CA and issue host and client certificates.
+    Fleet(FleetCommand),
+    /// Run this machine's host: join the fleet, run agents, route calls.
+    Serve(ServeCommand),
+    /// Deploy an agent: check it, let AntLLM choose a host, upload, deploy.
+    Push(PushCommand),
+    /// List the fleet's hosts and agents.
+    Ps(PsCommand),
+    /// Call an agent wherever it runs.
+    Invoke(InvokeCommand),
+    /// Stop an agent and remove it from its host.
+    Release(ReleaseCommand),
+    /// Start a fleet of N hosts on this machine, for demos and tests.
+    Up(UpCommand),
 }
 
 impl Command {
@@ -39,6 +66,13 @@ impl Command {
             Command::Run(c) => c.execute(),
             Command::Status(c) => c.execute(),
             Command::Sim(c) => c.execute(),
+            Command::Fleet(c) => c.execute(),
+            Command::Serve(c) => c.execute(),
+            Command::Push(c) => c.execute(),
+            Command::Ps(c) => c.execute(),
+            Command::Invoke(c) => c.execute(),
+            Command::Release(c) => c.execute(),
+            Command::Up(c) => c.execute(),
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct RunCommand {
     cache_dir: Option<PathBuf>,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),

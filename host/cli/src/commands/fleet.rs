@@ -1,0 +1,79 @@
+//! `edgehost fleet`: the fleet CA and the certificates it issues.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use edgehost_fleet::identity::{Role, init_fleet, issue};
+
+/// Create a fleet CA or issue certificates from it.
+#[derive(Args)]
+pub struct FleetCommand {
+    #[command(subcommand)]
+    action: FleetAction,
+}
+
+#[derive(Subcommand)]
+enum FleetAction {
+    /// Create a new fleet CA (ca.pem, ca.key) in DIR. Keep ca.key safe: it
+    /// admits hosts and clients to the fleet.
+    Init {
+        /// Directory for the CA.
+        dir: PathBuf,
+        /// A name for the fleet, written into the CA certificate.
+        #[arg(long, default_value = "edgehost")]
+        name: String,
+    },
+    /// Issue a certificate for a host or a client, signed by the fleet CA.
+    Issue {
+        /// The host's or client's name (a-z, 0-9, '-').
+        name: String,
+        /// The directory holding the fleet CA.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// What the certificate is for.
+        #[arg(long, value_enum, default_value_t = RoleArg::Host)]
+        role: RoleArg,
+        /// Where to write NAME.pem and NAME.key (default: the CA directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Host,
+    Client,
+}
+
+impl FleetCommand {
+    /// Runs the action.
+    pub fn execute(self) -> Result<()> {
+        match self.action {
+            FleetAction::Init { dir, name } => {
+                init_fleet(&dir, &name).context("creating the fleet CA")?;
+                println!("fleet CA created in {}", dir.display());
+            }
+            FleetAction::Issue {
+                name,
+                ca_dir,
+                role,
+                out,
+            } => {
+                let role = match role {
+                    RoleArg::Host => Role::Host,
+                    RoleArg::Client => Role::Client,
+                };
+                let out = out.unwrap_or_else(|| ca_dir.clone());
+                let (cert, key) =
+                    issue(&ca_dir, &out, &name, role).context("issuing the certificate")?;
+                println!(
+                    "{role} certificate for {name}: {} and {}",
+                    cert.display(),
+                    key.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! `edgehost invoke`: call an agent wherever it runs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use edgehost_fleet::protocol::{Request, Response};
+
+use super::client::ClientArgs;
+
+/// Call an agent by name; the fleet routes to the host that runs it.
+#[derive(Args)]
+pub struct InvokeCommand {
+    /// The agent.
+    name: String,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The request body, as text.
+    #[arg(long, conflicts_with = "input_file")]
+    input: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long, value_name = "PATH")]
+    input_file: Option<PathBuf>,
+    /// Print JSON (response as text, the host that answered, the time taken).
+    #[arg(long)]
+    json: bool,
+}
+
+impl InvokeCommand {
+    /// Sends the request and prints the response.
+    pub fn execute(self) -> Result<()> {
+        let body = match (&self.input, &self.input_file) {
+            (Some(text), _) => text.clone().into_bytes(),
+            (None, Some(path)) => {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+            }
+            (None, None) => Vec::new(),
+        };
+        let session = self.client.connect()?;
+        let start = Instant::now();
+        let answer = session.call(&Request::Invoke {
+            name: self.name.clone(),
+            body,
+            caller: None,
+            hops: 0,
+        });
+        let elapsed = start.elapsed();
+        session.close();
+        let (body, host) = match answer? {
+            Response::Invoked { body, host } => (body, host),
+            other => return Err(edgehost_fleet::client::unexpected(&other).into()),
+        };
+        if self.json {
+            let v = serde_json::json!({
+                "agent": self.name,
+                "host": host,
+                "response": String::from_utf8_lossy(&body),
+                "ms": elapsed.as_secs_f64() * 1e3,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&body)?;
+        if !body.ends_with(b"\n") {
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// Stop an agent and remove it from its host.
+#[derive(Args)]
+pub struct ReleaseCommand {
+    /// The agent.
+    name: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl ReleaseCommand {
+    /// Finds the agent's host and asks it to release the agent.
+    pub fn execute(self) -> Result<()> {
+        let session = self.client.connect()?;
+        let views = session.fleet()?;
+        let owner = views
+            .iter()
+            .find(|v| v.report.agents.iter().any(|a| a.name == self.name))
+            .map(|v| v.report.addr.clone());
+        let Some(addr) = owner else {
+            session.close();
+            anyhow::bail!("no host runs an agent named {:?}", self.name);
+        };
+        let result = session.runtime.block_on(async {
+            let addr = super::client::resolve(&addr).await?;
+            let (connection, host) = session.client.connect(addr).await?;
+            edgehost_fleet::client::call(
+                &connection,
+                &Request::Release {
+                    name: self.name.clone(),
+                },
+            )
+            .await
+            .map(|_| host.name)
+            .map_err(anyhow::Error::from)
+        });
+        session.close();
+        let host = result?;
+        println!("released {} from {host}", self.name);
+        Ok(())
+    }
+}

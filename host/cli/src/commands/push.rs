@@ -1,0 +1,221 @@
+//! `edgehost push`: check a component, let AntLLM choose a host, upload it
+//! (unless the host has it), deploy it.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use edgehost_fleet::protocol::{Placement, Request, Response};
+use edgehost_runtime::{Digest, RuntimeBuilder, Services};
+use serde::Serialize;
+
+use super::client::{ClientArgs, resolve};
+
+/// Deploy an agent component to the fleet.
+#[derive(Args)]
+pub struct PushCommand {
+    /// The agent component (.wasm).
+    file: PathBuf,
+    /// The agent's name in the fleet (default: the file's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Deploy to this host instead of letting AntLLM choose.
+    #[arg(long, value_name = "HOST", conflicts_with = "auto")]
+    to: Option<String>,
+    /// Let AntLLM choose the host (the default).
+    #[arg(long)]
+    auto: bool,
+    /// A configuration entry for the agent's init, as KEY=VALUE; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::run::parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Where this machine caches compiled artifacts (for the local check).
+    #[arg(long, env = "EDGEHOST_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct PushReport {
+    agent: String,
+    host: String,
+    digest: Digest,
+    uploaded_bytes: u64,
+    component_bytes: u64,
+    load_ms: f64,
+    cache_hit: bool,
+    placement: Option<Placement>,
+    elapsed_ms: f64,
+}
+
+fn default_name(file: &std::path::Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    stem.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_owned()
+}
+
+impl PushCommand {
+    /// Checks, places, uploads and deploys.
+    pub fn execute(self) -> Result<()> {
+        let start = Instant::now();
+        let bytes = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(&self.file));
+
+        // Check locally that this is an agent, and learn what it declares.
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(super::default_cache_dir);
+        let runtime = RuntimeBuilder::new(cache_dir).build()?;
+        let component = runtime
+            .load(&bytes)
+            .with_context(|| self.file.display().to_string())?;
+        let descriptor = runtime
+            .instantiate(&component, &name, Services::default())
+            .with_context(|| format!("{}: describe", self.file.display()))?
+            .descriptor()
+            .clone();
+        let digest = component.digest();
+        drop(runtime);
+
+        let session = self.client.connect()?;
+        let (target_name, target_addr, placement) = match &self.to {
+            Some(host) => {
+                let views = session.fleet()?;
+                let view = views
+                    .iter()
+                    .find(|v| &v.report.name == host)
+                    .ok_or_else(|| anyhow!("no host named {host:?} in the fleet"))?;
+                if !view.reachable {
+                    bail!("host {host:?} is unreachable");
+                }
+                (host.clone(), view.report.addr.clone(), None)
+            }
+            None => match session.call(&Request::Place {
+                descriptor: descriptor.clone(),
+                component_bytes: bytes.len() as u64,
+            })? {
+                Response::Placement(p) => (p.host.clone(), p.addr.clone(), Some(p)),
+                other => return Err(edgehost_fleet::client::unexpected(&other).into()),
+            },
+        };
+
+        let progress = if std::io::stderr().is_terminal() && !self.json {
+            indicatif::ProgressBar::new(bytes.len() as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let outcome = session.runtime.block_on(async {
+            let connection = if target_name == session.host {
+                session.connection.clone()
+            } else {
+                let addr = resolve(&target_addr).await?;
+                session.client.connect(addr).await?.0
+            };
+            let uploaded =
+                match edgehost_fleet::client::call(&connection, &Request::Has { digest }).await? {
+                    Response::Has(true) => 0,
+                    Response::Has(false) => {
+                        edgehost_fleet::client::upload(&connection, digest, &bytes, |sent| {
+                            progress.set_position(sent)
+                        })
+                        .await?
+                    }
+                    other => return Err(edgehost_fleet::client::unexpected(&other).into()),
+                };
+            progress.finish_and_clear();
+            let deployed = edgehost_fleet::client::call(
+                &connection,
+                &Request::Deploy {
+                    name: name.clone(),
+                    digest,
+                    config: self.config.clone(),
+                },
+            )
+            .await?;
+            Ok::<_, anyhow::Error>((uploaded, deployed))
+        });
+        session.close();
+        let (uploaded, deployed) = outcome?;
+        let Response::Deployed {
+            load_ms, cache_hit, ..
+        } = deployed
+        else {
+            return Err(edgehost_fleet::client::unexpected(&deployed).into());
+        };
+        let report = PushReport {
+            agent: name,
+            host: target_name,
+            digest,
+            uploaded_bytes: uploaded,
+            component_bytes: bytes.len() as u64,
+            load_ms,
+            cache_hit,
+            placement,
+            elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        };
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
+        println!(
+            "pushed {} to {} ({})",
+            report.agent, report.host, report.digest
+        );
+        match &report.placement {
+            Some(p) => {
+                println!(
+                    "  why: {} over {} host(s) with the {} policy chose {}: predicted latency {:.3} s (transmit {:.3}, migration {:.3}, initiation {:.3}, processing {:.3}), cost {:.3} (cpu {:.3}, storage {:.3}, comm {:.3}), objective {:.4}",
+                    p.algorithm,
+                    p.candidates.len(),
+                    p.policy,
+                    p.host,
+                    p.latency_s.iter().sum::<f64>(),
+                    p.latency_s[0],
+                    p.latency_s[1],
+                    p.latency_s[2],
+                    p.latency_s[3],
+                    p.cost.iter().sum::<f64>(),
+                    p.cost[0],
+                    p.cost[1],
+                    p.cost[2],
+                    p.objective
+                );
+                for f in &p.fallbacks {
+                    println!("  note: {f}");
+                }
+            }
+            None => println!("  why: chosen by the operator (--to)"),
+        }
+        if report.uploaded_bytes == 0 {
+            println!("  upload: none, the host already had the component");
+        } else {
+            println!("  upload: {} bytes", report.uploaded_bytes);
+        }
+        println!(
+            "  {} in {:.1} ms on the host",
+            if report.cache_hit {
+                "loaded from the artifact cache"
+            } else {
+                "compiled"
+            },
+            report.load_ms
+        );
+        Ok(())
+    }
+}

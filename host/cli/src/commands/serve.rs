@@ -1,0 +1,173 @@
+//! `edgehost serve`: the host daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use edgehost_fleet::config::{HostLimits, Labels};
+use edgehost_fleet::{Host, HostConfig};
+
+/// Run this machine's host: join the fleet, run agents, route calls.
+///
+/// Settings come from --config (TOML); each flag (or its EDGEHOST_*
+/// environment variable) overrides the file.
+#[derive(Args)]
+pub struct ServeCommand {
+    /// The host configuration file.
+    #[arg(long, env = "EDGEHOST_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The host's name (must match its certificate).
+    #[arg(long, env = "EDGEHOST_NAME")]
+    name: Option<String>,
+    /// UDP address for QUIC.
+    #[arg(long, env = "EDGEHOST_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory (components, compiled artifacts).
+    #[arg(long, env = "EDGEHOST_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Fleet CA certificate.
+    #[arg(long, env = "EDGEHOST_CA", value_name = "PATH")]
+    ca: Option<PathBuf>,
+    /// This host's certificate.
+    #[arg(long, env = "EDGEHOST_CERT", value_name = "PATH")]
+    cert: Option<PathBuf>,
+    /// This host's private key.
+    #[arg(long, env = "EDGEHOST_KEY", value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// A host to join (`host:port`); repeatable, adds to the file's peers.
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<String>,
+    /// Site name.
+    #[arg(long, env = "EDGEHOST_SITE")]
+    site: Option<String>,
+    /// Latitude of the site, degrees.
+    #[arg(long, env = "EDGEHOST_LAT", allow_negative_numbers = true)]
+    lat: Option<f64>,
+    /// Longitude of the site, degrees.
+    #[arg(long, env = "EDGEHOST_LON", allow_negative_numbers = true)]
+    lon: Option<f64>,
+    /// Uplink bandwidth, Mbit/s.
+    #[arg(long, env = "EDGEHOST_BANDWIDTH_MBPS")]
+    bandwidth_mbps: Option<f64>,
+    /// The most agents this host runs.
+    #[arg(long, env = "EDGEHOST_MAX_AGENTS")]
+    max_agents: Option<u32>,
+    /// TCP address of the Prometheus metrics endpoint.
+    #[arg(long, env = "EDGEHOST_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Heartbeat period, milliseconds.
+    #[arg(long, env = "EDGEHOST_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+}
+
+impl ServeCommand {
+    fn into_config(self) -> Result<HostConfig> {
+        let mut config = match &self.config {
+            Some(path) => HostConfig::from_file(path)?,
+            None => {
+                let (Some(data_dir), Some(ca), Some(cert), Some(key)) = (
+                    self.data_dir.clone(),
+                    self.ca.clone(),
+                    self.cert.clone(),
+                    self.key.clone(),
+                ) else {
+                    bail!("give --config, or all of --data-dir, --ca, --cert and --key");
+                };
+                HostConfig {
+                    name: None,
+                    listen: ([0, 0, 0, 0], 7400).into(),
+                    data_dir,
+                    ca,
+                    cert,
+                    key,
+                    peers: Vec::new(),
+                    labels: Labels::default(),
+                    limits: HostLimits::default(),
+                    metrics_listen: None,
+                    heartbeat_ms: 1000,
+                }
+            }
+        };
+        if let Some(v) = self.name {
+            config.name = Some(v);
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.ca {
+            config.ca = v;
+        }
+        if let Some(v) = self.cert {
+            config.cert = v;
+        }
+        if let Some(v) = self.key {
+            config.key = v;
+        }
+        config.peers.extend(self.peers);
+        if let Some(v) = self.site {
+            config.labels.site = v;
+        }
+        if let Some(v) = self.lat {
+            config.labels.lat = v;
+        }
+        if let Some(v) = self.lon {
+            config.labels.lon = v;
+        }
+        if let Some(v) = self.bandwidth_mbps {
+            config.labels.bandwidth_mbps = v;
+        }
+        if let Some(v) = self.max_agents {
+            config.limits.max_agents = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            config.metrics_listen = Some(v);
+        }
+        if let Some(v) = self.heartbeat_ms {
+            config.heartbeat_ms = v;
+        }
+        Ok(config)
+    }
+
+    /// Runs the host until SIGTERM or Ctrl-C.
+    pub fn execute(self) -> Result<()> {
+        let config = self.into_config()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async move {
+            let host = Host::start(config).await?;
+            // A line for scripts and humans: who we are and where.
+            println!("edgehost serving {} on {}", host.name(), host.local_addr());
+            host.run(shutdown_signal()).await?;
+            Ok(())
+        })
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

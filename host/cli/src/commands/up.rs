@@ -1,0 +1,227 @@
+//! `edgehost up`: a whole fleet on this machine, for demos and tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use edgehost_fleet::identity::{Role, init_fleet, issue};
+
+/// Start N hosts on loopback with a throwaway fleet CA.
+///
+/// Writes the CA, certificates, one configuration per host and a client
+/// configuration into DIR (a temporary directory by default, removed on
+/// exit), starts `edgehost serve` for each host, waits until all answer,
+/// then runs until Ctrl-C or SIGTERM and stops them.
+#[derive(Args)]
+pub struct UpCommand {
+    /// How many hosts.
+    #[arg(value_parser = clap::value_parser!(u16).range(1..=32))]
+    count: u16,
+    /// Where to put the fleet's files (kept on exit when given).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Heartbeat period of the hosts, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    heartbeat_ms: u64,
+    /// The most agents each host runs.
+    #[arg(long, default_value_t = 10)]
+    max_agents: u32,
+}
+
+/// The paper's four sites first, then further ones spread deterministically.
+fn site(i: usize) -> (String, f64, f64, f64) {
+    const SITES: [(&str, f64, f64, f64); 4] = [
+        ("beijing", 39.90, 116.40, 20.0),
+        ("shanghai", 31.23, 121.47, 20.0),
+        ("guiyang", 26.65, 106.63, 20.0),
+        ("singapore", 1.35, 103.82, 30.0),
+    ];
+    match SITES.get(i) {
+        Some((name, lat, lon, bw)) => ((*name).to_owned(), *lat, *lon, *bw),
+        None => (
+            format!("edge-{i}"),
+            20.0 + (i as f64 * 7.3) % 25.0,
+            100.0 + (i as f64 * 11.9) % 25.0,
+            20.0,
+        ),
+    }
+}
+
+fn free_udp_port() -> Result<u16> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(socket.local_addr()?.port())
+}
+
+struct Fleet {
+    children: Vec<(String, Child)>,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            // SIGTERM first, for a clean shutdown; SIGKILL if it lingers.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child) in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl UpCommand {
+    /// Sets up and runs the fleet.
+    pub fn execute(self) -> Result<()> {
+        let (dir, _temp) = match &self.dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = tempfile::tempdir().context("creating a temporary directory")?;
+                (t.path().to_owned(), Some(t))
+            }
+        };
+        let ca_dir = dir.join("ca");
+        init_fleet(&ca_dir, "local").context("creating the fleet CA")?;
+        let ports: Vec<u16> = (0..self.count)
+            .map(|_| free_udp_port())
+            .collect::<Result<_>>()?;
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+
+        let exe = std::env::current_exe().context("locating the edgehost binary")?;
+        let mut fleet = Fleet {
+            children: Vec::new(),
+        };
+        for i in 0..usize::from(self.count) {
+            let (name, lat, lon, bw) = site(i);
+            let host_dir = dir.join(&name);
+            std::fs::create_dir_all(&host_dir)?;
+            issue(&ca_dir, &host_dir, &name, Role::Host)?;
+            // Every host knows one seed; the rest is learned from heartbeats.
+            let seed = if i == 0 { addrs.get(1) } else { addrs.first() };
+            let peers = seed.map(|s| format!("\"{s}\"")).unwrap_or_default();
+            let config = format!(
+                "name = \"{name}\"\nlisten = \"{addr}\"\ndata_dir = \"data\"\nca = \"../ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\npeers = [{peers}]\nheartbeat_ms = {hb}\n\n[labels]\nsite = \"{name}\"\nlat = {lat}\nlon = {lon}\nbandwidth_mbps = {bw}\n\n[limits]\nmax_agents = {max}\n",
+                addr = addrs[i],
+                hb = self.heartbeat_ms,
+                max = self.max_agents,
+            );
+            let config_path = host_dir.join("host.toml");
+            std::fs::write(&config_path, config)?;
+            let log = std::fs::File::create(host_dir.join("host.log"))?;
+            let child = Command::new(&exe)
+                .arg("serve")
+                .arg("--config")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .env(
+                    "EDGEHOST_LOG",
+                    std::env::var("EDGEHOST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .spawn()
+                .context("starting edgehost serve")?;
+            std::fs::write(host_dir.join("pid"), child.id().to_string())?;
+            fleet.children.push((name, child));
+        }
+
+        issue(&ca_dir, &dir, "operator", Role::Client)?;
+        let hosts = addrs
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let client_config = dir.join("client.toml");
+        std::fs::write(
+            &client_config,
+            format!(
+                "ca = \"ca/ca.pem\"\ncert = \"operator.pem\"\nkey = \"operator.key\"\nhosts = [{hosts}]\n"
+            ),
+        )?;
+
+        wait_until_up(&mut fleet, &dir)?;
+        println!("fleet of {} host(s) up:", self.count);
+        for (i, (name, child)) in fleet.children.iter().enumerate() {
+            println!(
+                "  {name:<10} {} (pid {}, log {})",
+                addrs[i],
+                child.id(),
+                dir.join(name).join("host.log").display()
+            );
+        }
+        println!("client configuration: {}", client_config.display());
+        println!("export EDGEHOST_CLIENT_CONFIG={}", client_config.display());
+        // Marks the fleet as ready for scripts that wait on it.
+        std::fs::write(dir.join("ready"), b"")?;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            tokio::select! {
+                () = super::serve::shutdown_signal() => {}
+                () = watch_children(&mut fleet) => {}
+            }
+        });
+        drop(fleet);
+        Ok(())
+    }
+}
+
+/// Waits until every host has printed its serving line, failing if one exits.
+fn wait_until_up(fleet: &mut Fleet, dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut ready = 0;
+        for (name, child) in &mut fleet.children {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.join(name.as_str()).join("host.log"))
+                    .unwrap_or_default();
+                let last = log.lines().last().unwrap_or("").to_owned();
+                bail!("host {name} exited ({status}) while starting: {last}");
+            }
+            let log = std::fs::read_to_string(dir.join(name.as_str()).join("host.log"))
+                .unwrap_or_default();
+            if log.contains("edgehost serving") {
+                ready += 1;
+            }
+        }
+        if ready == fleet.children.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the hosts did not start within 60 s; see the logs in {}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reports hosts that exit on their own; the others keep running (a fleet
+/// survives the loss of a host). Never completes.
+async fn watch_children(fleet: &mut Fleet) {
+    let mut reported = std::collections::HashSet::new();
+    loop {
+        for (name, child) in &mut fleet.children {
+            if let Ok(Some(status)) = child.try_wait()
+                && reported.insert(name.clone())
+            {
+                eprintln!("host {name} exited ({status})");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,205 @@
+//! A host's configuration (`host.toml`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Everything `edgehost serve` needs. Read from TOML; the command line and
+/// environment override single settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// The host's name. Must match its certificate; taken from the
+    /// certificate when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// UDP address to listen on for QUIC.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where components, compiled artifacts and state live.
+    pub data_dir: PathBuf,
+    /// The fleet CA certificate.
+    pub ca: PathBuf,
+    /// This host's certificate.
+    pub cert: PathBuf,
+    /// This host's private key.
+    pub key: PathBuf,
+    /// Addresses (`host:port`) of hosts to join; one is enough.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Where this host is, for the placement engine.
+    #[serde(default)]
+    pub labels: Labels,
+    /// Limits on what this host accepts.
+    #[serde(default)]
+    pub limits: HostLimits,
+    /// TCP address of the Prometheus metrics endpoint; none disables it.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often hosts exchange reports, milliseconds.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+}
+
+/// Where a host is and what its uplink carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    /// A site name (`beijing`).
+    #[serde(default = "default_site")]
+    pub site: String,
+    /// Latitude, degrees.
+    #[serde(default)]
+    pub lat: f64,
+    /// Longitude, degrees.
+    #[serde(default)]
+    pub lon: f64,
+    /// Uplink bandwidth, Mbit/s (the cost model's eta_e).
+    #[serde(default = "default_bandwidth")]
+    pub bandwidth_mbps: f64,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels {
+            site: default_site(),
+            lat: 0.0,
+            lon: 0.0,
+            bandwidth_mbps: default_bandwidth(),
+        }
+    }
+}
+
+/// What one host accepts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostLimits {
+    /// The most agents this host runs at once.
+    #[serde(default = "default_max_agents")]
+    pub max_agents: u32,
+    /// Deadline of one call into an agent, milliseconds.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// The most memory one agent may declare, MiB.
+    #[serde(default = "default_agent_memory_mib")]
+    pub max_agent_memory_mib: u32,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            max_agents: default_max_agents(),
+            call_timeout_ms: default_call_timeout_ms(),
+            max_agent_memory_mib: default_agent_memory_mib(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    ([0, 0, 0, 0], 7400).into()
+}
+fn default_heartbeat_ms() -> u64 {
+    1000
+}
+fn default_site() -> String {
+    "edge".to_owned()
+}
+fn default_bandwidth() -> f64 {
+    20.0
+}
+fn default_max_agents() -> u32 {
+    10
+}
+fn default_call_timeout_ms() -> u64 {
+    10_000
+}
+fn default_agent_memory_mib() -> u32 {
+    512
+}
+
+impl HostConfig {
+    /// Reads a TOML file; relative paths in it are taken relative to the
+    /// file's directory.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut config: HostConfig = toml::from_str(&text).map_err(|e| {
+            Error::Config(format!("{}: {}", path.display(), one_line(&e.to_string())))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.data_dir,
+            &mut config.ca,
+            &mut config.cert,
+            &mut config.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Checks values a file could get wrong.
+    pub fn validate(&self) -> Result<()> {
+        if self.heartbeat_ms < 50 {
+            return Err(Error::Config("heartbeat_ms must be at least 50".into()));
+        }
+        if self.limits.max_agents == 0 {
+            return Err(Error::Config("limits.max_agents must be at least 1".into()));
+        }
+        if !(self.labels.bandwidth_mbps > 0.0 && self.labels.bandwidth_mbps.is_finite()) {
+            return Err(Error::Config(
+                "labels.bandwidth_mbps must be a positive number".into(),
+            ));
+        }
+        if !(-90.0..=90.0).contains(&self.labels.lat)
+            || !(-180.0..=180.0).contains(&self.labels.lon)
+        {
+            return Err(Error::Config(
+                "labels.lat/lon must be valid coordinates".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Client settings (`client.toml`): which fleet, which certificate, which hosts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The fleet CA certificate.
+    pub ca: PathBuf,
+    /// The client's certificate.
+    pub cert: PathBuf,
+    /// The client's private key.
+    pub key: PathBuf,
+    /// Hosts to contact (`host:port`); the first that answers is used.
+    pub hosts: Vec<String>,
+}
+
+impl ClientConfig {
+    /// Reads a TOML file; relative paths are taken relative to its directory.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut config: ClientConfig = toml::from_str(&text).map_err(|e| {
+            Error::Config(format!("{}: {}", path.display(), one_line(&e.to_string())))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.ca, &mut config.cert, &mut config.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if config.hosts.is_empty() {
+            return Err(Error::Config(format!("{}: hosts is empty", path.display())));
+        }
+        Ok(config)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

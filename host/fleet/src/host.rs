@@ -1,0 +1,676 @@
+//! The daemon behind `edgehost serve`: accepts QUIC connections from clients
+//! and peers, runs agents, exchanges reports, routes calls.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use edgehost_placement::Policy;
+use edgehost_runtime::{
+    AgentInstance, Descriptor, Digest, HostError, Limits, Router, Runtime, RuntimeBuilder, Services,
+};
+use edgehost_telemetry::{Sampler, ServerStatus};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::client::{call, connect};
+use crate::config::HostConfig;
+use crate::identity::{Credentials, Identity, Role};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::protocol::{
+    AgentReport, CHUNK_BYTES, ErrorKind, HostReport, Location, MAX_BODY_BYTES, MAX_COMPONENT_BYTES,
+    MAX_MESSAGE_BYTES, Request, Response, decode, encode, read_frame, write_frame,
+};
+use crate::store::ComponentStore;
+use crate::tls::{endpoint, peer_identity};
+use crate::{Error, Result};
+
+/// Forwarding an invocation more often than this means a routing loop.
+const MAX_HOPS: u8 = 2;
+
+/// One agent on this host.
+struct AgentSlot {
+    instance: Mutex<AgentInstance>,
+    digest: Digest,
+    descriptor: Descriptor,
+    started: Instant,
+    calls: AtomicU64,
+}
+
+struct Shared {
+    name: String,
+    addr: SocketAddr,
+    config: HostConfig,
+    endpoint: Endpoint,
+    runtime: Runtime,
+    store: ComponentStore,
+    agents: Mutex<HashMap<String, Arc<AgentSlot>>>,
+    membership: Mutex<Membership>,
+    connections: AsyncMutex<HashMap<SocketAddr, Connection>>,
+    status: Mutex<ServerStatus>,
+    sampler: Mutex<Sampler>,
+    compiling: Mutex<HashSet<Digest>>,
+    metrics: Metrics,
+    policy: Policy,
+    started: Instant,
+    handle: tokio::runtime::Handle,
+}
+
+/// A running host.
+pub struct Host {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Host {
+    /// Loads the certificates, binds the QUIC endpoint and prepares the
+    /// runtime. Fails with a one-line reason for a bad configuration.
+    pub async fn start(config: HostConfig) -> Result<Host> {
+        config.validate()?;
+        let creds = Credentials::load(&config.ca, &config.cert, &config.key)?;
+        if creds.identity.role != Role::Host {
+            return Err(Error::Identity(format!(
+                "{} is a {} certificate; a host needs a host certificate",
+                config.cert.display(),
+                creds.identity.role
+            )));
+        }
+        if let Some(name) = &config.name
+            && name != &creds.identity.name
+        {
+            return Err(Error::Config(format!(
+                "name {name:?} does not match the certificate, issued to {:?}",
+                creds.identity.name
+            )));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+        let store = ComponentStore::open(&config.data_dir.join("components"))?;
+        let runtime = RuntimeBuilder::new(config.data_dir.join("cache"))
+            .limits(Limits {
+                max_memory_mib: config.limits.max_agent_memory_mib,
+                call_timeout: Duration::from_millis(config.limits.call_timeout_ms),
+                ..Limits::default()
+            })
+            .build()?;
+        let endpoint = endpoint(&creds, config.listen, true)?;
+        let addr = endpoint
+            .local_addr()
+            .map_err(|e| Error::io(config.listen.to_string(), e))?;
+        let data_dir = config.data_dir.clone();
+        let (sampler, status) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut sampler = Sampler::new(&data_dir).map_err(|e| Error::Config(e.to_string()))?;
+            std::thread::sleep(Duration::from_millis(200));
+            let status = sampler.read().map_err(|e| Error::Config(e.to_string()))?;
+            Ok((sampler, status))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let suspect_after =
+            Duration::from_millis(config.heartbeat_ms * 3).max(Duration::from_secs(1));
+        let shared = Arc::new(Shared {
+            name: creds.identity.name.clone(),
+            addr,
+            membership: Mutex::new(Membership::new(creds.identity.name.clone(), suspect_after)),
+            config,
+            endpoint,
+            runtime,
+            store,
+            agents: Mutex::new(HashMap::new()),
+            connections: AsyncMutex::new(HashMap::new()),
+            status: Mutex::new(status),
+            sampler: Mutex::new(sampler),
+            compiling: Mutex::new(HashSet::new()),
+            metrics: Metrics::default(),
+            policy: Policy::native(),
+            started: Instant::now(),
+            handle: tokio::runtime::Handle::current(),
+        });
+        Ok(Host { shared })
+    }
+
+    /// The host's name, from its certificate.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The address the host listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Serves until `shutdown` completes, then closes connections cleanly.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let shared = self.shared.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(heartbeat_loop(Arc::downgrade(&shared)));
+        if let Some(metrics_addr) = shared.config.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| Error::io(metrics_addr.to_string(), e))?;
+            let weak = Arc::downgrade(&shared);
+            tasks.spawn(crate::metrics::serve(listener, move || {
+                match weak.upgrade() {
+                    Some(s) => s.render_metrics(),
+                    None => String::new(),
+                }
+            }));
+        }
+        tracing::info!(name = %shared.name, addr = %shared.addr, "serving");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                incoming = shared.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        match incoming.await {
+                            Ok(connection) => serve_connection(shared, connection).await,
+                            Err(e) => tracing::debug!("handshake refused: {e}"),
+                        }
+                    });
+                }
+            }
+        }
+        tracing::info!(name = %shared.name, "shutting down");
+        tasks.abort_all();
+        shared.endpoint.close(0u32.into(), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
+        Ok(())
+    }
+}
+
+async fn serve_connection(shared: Arc<Shared>, connection: Connection) {
+    let identity = match peer_identity(&connection) {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::warn!(remote = %connection.remote_address(), "refusing connection: {e}");
+            connection.close(2u32.into(), b"no edgehost identity");
+            return;
+        }
+    };
+    tracing::debug!(%identity, remote = %connection.remote_address(), "connected");
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        let shared = shared.clone();
+        let identity = identity.clone();
+        tokio::spawn(async move { serve_stream(shared, identity, send, recv).await });
+    }
+}
+
+async fn serve_stream(
+    shared: Arc<Shared>,
+    identity: Identity,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let answer = match read_frame(&mut recv, MAX_MESSAGE_BYTES).await {
+        Ok(Some(frame)) => match decode::<Request>(&frame) {
+            Ok(request) => shared.handle(&identity, request, &mut recv).await,
+            Err(e @ Error::Version { .. }) => refusal(ErrorKind::Version, e),
+            Err(e) => refusal(ErrorKind::BadRequest, e),
+        },
+        Ok(None) => return,
+        Err(e) => refusal(ErrorKind::BadRequest, e),
+    };
+    if let Response::Error { message, .. } = &answer {
+        tracing::debug!(%identity, "request refused: {message}");
+        // Whatever else the peer meant to send on this stream is discarded.
+        let _ = recv.stop(1u32.into());
+    }
+    match encode(&answer) {
+        Ok(frame) => {
+            let _ = write_frame(&mut send, &frame).await;
+            let _ = send.finish();
+        }
+        Err(e) => tracing::error!("encoding an answer: {e}"),
+    }
+}
+
+fn refusal(kind: ErrorKind, e: impl std::fmt::Display) -> Response {
+    Response::Error {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+impl Shared {
+    async fn handle(
+        self: &Arc<Self>,
+        identity: &Identity,
+        request: Request,
+        recv: &mut RecvStream,
+    ) -> Response {
+        if matches!(request, Request::Heartbeat(_)) && identity.role != Role::Host {
+            return refusal(
+                ErrorKind::Forbidden,
+                format!("{identity} may not send heartbeats"),
+            );
+        }
+        let result = match request {
+            Request::Status => Ok(Response::Status(self.report())),
+            Request::Fleet => Ok(Response::Fleet(self.fleet_views())),
+            Request::Has { digest } => Ok(Response::Has(self.store.has(&digest))),
+            Request::Upload { digest, size } => self.receive_upload(digest, size, recv).await,
+            Request::Deploy {
+                name,
+                digest,
+                config,
+            } => self.deploy(name, digest, config).await,
+            Request::Invoke {
+                name,
+                body,
+                caller,
+                hops,
+            } => self
+                .invoke(name, body, caller, hops)
+                .await
+                .map(|(body, host)| Response::Invoked { body, host }),
+            Request::Release { name } => self.release(&name),
+            Request::Place {
+                descriptor,
+                component_bytes,
+            } => self.place(&descriptor, component_bytes),
+            Request::Heartbeat(report) => {
+                if report.name != identity.name {
+                    Err(Error::Identity(format!(
+                        "{identity} sent a report for {:?}",
+                        report.name
+                    )))
+                } else {
+                    lock(&self.membership).heard_from(report, Instant::now());
+                    Ok(Response::Fleet(self.fleet_views()))
+                }
+            }
+        };
+        result.unwrap_or_else(|e| refusal(e.kind(), e))
+    }
+
+    fn report(&self) -> HostReport {
+        let agents = lock(&self.agents)
+            .iter()
+            .map(|(name, slot)| AgentReport {
+                name: name.clone(),
+                digest: slot.digest,
+                descriptor: slot.descriptor.clone(),
+                state_bytes: 0,
+                uptime_s: slot.started.elapsed().as_secs_f64(),
+                calls: slot.calls.load(Ordering::Relaxed),
+            })
+            .collect();
+        HostReport {
+            name: self.name.clone(),
+            addr: self.addr.to_string(),
+            site: self.config.labels.site.clone(),
+            location: Location {
+                lat: self.config.labels.lat,
+                lon: self.config.labels.lon,
+            },
+            bandwidth_mbps: self.config.labels.bandwidth_mbps,
+            max_agents: self.config.limits.max_agents,
+            status: lock(&self.status).clone(),
+            agents,
+            compiling: lock(&self.compiling).iter().copied().collect(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// This host's own view first, then its peers.
+    fn fleet_views(&self) -> Vec<crate::protocol::PeerView> {
+        let mut views = vec![crate::protocol::PeerView {
+            report: self.report(),
+            reachable: true,
+            last_seen_s: 0.0,
+        }];
+        views.extend(lock(&self.membership).views(Instant::now()));
+        views
+    }
+
+    fn render_metrics(&self) -> String {
+        let views = lock(&self.membership).views(Instant::now());
+        let reachable = views.iter().filter(|v| v.reachable).count();
+        self.metrics
+            .render(lock(&self.agents).len(), reachable, views.len())
+    }
+
+    async fn receive_upload(
+        &self,
+        digest: Digest,
+        size: u64,
+        recv: &mut RecvStream,
+    ) -> Result<Response> {
+        if size > MAX_COMPONENT_BYTES {
+            return Err(Error::Protocol(format!(
+                "component of {size} bytes is over the {MAX_COMPONENT_BYTES}-byte limit"
+            )));
+        }
+        if self.store.has(&digest) {
+            return Ok(Response::Uploaded { received: 0 });
+        }
+        let mut incoming = self.store.begin(digest, size).await?;
+        while incoming.remaining() > 0 {
+            let chunk = read_frame(recv, CHUNK_BYTES)
+                .await?
+                .ok_or_else(|| Error::Protocol("upload ended early".into()))?;
+            if chunk.is_empty() {
+                return Err(Error::Protocol("empty upload chunk".into()));
+            }
+            incoming.write(&chunk).await?;
+        }
+        if read_frame(recv, CHUNK_BYTES).await?.is_some() {
+            return Err(Error::Protocol("upload sent more than it announced".into()));
+        }
+        let received = incoming.finish().await?;
+        self.metrics
+            .upload_bytes
+            .fetch_add(received, Ordering::Relaxed);
+        tracing::info!(%digest, bytes = received, "component stored");
+        Ok(Response::Uploaded { received })
+    }
+
+    async fn deploy(
+        self: &Arc<Self>,
+        name: String,
+        digest: Digest,
+        config: Vec<(String, String)>,
+    ) -> Result<Response> {
+        crate::identity::check_name(&name).map_err(|_| {
+            Error::BadRequest(format!(
+                "{name:?} is not a valid agent name (1-63 of a-z, 0-9, '-')"
+            ))
+        })?;
+        {
+            let agents = lock(&self.agents);
+            if agents.contains_key(&name) {
+                return Err(Error::Conflict(format!(
+                    "an agent named {name:?} already runs here"
+                )));
+            }
+            if agents.len() >= self.config.limits.max_agents as usize {
+                return Err(Error::Conflict(format!(
+                    "this host runs its maximum of {} agents",
+                    self.config.limits.max_agents
+                )));
+            }
+        }
+        if let Some(owner) = lock(&self.membership).owner_of(&name, Instant::now()) {
+            return Err(Error::Conflict(format!(
+                "an agent named {name:?} already runs on {}",
+                owner.name
+            )));
+        }
+        if !self.store.has(&digest) {
+            return Err(Error::NotFound(format!(
+                "component {digest} is not stored here; upload it first"
+            )));
+        }
+        lock(&self.compiling).insert(digest);
+        let shared = self.clone();
+        let agent_name = name.clone();
+        let started = tokio::task::spawn_blocking(move || -> Result<_> {
+            let bytes = shared.store.read(&digest)?;
+            let component = shared.runtime.load(&bytes)?;
+            let services = Services {
+                router: Arc::new(FleetRouter {
+                    shared: Arc::downgrade(&shared),
+                }),
+                ..Services::default()
+            };
+            let mut instance = shared
+                .runtime
+                .instantiate(&component, &agent_name, services)?;
+            instance.init(&config)?;
+            Ok((component, instance))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()));
+        lock(&self.compiling).remove(&digest);
+        let (component, instance) = started??;
+        if component.cache_outcome() == edgehost_runtime::CacheOutcome::Miss {
+            self.metrics.compiles.fetch_add(1, Ordering::Relaxed);
+        }
+        let descriptor = instance.descriptor().clone();
+        let slot = Arc::new(AgentSlot {
+            instance: Mutex::new(instance),
+            digest,
+            descriptor: descriptor.clone(),
+            started: Instant::now(),
+            calls: AtomicU64::new(0),
+        });
+        {
+            let mut agents = lock(&self.agents);
+            if agents.contains_key(&name) {
+                return Err(Error::Conflict(format!(
+                    "an agent named {name:?} already runs here"
+                )));
+            }
+            agents.insert(name.clone(), slot);
+        }
+        tracing::info!(agent = %name, %digest, "deployed");
+        Ok(Response::Deployed {
+            descriptor,
+            load_ms: component.load_time().as_secs_f64() * 1e3,
+            cache_hit: component.cache_outcome() == edgehost_runtime::CacheOutcome::Hit,
+        })
+    }
+
+    fn release(&self, name: &str) -> Result<Response> {
+        match lock(&self.agents).remove(name) {
+            Some(_) => {
+                tracing::info!(agent = %name, "released");
+                Ok(Response::Released)
+            }
+            None => Err(Error::NotFound(format!(
+                "no agent named {name:?} runs here"
+            ))),
+        }
+    }
+
+    fn place(&self, descriptor: &Descriptor, component_bytes: u64) -> Result<Response> {
+        let mut hosts = vec![self.report()];
+        hosts.extend(
+            lock(&self.membership)
+                .views(Instant::now())
+                .into_iter()
+                .filter(|v| v.reachable)
+                .map(|v| v.report),
+        );
+        let placement =
+            crate::place::place(&hosts, descriptor, component_bytes, &self.policy, "native")?;
+        Ok(Response::Placement(placement))
+    }
+
+    /// Runs `name` here if it lives here, else forwards to its owner.
+    async fn invoke(
+        self: &Arc<Self>,
+        name: String,
+        body: Vec<u8>,
+        caller: Option<String>,
+        hops: u8,
+    ) -> Result<(Vec<u8>, String)> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Error::BadRequest(format!(
+                "body of {} bytes is over the limit",
+                body.len()
+            )));
+        }
+        let slot = lock(&self.agents).get(&name).cloned();
+        if let Some(slot) = slot {
+            let shared = self.clone();
+            self.metrics
+                .body_bytes
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
+            let start = Instant::now();
+            let result = tokio::task::spawn_blocking(move || {
+                let mut instance = lock(&slot.instance);
+                slot.calls.fetch_add(1, Ordering::Relaxed);
+                instance.handle_from(body, caller)
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+            let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            shared
+                .metrics
+                .invocation_micros
+                .fetch_add(micros, Ordering::Relaxed);
+            shared.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+            return match result {
+                Ok(out) => {
+                    shared
+                        .metrics
+                        .body_bytes
+                        .fetch_add(out.len() as u64, Ordering::Relaxed);
+                    Ok((out, shared.name.clone()))
+                }
+                Err(e) => {
+                    shared
+                        .metrics
+                        .invocation_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(Error::Agent(e.to_string()))
+                }
+            };
+        }
+        let owner = lock(&self.membership).owner_of(&name, Instant::now());
+        let Some(owner) = owner else {
+            return Err(Error::NotFound(format!(
+                "no reachable host runs an agent named {name:?}"
+            )));
+        };
+        if hops >= MAX_HOPS {
+            return Err(Error::NotFound(format!(
+                "{name:?} could not be reached within {MAX_HOPS} hops"
+            )));
+        }
+        self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
+        let addr: SocketAddr = owner.addr.parse().map_err(|_| {
+            Error::Internal(format!(
+                "peer {} has a bad address {:?}",
+                owner.name, owner.addr
+            ))
+        })?;
+        let connection = self.connection(addr).await?;
+        let request = Request::Invoke {
+            name,
+            body,
+            caller,
+            hops: hops + 1,
+        };
+        match call(&connection, &request).await? {
+            Response::Invoked { body, host } => Ok((body, host)),
+            other => Err(crate::client::unexpected(&other)),
+        }
+    }
+
+    /// A cached connection to the peer at `addr`, dialling when needed.
+    async fn connection(&self, addr: SocketAddr) -> Result<Connection> {
+        let mut connections = self.connections.lock().await;
+        if let Some(c) = connections.get(&addr)
+            && c.close_reason().is_none()
+        {
+            return Ok(c.clone());
+        }
+        let (connection, _identity) = connect(&self.endpoint, addr).await?;
+        connections.insert(addr, connection.clone());
+        Ok(connection)
+    }
+
+    async fn heartbeat(self: &Arc<Self>) {
+        // Refresh our own telemetry first.
+        let shared = self.clone();
+        if let Ok(Ok(status)) =
+            tokio::task::spawn_blocking(move || lock(&shared.sampler).read()).await
+        {
+            *lock(&self.status) = status;
+        }
+        let report = self.report();
+        let mut targets: HashSet<String> = self.config.peers.iter().cloned().collect();
+        targets.extend(lock(&self.membership).addresses());
+        targets.remove(&self.addr.to_string());
+        let mut sends = tokio::task::JoinSet::new();
+        for target in targets {
+            let shared = self.clone();
+            let report = report.clone();
+            sends.spawn(async move {
+                let result = async {
+                    let addr = tokio::net::lookup_host(&target)
+                        .await
+                        .map_err(|e| Error::Connect(format!("{target}: {e}")))?
+                        .next()
+                        .ok_or_else(|| Error::Connect(format!("{target}: no address")))?;
+                    let connection = shared.connection(addr).await?;
+                    call(&connection, &Request::Heartbeat(report)).await
+                };
+                let timeout = Duration::from_millis(shared.config.heartbeat_ms.max(500));
+                match tokio::time::timeout(timeout, result).await {
+                    Ok(Ok(Response::Fleet(views))) => {
+                        let now = Instant::now();
+                        let mut membership = lock(&shared.membership);
+                        let mut views = views.into_iter();
+                        // The first view is the answering host's own report.
+                        if let Some(own) = views.next() {
+                            membership.heard_from(own.report, now);
+                        }
+                        for view in views {
+                            membership.learned(view, now);
+                        }
+                    }
+                    Ok(Ok(_)) => tracing::debug!(%target, "odd answer to a heartbeat"),
+                    Ok(Err(e)) => tracing::debug!(%target, "heartbeat failed: {e}"),
+                    Err(_) => tracing::debug!(%target, "heartbeat timed out"),
+                }
+            });
+        }
+        while sends.join_next().await.is_some() {}
+    }
+}
+
+async fn heartbeat_loop(shared: Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let period = Duration::from_millis(s.config.heartbeat_ms);
+        s.heartbeat().await;
+        drop(s);
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// Routes an agent's calls to its dependencies: to a local agent directly,
+/// else over QUIC to the host that runs it. Runs on the blocking thread that
+/// is executing the calling agent.
+struct FleetRouter {
+    shared: Weak<Shared>,
+}
+
+impl Router for FleetRouter {
+    fn call(&self, from: &str, to: &str, body: Vec<u8>) -> std::result::Result<Vec<u8>, HostError> {
+        let shared = self
+            .shared
+            .upgrade()
+            .ok_or_else(|| HostError::Failed("the host is shutting down".into()))?;
+        let local = lock(&shared.agents).get(to).cloned();
+        if let Some(slot) = local {
+            let mut instance = slot.instance.try_lock().map_err(|_| {
+                HostError::Failed(format!("{to:?} is busy (a call cycle through {from:?}?)"))
+            })?;
+            slot.calls.fetch_add(1, Ordering::Relaxed);
+            return instance
+                .handle_from(body, Some(from.to_owned()))
+                .map_err(|e| HostError::Failed(e.to_string()));
+        }
+        let handle = shared.handle.clone();
+        handle
+            .block_on(shared.invoke(to.to_owned(), body, Some(from.to_owned()), 0))
+            .map(|(body, _host)| body)
+            .map_err(|e| match e {
+                Error::NotFound(m) => HostError::UnknownAgent(m),
+                other => HostError::Failed(other.to_string()),
+            })
+    }
+}

@@ -1,0 +1,278 @@
+//! Fleet identity: a fleet CA, and host and client certificates it signs.
+//!
+//! Every certificate names one identity in its subject alternative names:
+//! `<name>.host.edgehost` for a host, `<name>.client.edgehost` for a client.
+//! Host certificates also carry `host.edgehost`, the name every connection to
+//! a host verifies, so a host can be dialled by address before its name is
+//! known; the name is read from the certificate after the handshake. Hosts
+//! may act as TLS server and client (they dial each other); clients only as
+//! client, so a client certificate can never pose as a host.
+//!
+//! Chains are one certificate deep under the CA, with P-256 keys, so the
+//! whole handshake fits the first flight and stays one round trip.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The name every host certificate is valid for.
+pub const HOST_SERVER_NAME: &str = "host.edgehost";
+
+/// What a certificate holder is to the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// An edge server running `edgehost serve`.
+    Host,
+    /// An operator's or user's tool (`edgehost push`, `ps`, `invoke`).
+    Client,
+}
+
+impl Role {
+    fn suffix(self) -> &'static str {
+        match self {
+            Role::Host => ".host.edgehost",
+            Role::Client => ".client.edgehost",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Host => "host",
+            Role::Client => "client",
+        })
+    }
+}
+
+/// Who is on the other end of a connection, as its certificate says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Identity {
+    /// Host or client.
+    pub role: Role,
+    /// The name the certificate was issued to.
+    pub name: String,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.role, self.name)
+    }
+}
+
+/// Checks that `name` can be an identity: 1-63 of `a-z`, `0-9`, `-`, not
+/// starting or ending with `-` (it becomes a DNS label).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Identity(format!(
+            "{name:?} is not a valid name (1-63 of a-z, 0-9 and '-', not starting or ending with '-')"
+        )))
+    }
+}
+
+/// Reads the identity out of a fleet certificate. Fails for a certificate
+/// that names no identity, or more than one.
+pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| Error::Identity(format!("unreadable certificate: {e}")))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| Error::Identity(format!("unreadable certificate names: {e}")))?
+        .ok_or_else(|| Error::Identity("certificate names no edgehost identity".into()))?;
+    let mut found = None;
+    for name in &san.value.general_names {
+        let GeneralName::DNSName(dns) = name else {
+            continue;
+        };
+        for role in [Role::Host, Role::Client] {
+            if let Some(n) = dns.strip_suffix(role.suffix()) {
+                if found.is_some() {
+                    return Err(Error::Identity("certificate names two identities".into()));
+                }
+                found = Some(Identity {
+                    role,
+                    name: n.to_owned(),
+                });
+            }
+        }
+    }
+    found.ok_or_else(|| Error::Identity("certificate names no edgehost identity".into()))
+}
+
+/// A certificate chain and its private key, as loaded from PEM files.
+pub struct Credentials {
+    /// The holder's certificate (the fleet CA is not included).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The holder's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The fleet CA every peer must chain to.
+    pub ca: CertificateDer<'static>,
+    /// Who the certificate says we are.
+    pub identity: Identity,
+}
+
+impl Credentials {
+    /// Loads a certificate, its key and the fleet CA from PEM files.
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self> {
+        let ca_der = CertificateDer::from_pem_file(ca)
+            .map_err(|e| Error::Identity(format!("{}: {e}", ca.display())))?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| Error::Identity(format!("{}: {e}", cert.display())))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Identity(format!("{}: {e}", cert.display())))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| Error::Identity(format!("{}: no certificate", cert.display())))?;
+        let identity = identity_of(leaf)?;
+        let key_der = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| Error::Identity(format!("{}: {e}", key.display())))?;
+        Ok(Credentials {
+            chain,
+            key: key_der,
+            ca: ca_der,
+            identity,
+        })
+    }
+}
+
+/// Paths of the files `issue` writes for `name` in `dir`.
+pub fn credential_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
+}
+
+/// Creates a new fleet CA in `dir` (`ca.pem`, `ca.key`). Refuses to
+/// overwrite an existing one.
+pub fn init_fleet(dir: &Path, fleet_name: &str) -> Result<()> {
+    let ca_pem = dir.join("ca.pem");
+    let ca_key = dir.join("ca.key");
+    if ca_pem.exists() || ca_key.exists() {
+        return Err(Error::Identity(format!(
+            "{} already holds a fleet CA; refusing to overwrite it",
+            dir.display()
+        )));
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let key = KeyPair::generate().map_err(tls_err)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        format!("edgehost fleet CA {fleet_name}"),
+    );
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = params.self_signed(&key).map_err(tls_err)?;
+    write_private(&ca_key, key.serialize_pem().as_bytes())?;
+    write_file(&ca_pem, cert.pem().as_bytes())?;
+    Ok(())
+}
+
+/// Issues a certificate for `name` with `role`, signed by the CA in
+/// `ca_dir`, and writes `<name>.pem` and `<name>.key` into `out_dir`.
+pub fn issue(ca_dir: &Path, out_dir: &Path, name: &str, role: Role) -> Result<(PathBuf, PathBuf)> {
+    check_name(name)?;
+    let ca_pem = fs::read_to_string(ca_dir.join("ca.pem"))
+        .map_err(|e| Error::io(ca_dir.join("ca.pem"), e))?;
+    let ca_key_pem = fs::read_to_string(ca_dir.join("ca.key"))
+        .map_err(|e| Error::io(ca_dir.join("ca.key"), e))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(tls_err)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(tls_err)?;
+
+    let mut names = vec![format!("{name}{}", role.suffix())];
+    if role == Role::Host {
+        names.push(HOST_SERVER_NAME.to_owned());
+    }
+    let mut params = CertificateParams::new(names).map_err(tls_err)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = match role {
+        Role::Host => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
+    let key = KeyPair::generate().map_err(tls_err)?;
+    let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
+    fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let (cert_path, key_path) = credential_paths(out_dir, name);
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_file(&cert_path, cert.pem().as_bytes())?;
+    Ok((cert_path, key_path))
+}
+
+fn tls_err(e: rcgen::Error) -> Error {
+    Error::Identity(e.to_string())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_carry_their_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        init_fleet(dir.path(), "test").unwrap();
+        assert!(
+            init_fleet(dir.path(), "again").is_err(),
+            "never overwrites a CA"
+        );
+        let (cert, key) = issue(dir.path(), dir.path(), "beijing", Role::Host).unwrap();
+        let creds = Credentials::load(&dir.path().join("ca.pem"), &cert, &key).unwrap();
+        assert_eq!(
+            creds.identity,
+            Identity {
+                role: Role::Host,
+                name: "beijing".into()
+            }
+        );
+        let (cert, key) = issue(dir.path(), dir.path(), "ops", Role::Client).unwrap();
+        let creds = Credentials::load(&dir.path().join("ca.pem"), &cert, &key).unwrap();
+        assert_eq!(creds.identity.role, Role::Client);
+        assert!(issue(dir.path(), dir.path(), "Bad Name", Role::Host).is_err());
+        assert!(issue(dir.path(), dir.path(), "-x", Role::Host).is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! The edgehost fleet: hosts that talk QUIC with mutual TLS.
+//!
+//! Every edge server runs a [`Host`] (`edgehost serve`). Hosts and clients
+//! hold certificates from one fleet CA ([`identity`]); every connection is
+//! QUIC with mutual TLS that trusts only that CA ([`tls`]), and the
+//! certificate names the peer's role and name, which the protocol checks. A
+//! peer without a fleet certificate gets nothing: its handshake fails.
+//!
+//! Main types and modules:
+//! - [`Host`] and [`HostConfig`]: the daemon and its configuration.
+//! - [`protocol`]: versioned postcard frames, one QUIC stream per request,
+//!   with a size limit on every frame and blob.
+//! - [`client`]: connecting to hosts, requests, uploads.
+//! - [`membership`]: the peer view and its failure detector.
+//! - [`store`]: content-addressed, hash-verified component storage.
+//! - [`place`]: the live fleet as a placement instance for ALP.
+//!
+//! It does not move agents between hosts yet, nor persist agents across a
+//! restart; a host serves only what was deployed since it started.
+
+pub mod client;
+pub mod config;
+pub mod host;
+pub mod identity;
+pub mod membership;
+pub mod metrics;
+pub mod place;
+pub mod protocol;
+pub mod store;
+pub mod tls;
+
+use std::path::Path;
+
+pub use client::Client;
+pub use config::{ClientConfig, HostConfig};
+pub use host::Host;
+pub use identity::{Credentials, Identity, Role};
+pub use protocol::ErrorKind;
+
+/// Everything that can go wrong in the fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A certificate or key is missing, unreadable or of the wrong kind.
+    #[error("identity: {0}")]
+    Identity(String),
+    /// A configuration value is wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A host could not be reached.
+    #[error("cannot reach {0}")]
+    Connect(String),
+    /// A frame or message broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The peer speaks another protocol version.
+    #[error("the peer speaks protocol version {theirs}, this build speaks {ours}")]
+    Version {
+        /// The peer's version.
+        theirs: u16,
+        /// Ours.
+        ours: u16,
+    },
+    /// A request was refused as malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No such agent or component.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A name is taken or a host is full.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The agent failed or refused.
+    #[error("agent: {0}")]
+    Agent(String),
+    /// The placement engine could not decide.
+    #[error("placement: {0}")]
+    Placement(String),
+    /// The runtime refused the component or the agent.
+    #[error(transparent)]
+    Runtime(#[from] edgehost_runtime::Error),
+    /// A host answered with a refusal.
+    #[error("{message}")]
+    Remote {
+        /// What kind of refusal.
+        kind: ErrorKind,
+        /// The host's explanation.
+        message: String,
+    },
+    /// A bug or an unexpected failure inside the host.
+    #[error("internal: {0}")]
+    Internal(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// The protocol's kind for this error, when sent to a peer.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Version { .. } => ErrorKind::Version,
+            Error::Protocol(_) | Error::BadRequest(_) | Error::Config(_) => ErrorKind::BadRequest,
+            Error::Identity(_) => ErrorKind::Forbidden,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Agent(_) | Error::Runtime(_) => ErrorKind::Agent,
+            Error::Remote { kind, .. } => *kind,
+            Error::Connect(_) | Error::Placement(_) | Error::Internal(_) | Error::Io { .. } => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,370 @@
+//! The wire protocol between clients and hosts, and between hosts.
+//!
+//! One QUIC bidirectional stream per request. Each frame is a 4-byte
+//! big-endian length followed by that many bytes; the first frame of a stream
+//! and the answer start with a 2-byte protocol version, then a postcard
+//! message. An upload's bytes follow its request as further frames of at
+//! most [`CHUNK_BYTES`] each. Every length is checked against a limit before
+//! anything is allocated; a frame over its limit, a message that does not
+//! decode or a peer of another version gets an error answer (when one can
+//! still be sent) and its stream is closed. Nothing it sent takes effect.
+//!
+//! See `docs/protocol.md` for the message reference.
+
+use edgehost_placement::Site;
+use edgehost_runtime::{Descriptor, Digest};
+use edgehost_telemetry::ServerStatus;
+use quinn::{RecvStream, SendStream};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest message frame (an invoke request or response carries a body of up
+/// to 16 MiB; everything else is far smaller).
+pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
+/// Largest upload chunk frame.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// Largest component a host accepts.
+pub const MAX_COMPONENT_BYTES: u64 = 512 << 20;
+/// Largest request or response body of an invoke.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// What a client or peer asks a host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// This host's report.
+    Status,
+    /// This host's view of the fleet: its own report and its peers'.
+    Fleet,
+    /// Does this host hold the component with this digest?
+    Has {
+        /// The component's digest.
+        digest: Digest,
+    },
+    /// Store a component; its bytes follow as chunk frames.
+    Upload {
+        /// The digest the bytes must hash to.
+        digest: Digest,
+        /// Their total length.
+        size: u64,
+    },
+    /// Start an agent from a stored component.
+    Deploy {
+        /// The agent's name, unique in the fleet.
+        name: String,
+        /// The component to run.
+        digest: Digest,
+        /// Its configuration for `init`.
+        config: Vec<(String, String)>,
+    },
+    /// Call an agent, wherever it runs.
+    Invoke {
+        /// The agent.
+        name: String,
+        /// The request body.
+        body: Vec<u8>,
+        /// The calling agent, when an agent calls its dependency.
+        caller: Option<String>,
+        /// How many hosts forwarded this already (bounded to stop loops).
+        hops: u8,
+    },
+    /// Stop an agent and forget it.
+    Release {
+        /// The agent.
+        name: String,
+    },
+    /// Where should an agent with this description go?
+    Place {
+        /// What the agent declared.
+        descriptor: Descriptor,
+        /// Size of its component, bytes (what a first deployment ships).
+        component_bytes: u64,
+    },
+    /// A peer's periodic report (hosts only).
+    Heartbeat(HostReport),
+}
+
+/// A host's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to `Status`.
+    Status(HostReport),
+    /// Answer to `Fleet` and `Heartbeat`: the reports this host knows.
+    Fleet(Vec<PeerView>),
+    /// Answer to `Has`.
+    Has(bool),
+    /// Answer to `Upload`: stored (or already there).
+    Uploaded {
+        /// Bytes received on this stream (0 when it was already stored).
+        received: u64,
+    },
+    /// Answer to `Deploy`.
+    Deployed {
+        /// What the agent declared.
+        descriptor: Descriptor,
+        /// Milliseconds spent compiling or loading the artifact.
+        load_ms: f64,
+        /// Whether the artifact came from the host's cache.
+        cache_hit: bool,
+    },
+    /// Answer to `Invoke`: the agent's response body.
+    Invoked {
+        /// The body.
+        body: Vec<u8>,
+        /// The host that ran the agent.
+        host: String,
+    },
+    /// Answer to `Release`.
+    Released,
+    /// Answer to `Place`.
+    Placement(Placement),
+    /// The request failed; nothing changed.
+    Error {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// One line for a human.
+        message: String,
+    },
+}
+
+/// Kinds of refusal, for programs; the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The peer speaks another protocol version.
+    Version,
+    /// The message was malformed or over a limit.
+    BadRequest,
+    /// The peer's identity may not ask this.
+    Forbidden,
+    /// No such agent or component.
+    NotFound,
+    /// The name is taken, or the host is full.
+    Conflict,
+    /// The agent failed or refused.
+    Agent,
+    /// Anything else.
+    Internal,
+}
+
+/// Where a host is, for the cost model's distances.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+}
+
+/// One agent as its host reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// Its name.
+    pub name: String,
+    /// Its component.
+    pub digest: Digest,
+    /// What it declared.
+    pub descriptor: Descriptor,
+    /// Size of its last exported state, bytes (0 until it is exported).
+    pub state_bytes: u64,
+    /// Seconds since it started on this host.
+    pub uptime_s: f64,
+    /// Calls it has answered here.
+    pub calls: u64,
+}
+
+/// A host's report of itself: what the placement engine needs and what
+/// `edgehost ps` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostReport {
+    /// The host's name (from its certificate).
+    pub name: String,
+    /// Where it listens.
+    pub addr: String,
+    /// Its site label.
+    pub site: String,
+    /// Its coordinates.
+    pub location: Location,
+    /// Uplink bandwidth declared for it, Mbit/s (the cost model's eta_e).
+    pub bandwidth_mbps: f64,
+    /// The most agents it accepts.
+    pub max_agents: u32,
+    /// Its resources, as last sampled.
+    pub status: ServerStatus,
+    /// The agents it runs.
+    pub agents: Vec<AgentReport>,
+    /// Digests it is compiling right now.
+    pub compiling: Vec<Digest>,
+    /// Seconds since the host started.
+    pub uptime_s: f64,
+}
+
+/// One host as another host sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its latest report.
+    pub report: HostReport,
+    /// Whether it answered recently.
+    pub reachable: bool,
+    /// Seconds since it was last heard from.
+    pub last_seen_s: f64,
+}
+
+/// A placement decision and its reasons.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Placement {
+    /// The chosen host.
+    pub host: String,
+    /// Its address.
+    pub addr: String,
+    /// Which algorithm decided (`antllm`, or `only-host`).
+    pub algorithm: String,
+    /// The policy that scored it.
+    pub policy: String,
+    /// Where a plugged-in policy failed and the built-in one stood in.
+    pub fallbacks: Vec<String>,
+    /// Predicted latency, seconds: transmit, migration, initiation, processing.
+    pub latency_s: [f64; 4],
+    /// Predicted cost: CPU, storage, communication.
+    pub cost: [f64; 3],
+    /// The objective the engine minimised.
+    pub objective: f64,
+    /// Hosts considered.
+    pub candidates: Vec<String>,
+}
+
+/// Writes one frame.
+pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<()> {
+    let len =
+        u32::try_from(payload.len()).map_err(|_| Error::Protocol("frame too large".into()))?;
+    send.write_all(&len.to_be_bytes())
+        .await
+        .map_err(stream_err)?;
+    send.write_all(payload).await.map_err(stream_err)?;
+    Ok(())
+}
+
+/// Reads one frame of at most `max` bytes; `None` when the stream ended
+/// cleanly before a frame started.
+pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(Error::Protocol(format!("reading a frame: {e}"))),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(Error::Protocol(format!(
+            "frame of {len} bytes is over the {max}-byte limit"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    recv.read_exact(&mut buf)
+        .await
+        .map_err(|e| Error::Protocol(format!("reading a frame: {e}")))?;
+    Ok(Some(buf))
+}
+
+/// Encodes a message with the protocol version in front.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>> {
+    let mut out = PROTOCOL_VERSION.to_be_bytes().to_vec();
+    postcard::to_io(message, &mut out).map_err(|e| Error::Protocol(format!("encoding: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes a versioned message. A different version is
+/// [`Error::Version`]; anything that does not decode exactly is
+/// [`Error::Protocol`].
+pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T> {
+    let Some((version, body)) = frame.split_first_chunk::<2>() else {
+        return Err(Error::Protocol("frame too short for a version".into()));
+    };
+    let version = u16::from_be_bytes(*version);
+    if version != PROTOCOL_VERSION {
+        return Err(Error::Version {
+            theirs: version,
+            ours: PROTOCOL_VERSION,
+        });
+    }
+    let (message, rest) = postcard::take_from_bytes(body)
+        .map_err(|e| Error::Protocol(format!("malformed message: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::Protocol(format!(
+            "{} trailing bytes after the message",
+            rest.len()
+        )));
+    }
+    Ok(message)
+}
+
+fn stream_err(e: quinn::WriteError) -> Error {
+    Error::Protocol(format!("writing: {e}"))
+}
+
+/// The site of a host for the cost model, from its coordinates.
+pub fn site_of(location: Location) -> Site {
+    // Distances are measured on a flat projection around the equator; what
+    // matters to the model is that they grow with real distance.
+    Site::from_degrees(location.lat, location.lon, 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_versions_are_checked() {
+        let frame = encode(&Request::Release { name: "a".into() }).unwrap();
+        assert!(
+            matches!(decode::<Request>(&frame).unwrap(), Request::Release { name } if name == "a")
+        );
+
+        let mut other = frame.clone();
+        other[1] = 9;
+        assert!(matches!(
+            decode::<Request>(&other),
+            Err(Error::Version {
+                theirs: 9,
+                ours: PROTOCOL_VERSION
+            })
+        ));
+        assert!(matches!(decode::<Request>(&[0]), Err(Error::Protocol(_))));
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode::<Request>(&trailing),
+            Err(Error::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_and_junk_frames_are_errors_not_panics() {
+        // Every prefix of a valid message and a spread of junk: errors, no panics.
+        let frame = encode(&Request::Deploy {
+            name: "agent".into(),
+            digest: Digest::of(b"x"),
+            config: vec![("k".into(), "v".into())],
+        })
+        .unwrap();
+        for cut in 0..frame.len() {
+            assert!(decode::<Request>(&frame[..cut]).is_err());
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let len = (seed % 64) as usize;
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let mut versioned = PROTOCOL_VERSION.to_be_bytes().to_vec();
+            versioned.extend(junk);
+            let _ = decode::<Request>(&versioned);
+        }
+    }
+}
