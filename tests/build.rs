@@ -15,6 +15,10 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("memory-agent", "MEMORY_AGENT"),
     ("hostile-agent", "HOSTILE_AGENT"),
+    ("builtin-policy", "BUILTIN_POLICY"),
+    ("latency-first-policy", "LATENCY_FIRST_POLICY"),
+    ("template-policy", "TEMPLATE_POLICY"),
+    ("hostile-policy", "HOSTILE_POLICY"),
 ];
 
 fn main() {

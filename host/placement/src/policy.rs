@@ -14,7 +14,11 @@ use crate::{Error, Result};
 /// malformed answer (wrong length, non-finite numbers), the call is repeated
 /// on the native implementation and the reason is recorded in the caller's
 /// `fallbacks` list. A broken plugin therefore degrades a decision to the
-/// reference policy instead of failing it.
+/// reference policy instead of failing it. Once a cost model has failed in a
+/// decision (one `fallbacks` list), the rest of that decision uses the native
+/// cost model without asking the plugin again: one decision never mixes the
+/// two models' numbers more than once, and a plugin that hangs until its
+/// deadline costs a decision that deadline once, not once per iteration.
 pub struct Policy {
     heuristic: Box<dyn Heuristic + Send + Sync>,
     cost: Box<dyn CostModel + Send + Sync>,
@@ -52,6 +56,13 @@ impl Policy {
         Self { heuristic, cost }
     }
 
+    /// Whether the configured cost model already failed in the decision
+    /// that owns `fallbacks` (every cost-model note starts this way).
+    fn cost_failed(&self, fallbacks: &[String]) -> bool {
+        let prefix = format!("cost model `{}` failed", self.cost.name());
+        fallbacks.iter().any(|note| note.starts_with(&prefix))
+    }
+
     /// The heuristic matrix, from the configured heuristic or the native one.
     pub fn heuristic_matrix(
         &self,
@@ -83,6 +94,9 @@ impl Policy {
         plans: &[Plan],
         fallbacks: &mut Vec<String>,
     ) -> Result<Vec<f64>> {
+        if self.cost_failed(fallbacks) {
+            return NativeCostModel.objectives(instance, plans);
+        }
         let answer = self.cost.objectives(instance, plans).and_then(|v| {
             if v.len() == plans.len() && v.iter().all(|x| x.is_finite()) {
                 Ok(v)
@@ -124,6 +138,9 @@ impl Policy {
         plan: &Plan,
         fallbacks: &mut Vec<String>,
     ) -> Result<PlanReport> {
+        if self.cost_failed(fallbacks) {
+            return NativeCostModel.report(instance, plan);
+        }
         match self.cost.report(instance, plan) {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -145,6 +162,9 @@ impl Policy {
         after: &[Plan],
         fallbacks: &mut Vec<String>,
     ) -> Result<Vec<f64>> {
+        if self.cost_failed(fallbacks) {
+            return NativeCostModel.migration_gains(instance, before, context, after);
+        }
         let answer = self
             .cost
             .migration_gains(instance, before, context, after)

@@ -20,6 +20,10 @@
 //! no files, sockets, environment or arguments. A trap or broken limit is an
 //! [`Error`] naming the agent and the cause, and poisons only that instance.
 //!
+//! Policy plugins (placement heuristics and cost models, the `policy` world
+//! in `wit/policy/policy.wit`) run here too, under the same kind of limits:
+//! see [`policy`] ([`PolicyRuntime`], [`PolicyComponent`], [`PolicySlot`]).
+//!
 //! It deliberately does not decide where agents run, speak to the network or
 //! persist state: those belong to the placement engine and the fleet.
 
@@ -28,6 +32,7 @@ mod cache;
 mod digest;
 mod inspect;
 mod limits;
+pub mod policy;
 mod runtime;
 mod services;
 
@@ -38,6 +43,10 @@ pub use cache::{ArtifactCache, CacheOutcome};
 pub use digest::{Digest, ParseDigestError};
 pub use inspect::{CONTRACT_VERSION, ComponentInfo, Kind};
 pub use limits::Limits;
+pub use policy::{
+    PluginFault, PolicyComponent, PolicyInstance, PolicyLimits, PolicyRuntime,
+    PolicyRuntimeBuilder, PolicySlot, WasmCostModel, WasmHeuristic, plugin_policy,
+};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use services::{
     Completion, HostError, Llm, LocalRouter, Message, NoLlm, NoRoutes, Router, Services,
@@ -126,6 +135,16 @@ pub enum Error {
         size: usize,
         /// The limit.
         limit: usize,
+    },
+    /// A policy plugin failed or answered something unusable.
+    #[error("policy plugin {plugin:?} failed in {call}: {fault}")]
+    Plugin {
+        /// The plugin.
+        plugin: String,
+        /// The export being called.
+        call: &'static str,
+        /// What went wrong.
+        fault: PluginFault,
     },
     /// A file could not be read or written.
     #[error("{path}: {source}")]

@@ -1,0 +1,1 @@
+//! The conformance run behind `edgehost policy check`.
