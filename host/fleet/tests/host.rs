@@ -1,0 +1,454 @@
+//! A host in-process on loopback, poked with well-behaved and hostile peers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use edgehost_fleet::client::{call, connect, upload};
+use edgehost_fleet::config::{HostLimits, Labels};
+use edgehost_fleet::identity::{Role, init_fleet, issue};
+use edgehost_fleet::protocol::{PROTOCOL_VERSION, Request, Response, encode, read_frame};
+use edgehost_fleet::tls::endpoint;
+use edgehost_fleet::{Credentials, Error, ErrorKind, Host, HostConfig};
+use edgehost_runtime::Digest;
+use tokio::sync::oneshot;
+
+struct TestHost {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestHost {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+async fn start_host(fleet: &Path, name: &str) -> TestHost {
+    let dir = fleet.join(name);
+    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
+    let config = HostConfig {
+        name: Some(name.into()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        ca: fleet.join("ca").join("ca.pem"),
+        cert,
+        key,
+        peers: vec![],
+        labels: Labels::default(),
+        limits: HostLimits::default(),
+        metrics_listen: None,
+        heartbeat_ms: 200,
+    };
+    let host = Host::start(config).await.unwrap();
+    let addr = host.local_addr();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        host.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestHost {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+fn new_fleet(dir: &Path) {
+    init_fleet(&dir.join("ca"), "test").unwrap();
+}
+
+fn client_endpoint(fleet: &Path, name: &str) -> quinn::Endpoint {
+    let out = fleet.join("clients");
+    let (cert, key) = issue(&fleet.join("ca"), &out, name, Role::Client).unwrap();
+    let creds = Credentials::load(&fleet.join("ca").join("ca.pem"), &cert, &key).unwrap();
+    endpoint(&creds, "127.0.0.1:0".parse().unwrap(), false).unwrap()
+}
+
+#[tokio::test]
+async fn upload_deploy_invoke_release() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let host = start_host(dir.path(), "alpha").await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (conn, identity) = connect(&client, host.addr).await.unwrap();
+    assert_eq!(identity.name, "alpha");
+
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    assert!(matches!(
+        call(&conn, &Request::Has { digest }).await.unwrap(),
+        Response::Has(false)
+    ));
+    assert_eq!(
+        upload(&conn, digest, &bytes, |_| {}).await.unwrap(),
+        bytes.len() as u64
+    );
+    // The second upload of the same digest transfers nothing.
+    assert_eq!(upload(&conn, digest, &bytes, |_| {}).await.unwrap(), 0);
+    assert!(matches!(
+        call(&conn, &Request::Has { digest }).await.unwrap(),
+        Response::Has(true)
+    ));
+
+    let deployed = call(
+        &conn,
+        &Request::Deploy {
+            name: "mem".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(deployed, Response::Deployed { ref descriptor, .. } if descriptor.kind == "memory")
+    );
+    // A second agent of the same name is refused.
+    let again = call(
+        &conn,
+        &Request::Deploy {
+            name: "mem".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            again,
+            Err(Error::Remote {
+                kind: ErrorKind::Conflict,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+
+    let invoke = |body: &str| Request::Invoke {
+        name: "mem".into(),
+        body: body.as_bytes().to_vec(),
+        caller: None,
+        hops: 0,
+    };
+    match call(&conn, &invoke("remember over quic")).await.unwrap() {
+        Response::Invoked { body, host } => {
+            assert_eq!(body, b"noted #1");
+            assert_eq!(host, "alpha");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        call(&conn, &Request::Release { name: "mem".into() })
+            .await
+            .unwrap(),
+        Response::Released
+    ));
+    let gone = call(&conn, &invoke("notes")).await;
+    assert!(
+        matches!(
+            gone,
+            Err(Error::Remote {
+                kind: ErrorKind::NotFound,
+                ..
+            })
+        ),
+        "{gone:?}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn uploads_that_lie_about_their_digest_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let host = start_host(dir.path(), "alpha").await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (conn, _) = connect(&client, host.addr).await.unwrap();
+    let claimed = Digest::of(b"something else");
+    let err = upload(&conn, claimed, b"these bytes", |_| {}).await;
+    assert!(
+        matches!(err, Err(Error::Remote { kind: ErrorKind::BadRequest, ref message }) if message.contains("does not hash")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        call(&conn, &Request::Has { digest: claimed })
+            .await
+            .unwrap(),
+        Response::Has(false)
+    ));
+    host.stop().await;
+}
+
+/// Sends raw bytes as a request stream and returns the host's answer, if any.
+async fn raw(conn: &quinn::Connection, bytes: &[u8]) -> Option<Response> {
+    let (mut send, mut recv) = conn.open_bi().await.ok()?;
+    let _ = send.write_all(bytes).await;
+    let _ = send.finish();
+    let frame = read_frame(&mut recv, 1 << 20).await.ok()??;
+    edgehost_fleet::protocol::decode(&frame).ok()
+}
+
+#[tokio::test]
+async fn garbage_oversized_and_foreign_version_frames_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let host = start_host(dir.path(), "alpha").await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (conn, _) = connect(&client, host.addr).await.unwrap();
+
+    // Junk inside a well-formed frame.
+    let mut junk = 9u32.to_be_bytes().to_vec();
+    junk.extend_from_slice(&[0x00, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    assert!(matches!(
+        raw(&conn, &junk).await,
+        Some(Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        })
+    ));
+    // A length prefix far over the limit: refused before anything is read.
+    let huge = u32::MAX.to_be_bytes();
+    assert!(matches!(
+        raw(&conn, &huge).await,
+        Some(Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        })
+    ));
+    // A truncated frame.
+    assert!(matches!(
+        raw(&conn, &[0, 0, 0, 50, 1, 2]).await,
+        Some(Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        })
+    ));
+    // Another protocol version gets a clear refusal naming both versions.
+    let mut frame = encode(&Request::Status).unwrap();
+    frame[..2].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
+    let mut framed = (frame.len() as u32).to_be_bytes().to_vec();
+    framed.extend(frame);
+    match raw(&conn, &framed).await {
+        Some(Response::Error {
+            kind: ErrorKind::Version,
+            message,
+        }) => {
+            assert!(
+                message.contains(&format!("version {}", PROTOCOL_VERSION + 1)),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // An upload that announces more than the limit is refused at once.
+    let mut frame = encode(&Request::Upload {
+        digest: Digest::of(b"x"),
+        size: u64::MAX,
+    })
+    .unwrap();
+    let mut framed = (frame.len() as u32).to_be_bytes().to_vec();
+    framed.append(&mut frame);
+    assert!(matches!(
+        raw(&conn, &framed).await,
+        Some(Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        })
+    ));
+
+    // A client may not pretend to be a host.
+    let report = match call(&conn, &Request::Status).await.unwrap() {
+        Response::Status(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let forged = call(&conn, &Request::Heartbeat(report)).await;
+    assert!(
+        matches!(
+            forged,
+            Err(Error::Remote {
+                kind: ErrorKind::Forbidden,
+                ..
+            })
+        ),
+        "{forged:?}"
+    );
+
+    // The same connection, and the host, still serve.
+    assert!(
+        matches!(call(&conn, &Request::Status).await.unwrap(), Response::Status(r) if r.agents.is_empty())
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn peers_without_a_fleet_certificate_get_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let host = start_host(dir.path(), "alpha").await;
+
+    // A client of another fleet: its certificate does not chain to our CA.
+    let other = tempfile::tempdir().unwrap();
+    new_fleet(other.path());
+    let stranger = client_endpoint(other.path(), "stranger");
+    let refused = connect(&stranger, host.addr).await;
+    assert!(
+        matches!(refused, Err(Error::Connect(_))),
+        "{:?}",
+        refused.map(|(_, id)| id)
+    );
+
+    // A client with no certificate at all.
+    let mut roots = rustls::RootCertStore::empty();
+    let ca: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_file(dir.path().join("ca").join("ca.pem"))
+            .unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    crypto.alpn_protocols = vec![edgehost_fleet::tls::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    let mut anonymous = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    anonymous.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let outcome = async {
+        let conn = anonymous
+            .connect(host.addr, "host.edgehost")
+            .ok()?
+            .await
+            .ok()?;
+        // TLS 1.3 lets the client finish first; the server's refusal of the
+        // missing certificate then closes the connection.
+        call(&conn, &Request::Status).await.ok()
+    }
+    .await;
+    assert!(
+        outcome.is_none(),
+        "an anonymous client got an answer: {outcome:?}"
+    );
+
+    // Our own client still gets in.
+    let client = client_endpoint(dir.path(), "ops");
+    assert!(connect(&client, host.addr).await.is_ok());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn hosts_find_each_other_and_route_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let a = start_host(dir.path(), "alpha").await;
+    let b_dir = dir.path().join("beta");
+    let (cert, key) = issue(&dir.path().join("ca"), &b_dir, "beta", Role::Host).unwrap();
+    let b_host = Host::start(HostConfig {
+        name: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: b_dir.join("data"),
+        ca: dir.path().join("ca").join("ca.pem"),
+        cert,
+        key,
+        peers: vec![a.addr.to_string()],
+        labels: Labels::default(),
+        limits: HostLimits::default(),
+        metrics_listen: None,
+        heartbeat_ms: 200,
+    })
+    .await
+    .unwrap();
+    let b_addr = b_host.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let b_task = tokio::spawn(async move {
+        b_host
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    let (to_b, _) = connect(&client, b_addr).await.unwrap();
+    // alpha learns of beta from beta's heartbeats (alpha was given no peers).
+    let mut both = false;
+    for _ in 0..50 {
+        if let Response::Fleet(views) = call(&to_a, &Request::Fleet).await.unwrap() {
+            both = views.iter().any(|v| v.report.name == "beta" && v.reachable);
+        }
+        if both {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(both, "alpha never saw beta");
+
+    // Memory agent on alpha, a caller on beta that depends on "memory".
+    for (conn, path, name) in [
+        (&to_a, edgehost_tests::MEMORY_AGENT, "memory"),
+        (&to_b, edgehost_tests::HOSTILE_AGENT, "caller"),
+    ] {
+        let bytes = std::fs::read(path).unwrap();
+        let digest = Digest::of(&bytes);
+        upload(conn, digest, &bytes, |_| {}).await.unwrap();
+        call(
+            conn,
+            &Request::Deploy {
+                name: name.into(),
+                digest,
+                config: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Wait until beta's view lists alpha's agent, then call across hosts,
+    // through alpha (which forwards to beta, whose agent calls back to alpha).
+    let mut answer = None;
+    for _ in 0..50 {
+        let r = call(
+            &to_a,
+            &Request::Invoke {
+                name: "caller".into(),
+                body: b"call memory remember crossed".to_vec(),
+                caller: None,
+                hops: 0,
+            },
+        )
+        .await;
+        if let Ok(Response::Invoked { body, host }) = r {
+            answer = Some((body, host));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (body, host) = answer.expect("the cross-host call succeeded");
+    assert_eq!((body.as_slice(), host.as_str()), (&b"noted #1"[..], "beta"));
+    match call(
+        &to_a,
+        &Request::Invoke {
+            name: "memory".into(),
+            body: b"notes".to_vec(),
+            caller: None,
+            hops: 0,
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Invoked { body, .. } => assert_eq!(body, b"crossed"),
+        other => panic!("{other:?}"),
+    }
+    let _ = tx.send(());
+    let _ = b_task.await;
+    a.stop().await;
+}
