@@ -1,0 +1,398 @@
+//! Scenario tests with real `edgehost serve` processes on loopback, started
+//! by `edgehost up` and driven through the command line, as an operator would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use edgehost_tests::{HOSTILE_AGENT, MEMORY_AGENT};
+use serde_json::Value;
+
+struct LocalFleet {
+    dir: tempfile::TempDir,
+    up: Child,
+}
+
+fn edgehost_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgehost"));
+    cmd.env(
+        "EDGEHOST_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
+    )
+    .env_remove("EDGEHOST_LOG")
+    .env_remove("EDGEHOST_CLIENT_CONFIG");
+    cmd
+}
+
+impl LocalFleet {
+    fn start(hosts: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let up = edgehost_cmd()
+            .args(["up", &hosts.to_string(), "--heartbeat-ms", "200", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let fleet = LocalFleet { dir, up };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !fleet.dir.path().join("ready").exists() {
+            assert!(Instant::now() < deadline, "the fleet did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Let a few heartbeats pass so every host knows every other.
+        fleet.wait_for(|ps| {
+            ps["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| h["reachable"] == true)
+                .count()
+                == hosts as usize
+        });
+        fleet
+    }
+
+    fn client_config(&self) -> PathBuf {
+        self.dir.path().join("client.toml")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        edgehost_cmd()
+            .args(args)
+            .env("EDGEHOST_CLIENT_CONFIG", self.client_config())
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn ps(&self) -> Value {
+        self.json(&["ps", "--json"])
+    }
+
+    /// Polls `ps` until `pred` holds (bounded: 15 s).
+    fn wait_for(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ps = self.ps();
+            if pred(&ps) {
+                return ps;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition never held; last ps: {ps:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn pid(&self, host: &str) -> u32 {
+        std::fs::read_to_string(self.dir.path().join(host).join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn invoke(&self, agent: &str, input: &str) -> Output {
+        self.run(&["invoke", agent, "--input", input])
+    }
+}
+
+impl Drop for LocalFleet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.up.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.up.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim_end().to_owned()
+}
+
+fn one_line_error(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success());
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    err
+}
+
+#[test]
+fn push_auto_places_agents_and_each_answers() {
+    let fleet = LocalFleet::start(3);
+    let hosts = ["beijing", "shanghai", "guiyang"];
+    for i in 0..4 {
+        let name = format!("memory-{i}");
+        let pushed = fleet.json(&["push", MEMORY_AGENT, "--name", &name, "--auto", "--json"]);
+        let host = pushed["host"].as_str().unwrap();
+        assert!(hosts.contains(&host), "{pushed:#}");
+        let placement = &pushed["placement"];
+        assert_eq!(placement["algorithm"], "antllm");
+        assert_eq!(placement["candidates"].as_array().unwrap().len(), 3);
+        assert!(placement["objective"].as_f64().unwrap() > 0.0);
+        assert!(pushed["digest"].as_str().unwrap().starts_with("sha256:"));
+    }
+    for i in 0..4 {
+        let name = format!("memory-{i}");
+        let out = fleet.invoke(&name, &format!("remember I am {i}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout(&out), "noted #1");
+        let out = fleet.invoke(&name, "notes");
+        assert_eq!(stdout(&out), format!("I am {i}"));
+    }
+    let ps = fleet.wait_for(|ps| ps["agents"].as_array().unwrap().len() == 4);
+    for agent in ps["agents"].as_array().unwrap() {
+        assert!(hosts.contains(&agent["host"].as_str().unwrap()));
+        assert_eq!(agent["kind"], "memory");
+    }
+}
+
+#[test]
+fn pushing_the_same_component_again_uploads_nothing() {
+    let fleet = LocalFleet::start(2);
+    let first = fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "a",
+        "--to",
+        "shanghai",
+        "--json",
+    ]);
+    assert_eq!(first["host"], "shanghai");
+    assert_eq!(first["uploaded_bytes"], first["component_bytes"]);
+    let second = fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "b",
+        "--to",
+        "shanghai",
+        "--json",
+    ]);
+    assert_eq!(second["uploaded_bytes"], 0);
+    assert_eq!(second["cache_hit"], true);
+    // A taken name is refused on one line.
+    let out = fleet.run(&["push", MEMORY_AGENT, "--name", "a", "--to", "beijing"]);
+    assert!(one_line_error(&out).contains("already runs"));
+}
+
+#[test]
+fn an_agent_calls_its_dependency_on_another_host() {
+    let fleet = LocalFleet::start(3);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "memory",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    fleet.json(&[
+        "push",
+        HOSTILE_AGENT,
+        "--name",
+        "caller",
+        "--to",
+        "guiyang",
+        "--json",
+    ]);
+    // Wait until guiyang knows where "memory" runs.
+    fleet.wait_for(|ps| ps["agents"].as_array().unwrap().len() == 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = fleet.invoke("caller", "call memory remember across the fleet");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "noted #1");
+    assert_eq!(stdout(&fleet.invoke("memory", "notes")), "across the fleet");
+    // A call to an undeclared agent is refused by the host.
+    let out = fleet.invoke("caller", "call elsewhere hi");
+    assert!(one_line_error(&out).contains("not among the dependencies"));
+}
+
+#[test]
+fn a_killed_host_is_marked_unreachable_and_the_others_keep_serving() {
+    let fleet = LocalFleet::start(3);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "survivor",
+        "--to",
+        "shanghai",
+        "--json",
+    ]);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "victim",
+        "--to",
+        "guiyang",
+        "--json",
+    ]);
+    let status = Command::new("kill")
+        .arg("-9")
+        .arg(fleet.pid("guiyang").to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ps = fleet.wait_for(|ps| {
+        ps["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "guiyang" && h["reachable"] == false)
+    });
+    let victim = ps["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "victim")
+        .unwrap();
+    assert_eq!(victim["reachable"], false);
+    let out = fleet.invoke("survivor", "remember still here");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "noted #1");
+    let out = fleet.invoke("victim", "notes");
+    assert!(one_line_error(&out).contains("no reachable host runs"));
+}
+
+#[test]
+fn clients_and_hosts_of_another_fleet_are_refused() {
+    let fleet = LocalFleet::start(2);
+    let other = tempfile::tempdir().unwrap();
+    let ca_dir = other.path().join("ca");
+    assert!(
+        edgehost_cmd()
+            .args(["fleet", "init"])
+            .arg(&ca_dir)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let issued = edgehost_cmd()
+        .args(["fleet", "issue", "intruder", "--role", "client", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert!(issued.status.success());
+    let hosts = std::fs::read_to_string(fleet.client_config()).unwrap();
+    let hosts_line = hosts.lines().find(|l| l.starts_with("hosts")).unwrap();
+    let config = other.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!("ca = \"ca/ca.pem\"\ncert = \"ca/intruder.pem\"\nkey = \"ca/intruder.key\"\n{hosts_line}\n"),
+    )
+    .unwrap();
+    let out = edgehost_cmd()
+        .args(["ps", "--client-config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("cannot reach"), "{err}");
+
+    // A host of the other fleet pointed at ours never joins it.
+    let issued = edgehost_cmd()
+        .args(["fleet", "issue", "rogue", "--ca-dir"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert!(issued.status.success());
+    let seed = hosts_line.split('"').nth(1).unwrap().to_owned();
+    let mut rogue = edgehost_cmd()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat-ms",
+            "100",
+            "--peer",
+            &seed,
+            "--data-dir",
+        ])
+        .arg(other.path().join("data"))
+        .arg("--ca")
+        .arg(ca_dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(ca_dir.join("rogue.pem"))
+        .arg("--key")
+        .arg(ca_dir.join("rogue.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let ps = fleet.ps();
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+    let names: Vec<&str> = ps["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&"rogue"));
+}
+
+#[test]
+fn serve_refuses_bad_configuration_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = edgehost_cmd().args(["serve"]).output().unwrap();
+    assert!(one_line_error(&out).contains("--config"));
+    let config = dir.path().join("host.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
+    let out = edgehost_cmd()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("host.toml"));
+    std::fs::write(
+        &config,
+        "data_dir = \"d\"\nca = \"missing.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+    )
+    .unwrap();
+    let out = edgehost_cmd()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("missing.pem"));
+}
