@@ -9,6 +9,7 @@ mod client;
 mod fleet;
 mod inspect;
 mod invoke;
+mod policy;
 mod ps;
 mod push;
 mod run;
@@ -20,6 +21,7 @@ mod up;
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
 pub use invoke::{InvokeCommand, ReleaseCommand};
+pub use policy::PolicyCommand;
 pub use ps::PsCommand;
 pub use push::PushCommand;
 pub use run::RunCommand;
@@ -56,6 +58,9 @@ pub enum Command {
     Release(ReleaseCommand),
     /// Start a fleet of N hosts on this machine, for demos and tests.
     Up(UpCommand),
+    /// Work with policy plugins: `policy check FILE` runs the conformance
+    /// checks.
+    Policy(PolicyCommand),
 }
 
 impl Command {
@@ -73,6 +78,7 @@ impl Command {
             Command::Invoke(c) => c.execute(),
             Command::Release(c) => c.execute(),
             Command::Up(c) => c.execute(),
+            Command::Policy(c) => c.execute(),
         }
     }
 }
