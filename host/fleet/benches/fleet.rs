@@ -1,0 +1,190 @@
+//! Fleet benchmarks on loopback: prints a table.
+//!
+//! Run with `cargo bench -p edgehost-fleet --bench fleet`. Measures
+//! - an invoke round trip through the fleet: client -> owning host (QUIC,
+//!   mutual TLS, an established connection) -> agent -> back;
+//! - the same with one forwarding hop: client -> host A -> owner B -> back;
+//! - upload throughput of a 64 MiB component (hash-verified, written to disk);
+//! - the mutual-TLS QUIC handshake.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use edgehost_fleet::client::{call, connect, upload};
+use edgehost_fleet::config::{HostLimits, Labels};
+use edgehost_fleet::identity::{Role, init_fleet, issue};
+use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::tls::endpoint;
+use edgehost_fleet::{Credentials, Host, HostConfig};
+use edgehost_runtime::Digest;
+
+async fn start(fleet: &Path, name: &str, peers: Vec<String>) -> SocketAddr {
+    let dir = fleet.join(name);
+    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).expect("issue");
+    let host = Host::start(HostConfig {
+        name: None,
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.join("data"),
+        ca: fleet.join("ca").join("ca.pem"),
+        cert,
+        key,
+        peers,
+        labels: Labels::default(),
+        limits: HostLimits::default(),
+        metrics_listen: None,
+        heartbeat_ms: 200,
+    })
+    .await
+    .expect("host starts");
+    let addr = host.local_addr();
+    tokio::spawn(host.run(std::future::pending()));
+    addr
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_fleet(&dir.path().join("ca"), "bench").expect("ca");
+    let a = start(dir.path(), "alpha", vec![]).await;
+    let b = start(dir.path(), "beta", vec![a.to_string()]).await;
+    let (cert, key) = issue(
+        &dir.path().join("ca"),
+        &dir.path().join("c"),
+        "bench",
+        Role::Client,
+    )
+    .expect("issue");
+    let creds =
+        Credentials::load(&dir.path().join("ca").join("ca.pem"), &cert, &key).expect("creds");
+    let client = endpoint(&creds, "127.0.0.1:0".parse().expect("addr"), false).expect("endpoint");
+    let (to_a, _) = connect(&client, a).await.expect("connect");
+    let (to_b, _) = connect(&client, b).await.expect("connect");
+
+    let agent = std::fs::read(edgehost_tests::MEMORY_AGENT).expect("memory agent");
+    let digest = Digest::of(&agent);
+    upload(&to_b, digest, &agent, |_| {}).await.expect("upload");
+    call(
+        &to_b,
+        &Request::Deploy {
+            name: "memory".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .expect("deploy");
+    // Let alpha learn where the agent runs.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let invoke = Request::Invoke {
+        name: "memory".into(),
+        body: b"stats".to_vec(),
+        caller: None,
+        hops: 0,
+    };
+    let mut rows = Vec::new();
+    for (label, conn) in [
+        (
+            "invoke round trip, client -> owner -> agent -> client",
+            &to_b,
+        ),
+        (
+            "invoke with one forward, client -> host -> owner -> back",
+            &to_a,
+        ),
+    ] {
+        for _ in 0..200 {
+            call(conn, &invoke).await.expect("invoke");
+        }
+        let mut samples = Vec::with_capacity(3000);
+        for _ in 0..3000 {
+            let t = Instant::now();
+            match call(conn, &invoke).await.expect("invoke") {
+                Response::Invoked { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        rows.push((label, samples));
+    }
+
+    let mut handshakes = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let (c, _) = connect(&client, b).await.expect("connect");
+        handshakes.push(t.elapsed());
+        c.close(0u32.into(), b"");
+    }
+    handshakes.sort();
+    rows.push((
+        "mutual-TLS QUIC handshake (connect + verify identity)",
+        handshakes,
+    ));
+
+    // Upload: 64 MiB of pseudo-random bytes (the host hashes and stores
+    // them; it compiles only on deploy).
+    let mut big = vec![0u8; 64 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let mut throughputs = Vec::new();
+    for round in 0..5u8 {
+        big[0] = round; // a new digest each round, so every round uploads
+        let d = Digest::of(&big);
+        let t = Instant::now();
+        let sent = upload(&to_b, d, &big, |_| {}).await.expect("upload");
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(sent, big.len() as u64);
+        throughputs.push(sent as f64 / (1024.0 * 1024.0) / secs);
+    }
+    throughputs.sort_by(f64::total_cmp);
+
+    println!("edgehost fleet benchmarks (loopback, two hosts in one process, release)");
+    println!();
+    println!(
+        "| {:<56} | {:>10} | {:>10} | {:>10} |",
+        "what", "p50", "p90", "p99"
+    );
+    println!("|{:-<58}|{:->12}|{:->12}|{:->12}|", "", "", "", "");
+    for (label, s) in &rows {
+        println!(
+            "| {:<56} | {:>10} | {:>10} | {:>10} |",
+            label,
+            fmt(pct(s, 0.5)),
+            fmt(pct(s, 0.9)),
+            fmt(pct(s, 0.99))
+        );
+    }
+    println!();
+    println!(
+        "upload of a 64 MiB component (hash-verified, fsynced): median {:.0} MiB/s, min {:.0} MiB/s, max {:.0} MiB/s over 5 rounds",
+        throughputs[2], throughputs[0], throughputs[4]
+    );
+}
