@@ -103,14 +103,24 @@ impl AdvisorConfig {
     }
 }
 
-/// A refiner backed by a chat-completions endpoint.
+/// A client of an OpenAI-compatible chat-completions endpoint. Blocking:
+/// call it from a thread that may block, never from async code.
 #[derive(Debug, Clone)]
-pub struct LlmRefiner {
+pub struct ChatClient {
     config: AdvisorConfig,
     client: reqwest::blocking::Client,
 }
 
-impl LlmRefiner {
+/// One chat message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatClient {
     /// Builds the HTTP client.
     pub fn new(config: AdvisorConfig) -> Result<Self> {
         if config.model.trim().is_empty() {
@@ -129,19 +139,29 @@ impl LlmRefiner {
         &self.config
     }
 
-    /// Sends the request and returns the proposed plan and the model's
-    /// rationale.
-    pub fn ask(&self, request: &RefineRequest<'_>) -> Result<(Plan, Option<String>)> {
-        let (system, user) = prompt::messages(request);
+    /// Sends `messages` and returns the text of the first choice.
+    /// `temperature` defaults to 0 (deterministic where the server allows);
+    /// `json` asks for a JSON object answer when the configuration allows it.
+    pub fn complete(
+        &self,
+        messages: &[ChatMessage],
+        max_tokens: Option<u32>,
+        temperature: Option<f32>,
+        json: bool,
+    ) -> Result<String> {
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({ "role": m.role, "content": m.content }))
+            .collect();
         let mut body = json!({
             "model": self.config.model,
-            "temperature": 0,
-            "messages": [
-                { "role": "system", "content": system },
-                { "role": "user", "content": user },
-            ],
+            "temperature": temperature.unwrap_or(0.0),
+            "messages": messages,
         });
-        if self.config.json_mode {
+        if let Some(max) = max_tokens {
+            body["max_tokens"] = json!(max);
+        }
+        if json && self.config.json_mode {
             body["response_format"] = json!({ "type": "json_object" });
         }
         let mut http = self.client.post(self.config.url()).json(&body);
@@ -165,16 +185,54 @@ impl LlmRefiner {
         }
         let completion: Value = serde_json::from_str(&text)
             .map_err(|e| Error::Malformed(format!("not a JSON chat completion: {e}")))?;
-        let content = completion["choices"][0]["message"]["content"]
+        completion["choices"][0]["message"]["content"]
             .as_str()
-            .ok_or_else(|| Error::Malformed("no choices[0].message.content".into()))?;
-        answer::parse(request.instance, content)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Malformed("no choices[0].message.content".into()))
+    }
+}
+
+/// A refiner backed by a chat-completions endpoint.
+#[derive(Debug, Clone)]
+pub struct LlmRefiner {
+    chat: ChatClient,
+}
+
+impl LlmRefiner {
+    /// Builds the HTTP client.
+    pub fn new(config: AdvisorConfig) -> Result<Self> {
+        Ok(Self {
+            chat: ChatClient::new(config)?,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AdvisorConfig {
+        self.chat.config()
+    }
+
+    /// Sends the request and returns the proposed plan and the model's
+    /// rationale.
+    pub fn ask(&self, request: &RefineRequest<'_>) -> Result<(Plan, Option<String>)> {
+        let (system, user) = prompt::messages(request);
+        let messages = [
+            ChatMessage {
+                role: "system".into(),
+                content: system,
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: user,
+            },
+        ];
+        let content = self.chat.complete(&messages, None, None, true)?;
+        answer::parse(request.instance, &content)
     }
 }
 
 impl Refiner for LlmRefiner {
     fn name(&self) -> &str {
-        &self.config.model
+        &self.chat.config().model
     }
 
     fn refine(&self, request: &RefineRequest<'_>) -> edgehost_placement::Result<Plan> {

@@ -34,6 +34,7 @@ async fn start(fleet: &Path, name: &str, peers: Vec<String>) -> SocketAddr {
         limits: HostLimits::default(),
         metrics_listen: None,
         heartbeat_ms: 200,
+        llm: None,
     })
     .await
     .expect("host starts");

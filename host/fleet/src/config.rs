@@ -42,6 +42,26 @@ pub struct HostConfig {
     /// How often hosts exchange reports, milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// The OpenAI-compatible endpoint behind agents' `complete` calls and the
+    /// refinement of placements; none means agents get `no-llm-configured`.
+    #[serde(default)]
+    pub llm: Option<LlmSettings>,
+}
+
+/// Where the host's LLM is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    /// Base URL (`http://127.0.0.1:8000`); `/v1/chat/completions` is appended.
+    pub endpoint: String,
+    /// Model name sent with each request.
+    pub model: String,
+    /// Environment variable holding the API key, if the endpoint needs one.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Timeout of one request, milliseconds.
+    #[serde(default = "default_llm_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 /// Where a host is and what its uplink carries.
@@ -100,6 +120,9 @@ impl Default for HostLimits {
 
 fn default_listen() -> SocketAddr {
     ([0, 0, 0, 0], 7400).into()
+}
+fn default_llm_timeout_ms() -> u64 {
+    20_000
 }
 fn default_heartbeat_ms() -> u64 {
     1000

@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use edgehost_placement::Policy;
+use edgehost_advisor::{AdvisorConfig, ChatClient, ChatMessage, LlmRefiner};
 use edgehost_runtime::{
-    AgentInstance, Descriptor, Digest, HostError, Limits, Router, Runtime, RuntimeBuilder, Services,
+    AgentInstance, Completion, Descriptor, Digest, HostError, Limits, Llm, PolicyComponent,
+    PolicyRuntime, PolicyRuntimeBuilder, PolicySlot, Router, Runtime, RuntimeBuilder, Services,
+    plugin_policy,
 };
 use edgehost_telemetry::{Sampler, ServerStatus};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
@@ -55,7 +57,12 @@ struct Shared {
     sampler: Mutex<Sampler>,
     compiling: Mutex<HashSet<Digest>>,
     metrics: Metrics,
-    policy: Policy,
+    /// The policy placement decisions use; swapped whole, read once per decision.
+    policy: PolicySlot,
+    policy_name: Mutex<String>,
+    policy_runtime: PolicyRuntime,
+    llm: Option<Arc<HostLlm>>,
+    refiner: Option<Arc<LlmRefiner>>,
     started: Instant,
     handle: tokio::runtime::Handle,
 }
@@ -112,6 +119,25 @@ impl Host {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
+        let policy_runtime =
+            PolicyRuntimeBuilder::new(config.data_dir.join("policy-cache")).build()?;
+        // The HTTP clients block; they are built (and used) off the async threads.
+        let llm_settings = config.llm.clone();
+        let (llm, refiner) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let Some(settings) = llm_settings else {
+                return Ok((None, None));
+            };
+            let mut advisor = AdvisorConfig::new(settings.endpoint, settings.model);
+            advisor.api_key_env = settings.api_key_env;
+            advisor.timeout = Duration::from_millis(settings.timeout_ms);
+            let chat =
+                ChatClient::new(advisor.clone()).map_err(|e| Error::Config(format!("llm: {e}")))?;
+            let refiner =
+                LlmRefiner::new(advisor).map_err(|e| Error::Config(format!("llm: {e}")))?;
+            Ok((Some(Arc::new(HostLlm { chat })), Some(Arc::new(refiner))))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
         let suspect_after =
             Duration::from_millis(config.heartbeat_ms * 3).max(Duration::from_secs(1));
         let shared = Arc::new(Shared {
@@ -128,7 +154,11 @@ impl Host {
             sampler: Mutex::new(sampler),
             compiling: Mutex::new(HashSet::new()),
             metrics: Metrics::default(),
-            policy: Policy::native(),
+            policy: PolicySlot::default(),
+            policy_name: Mutex::new("built-in".to_owned()),
+            policy_runtime,
+            llm,
+            refiner,
             started: Instant::now(),
             handle: tokio::runtime::Handle::current(),
         });
@@ -276,7 +306,11 @@ impl Shared {
             Request::Place {
                 descriptor,
                 component_bytes,
-            } => self.place(&descriptor, component_bytes),
+            } => self.place(descriptor, component_bytes).await,
+            Request::SetPolicy {
+                heuristic,
+                cost_model,
+            } => self.set_policy(heuristic, cost_model).await,
             Request::Heartbeat(report) => {
                 if report.name != identity.name {
                     Err(Error::Identity(format!(
@@ -318,6 +352,7 @@ impl Shared {
             agents,
             compiling: lock(&self.compiling).iter().copied().collect(),
             uptime_s: self.started.elapsed().as_secs_f64(),
+            policy: lock(&self.policy_name).clone(),
         }
     }
 
@@ -416,12 +451,15 @@ impl Shared {
         let started = tokio::task::spawn_blocking(move || -> Result<_> {
             let bytes = shared.store.read(&digest)?;
             let component = shared.runtime.load(&bytes)?;
-            let services = Services {
+            let mut services = Services {
                 router: Arc::new(FleetRouter {
                     shared: Arc::downgrade(&shared),
                 }),
                 ..Services::default()
             };
+            if let Some(llm) = &shared.llm {
+                services.llm = llm.clone();
+            }
             let mut instance = shared
                 .runtime
                 .instantiate(&component, &agent_name, services)?;
@@ -472,7 +510,11 @@ impl Shared {
         }
     }
 
-    fn place(&self, descriptor: &Descriptor, component_bytes: u64) -> Result<Response> {
+    async fn place(
+        self: &Arc<Self>,
+        descriptor: Descriptor,
+        component_bytes: u64,
+    ) -> Result<Response> {
         let mut hosts = vec![self.report()];
         hosts.extend(
             lock(&self.membership)
@@ -481,9 +523,79 @@ impl Shared {
                 .filter(|v| v.reachable)
                 .map(|v| v.report),
         );
-        let placement =
-            crate::place::place(&hosts, descriptor, component_bytes, &self.policy, "native")?;
+        // One snapshot of the policy for the whole decision: a swap that
+        // lands meanwhile applies to the next one.
+        let (_, policy) = self.policy.snapshot();
+        let name = lock(&self.policy_name).clone();
+        let refiner = self.refiner.clone();
+        let placement = tokio::task::spawn_blocking(move || {
+            let refiner = refiner
+                .as_deref()
+                .map(|r| r as &dyn edgehost_placement::Refiner);
+            crate::place::place(
+                &hosts,
+                &descriptor,
+                component_bytes,
+                &policy,
+                &name,
+                refiner,
+            )
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
         Ok(Response::Placement(placement))
+    }
+
+    /// Loads stored policy plugins and makes them the active policy.
+    async fn set_policy(
+        self: &Arc<Self>,
+        heuristic: Option<Digest>,
+        cost_model: Option<Digest>,
+    ) -> Result<Response> {
+        for digest in heuristic.iter().chain(cost_model.iter()) {
+            if !self.store.has(digest) {
+                return Err(Error::NotFound(format!(
+                    "policy component {digest} is not stored here; upload it first"
+                )));
+            }
+        }
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let load = |digest: Option<Digest>| -> Result<Option<PolicyComponent>> {
+                digest
+                    .map(|d| {
+                        let bytes = shared.store.read(&d)?;
+                        Ok(shared
+                            .policy_runtime
+                            .load(&bytes, &format!("plugin {}", &d.hex()[..12]))?)
+                    })
+                    .transpose()
+            };
+            let h = load(heuristic)?;
+            let c = load(cost_model)?;
+            let describe = |what: &str, p: &Option<PolicyComponent>| match p {
+                Some(p) => format!("{what} {} ({})", p.name(), p.digest()),
+                None => format!("{what} built-in"),
+            };
+            let name = if h.is_none() && c.is_none() {
+                "built-in".to_owned()
+            } else {
+                format!(
+                    "{}, {}",
+                    describe("heuristic", &h),
+                    describe("cost model", &c)
+                )
+            };
+            let (generation, _old) = shared.policy.swap(plugin_policy(h.as_ref(), c.as_ref()));
+            *lock(&shared.policy_name) = name.clone();
+            tracing::info!(policy = %name, generation, "placement policy swapped");
+            Ok(Response::PolicySet {
+                policy: name,
+                generation,
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     /// Runs `name` here if it lives here, else forwards to its owner.
@@ -671,6 +783,30 @@ impl Router for FleetRouter {
             .map_err(|e| match e {
                 Error::NotFound(m) => HostError::UnknownAgent(m),
                 other => HostError::Failed(other.to_string()),
+            })
+    }
+}
+
+/// The host's LLM, offered to agents through `host.complete`.
+struct HostLlm {
+    chat: ChatClient,
+}
+
+impl Llm for HostLlm {
+    fn complete(&self, agent: &str, request: Completion) -> std::result::Result<String, HostError> {
+        let messages: Vec<ChatMessage> = request
+            .messages
+            .into_iter()
+            .map(|m| ChatMessage {
+                role: m.role,
+                content: m.content,
+            })
+            .collect();
+        self.chat
+            .complete(&messages, request.max_tokens, request.temperature, false)
+            .map_err(|e| {
+                tracing::debug!(agent, "LLM call failed: {e}");
+                HostError::Failed(format!("LLM: {e}"))
             })
     }
 }

@@ -2,6 +2,7 @@
 
 use edgehost_placement::cost::CostParams;
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
+use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
 use edgehost_placement::topology::{GeoParams, Topology};
 use edgehost_placement::{Alp, AlpParams, Policy};
 use edgehost_runtime::Descriptor;
@@ -61,6 +62,7 @@ pub fn place(
     component_bytes: u64,
     policy: &Policy,
     policy_name: &str,
+    refiner: Option<&dyn Refiner>,
 ) -> Result<Placement> {
     if hosts.is_empty() {
         return Err(Error::Placement("no reachable host".into()));
@@ -101,12 +103,30 @@ pub fn place(
     let outcome = Alp::new(AlpParams::default())
         .place(&instance, policy, PLACEMENT_SEED)
         .map_err(|e| Error::Placement(e.to_string()))?;
-    let chosen = outcome.plan.server_of(0);
+    // The LLM may propose a better plan; it stands only if it is feasible
+    // and not worse under the active cost model.
+    let (plan, objective, refinement) = match refiner {
+        Some(refiner) => {
+            let refined =
+                refine_placement(&instance, &outcome.plan, outcome.objective, refiner, policy);
+            let note = match &refined.verdict {
+                Verdict::Accepted { colony, refined } => {
+                    format!(
+                        "accepted the LLM's plan ({refined:.4} against the colony's {colony:.4})"
+                    )
+                }
+                Verdict::Kept(reason) => format!("kept the colony's plan: {reason}"),
+            };
+            (refined.plan, refined.objective, Some(note))
+        }
+        None => (outcome.plan.clone(), outcome.objective, None),
+    };
+    let chosen = plan.server_of(0);
     let mut fallbacks = outcome.fallbacks.clone();
     let report = policy
         .report(
             &instance,
-            &Plan::new(outcome.plan.assignment.clone()),
+            &Plan::new(plan.assignment.clone()),
             &mut fallbacks,
         )
         .map_err(|e| Error::Placement(e.to_string()))?;
@@ -123,7 +143,8 @@ pub fn place(
             report.latency.pro,
         ],
         cost: [report.cost.cpu, report.cost.storage, report.cost.comm],
-        objective: outcome.objective,
+        objective,
         candidates: hosts.iter().map(|h| h.name.clone()).collect(),
+        refinement,
     })
 }

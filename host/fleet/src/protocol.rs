@@ -84,6 +84,14 @@ pub enum Request {
     },
     /// A peer's periodic report (hosts only).
     Heartbeat(HostReport),
+    /// Make these stored policy plugins the host's active policy, from the
+    /// next decision on (`None` for both: back to the built-in policy).
+    SetPolicy {
+        /// The heuristic plugin's component, if any.
+        heuristic: Option<Digest>,
+        /// The cost-model plugin's component, if any.
+        cost_model: Option<Digest>,
+    },
 }
 
 /// A host's answer.
@@ -120,6 +128,13 @@ pub enum Response {
     Released,
     /// Answer to `Place`.
     Placement(Placement),
+    /// Answer to `SetPolicy`: the policy now active and its generation.
+    PolicySet {
+        /// The active policy's description.
+        policy: String,
+        /// How many swaps this host has made.
+        generation: u64,
+    },
     /// The request failed; nothing changed.
     Error {
         /// What kind of failure.
@@ -198,6 +213,8 @@ pub struct HostReport {
     pub compiling: Vec<Digest>,
     /// Seconds since the host started.
     pub uptime_s: f64,
+    /// The placement policy this host decides with.
+    pub policy: String,
 }
 
 /// One host as another host sees it.
@@ -232,6 +249,8 @@ pub struct Placement {
     pub objective: f64,
     /// Hosts considered.
     pub candidates: Vec<String>,
+    /// What the LLM refinement did (`None` when no LLM is configured).
+    pub refinement: Option<String>,
 }
 
 /// Writes one frame.

@@ -43,6 +43,7 @@ async fn start_host(fleet: &Path, name: &str) -> TestHost {
         limits: HostLimits::default(),
         metrics_listen: None,
         heartbeat_ms: 200,
+        llm: None,
     };
     let host = Host::start(config).await.unwrap();
     let addr = host.local_addr();
@@ -362,6 +363,7 @@ async fn hosts_find_each_other_and_route_calls() {
         limits: HostLimits::default(),
         metrics_listen: None,
         heartbeat_ms: 200,
+        llm: None,
     })
     .await
     .unwrap();
@@ -451,4 +453,254 @@ async fn hosts_find_each_other_and_route_calls() {
     let _ = tx.send(());
     let _ = b_task.await;
     a.stop().await;
+}
+
+/// A one-answer-fits-all OpenAI-compatible stub: every chat completion is
+/// `content`. Serves until the test process ends.
+fn stub_llm(content: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = serde_json::json!({
+                "choices": [{ "message": { "role": "assistant", "content": content } }]
+            })
+            .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn agents_reach_the_configured_llm_and_placements_are_refined() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let host_dir = dir.path().join("alpha");
+    let (cert, key) = issue(&dir.path().join("ca"), &host_dir, "alpha", Role::Host).unwrap();
+    let host = Host::start(HostConfig {
+        name: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: host_dir.join("data"),
+        ca: dir.path().join("ca").join("ca.pem"),
+        cert,
+        key,
+        peers: vec![],
+        labels: Labels::default(),
+        limits: HostLimits::default(),
+        metrics_listen: None,
+        heartbeat_ms: 200,
+        llm: Some(edgehost_fleet::config::LlmSettings {
+            endpoint: stub_llm("The meeting is at 3pm."),
+            model: "stub".into(),
+            api_key_env: None,
+            timeout_ms: 5_000,
+        }),
+    })
+    .await
+    .unwrap();
+    let addr = host.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        host.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    let client = client_endpoint(dir.path(), "ops");
+    let (conn, _) = connect(&client, addr).await.unwrap();
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&conn, digest, &bytes, |_| {}).await.unwrap();
+    call(
+        &conn,
+        &Request::Deploy {
+            name: "mem".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let asked = call(
+        &conn,
+        &Request::Invoke {
+            name: "mem".into(),
+            body: b"when is the meeting?".to_vec(),
+            caller: None,
+            hops: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(asked, Response::Invoked { ref body, .. } if body == b"The meeting is at 3pm."),
+        "{asked:?}"
+    );
+
+    // The stub's prose is no plan: the colony's placement stands, and says why.
+    let descriptor = match call(&conn, &Request::Status).await.unwrap() {
+        Response::Status(r) => r.agents[0].descriptor.clone(),
+        other => panic!("{other:?}"),
+    };
+    match call(
+        &conn,
+        &Request::Place {
+            descriptor,
+            component_bytes: bytes.len() as u64,
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Placement(p) => {
+            assert_eq!(p.host, "alpha");
+            let note = p.refinement.expect("an LLM is configured");
+            assert!(note.starts_with("kept the colony's plan"), "{note}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = tx.send(());
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn the_active_policy_is_swapped_on_a_running_host() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let host = start_host(dir.path(), "alpha").await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (conn, _) = connect(&client, host.addr).await.unwrap();
+    let status = |r: Response| match r {
+        Response::Status(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        status(call(&conn, &Request::Status).await.unwrap()).policy,
+        "built-in"
+    );
+
+    let plugin = std::fs::read(edgehost_tests::LATENCY_FIRST_POLICY).unwrap();
+    let plugin_digest = Digest::of(&plugin);
+    // Not uploaded yet: refused, nothing changes.
+    let refused = call(
+        &conn,
+        &Request::SetPolicy {
+            heuristic: Some(plugin_digest),
+            cost_model: None,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Remote {
+                kind: ErrorKind::NotFound,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // An agent is not a policy: refused, nothing changes.
+    let agent = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let agent_digest = Digest::of(&agent);
+    upload(&conn, agent_digest, &agent, |_| {}).await.unwrap();
+    let refused = call(
+        &conn,
+        &Request::SetPolicy {
+            heuristic: Some(agent_digest),
+            cost_model: None,
+        },
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        status(call(&conn, &Request::Status).await.unwrap()).policy,
+        "built-in"
+    );
+
+    upload(&conn, plugin_digest, &plugin, |_| {}).await.unwrap();
+    match call(
+        &conn,
+        &Request::SetPolicy {
+            heuristic: Some(plugin_digest),
+            cost_model: Some(plugin_digest),
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::PolicySet { policy, generation } => {
+            assert_eq!(generation, 1);
+            assert!(policy.contains(&plugin_digest.to_string()), "{policy}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let report = status(call(&conn, &Request::Status).await.unwrap());
+    assert!(report.policy.starts_with("heuristic "), "{}", report.policy);
+    // The next decision is made with the new policy.
+    let descriptor = edgehost_runtime::Descriptor {
+        kind: "memory".into(),
+        version: "1".into(),
+        demand: edgehost_runtime::ResourceDemand {
+            memory_mib: 64,
+            cpu_millicores: 250,
+            storage_mib: 16,
+            bandwidth_mbps: 1,
+        },
+        dependencies: vec![],
+    };
+    match call(
+        &conn,
+        &Request::Place {
+            descriptor,
+            component_bytes: 1 << 16,
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Placement(p) => {
+            assert_eq!(p.policy, report.policy);
+            assert!(p.fallbacks.is_empty(), "{:?}", p.fallbacks);
+        }
+        other => panic!("{other:?}"),
+    }
+    // And back to the built-in policy.
+    match call(
+        &conn,
+        &Request::SetPolicy {
+            heuristic: None,
+            cost_model: None,
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::PolicySet { policy, generation } => {
+            assert_eq!((policy.as_str(), generation), ("built-in", 2))
+        }
+        other => panic!("{other:?}"),
+    }
+    host.stop().await;
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use edgehost_fleet::config::{HostLimits, Labels};
+use edgehost_fleet::config::{HostLimits, Labels, LlmSettings};
 use edgehost_fleet::{Host, HostConfig};
 
 /// Run this machine's host: join the fleet, run agents, route calls.
@@ -59,6 +59,17 @@ pub struct ServeCommand {
     /// Heartbeat period, milliseconds.
     #[arg(long, env = "EDGEHOST_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
+    /// Base URL of an OpenAI-compatible endpoint for agents' LLM calls.
+    #[arg(
+        long,
+        env = "EDGEHOST_LLM_ENDPOINT",
+        value_name = "URL",
+        requires = "llm_model"
+    )]
+    llm_endpoint: Option<String>,
+    /// The model to ask at that endpoint.
+    #[arg(long, env = "EDGEHOST_LLM_MODEL")]
+    llm_model: Option<String>,
 }
 
 impl ServeCommand {
@@ -86,6 +97,7 @@ impl ServeCommand {
                     limits: HostLimits::default(),
                     metrics_listen: None,
                     heartbeat_ms: 1000,
+                    llm: None,
                 }
             }
         };
@@ -128,6 +140,14 @@ impl ServeCommand {
         }
         if let Some(v) = self.heartbeat_ms {
             config.heartbeat_ms = v;
+        }
+        if let (Some(endpoint), Some(model)) = (self.llm_endpoint, self.llm_model) {
+            config.llm = Some(LlmSettings {
+                endpoint,
+                model,
+                api_key_env: Some("EDGEHOST_LLM_API_KEY".into()),
+                timeout_ms: 20_000,
+            });
         }
         Ok(config)
     }
