@@ -10,6 +10,7 @@ mod fleet;
 mod inspect;
 mod invoke;
 mod policy;
+mod policy_set;
 mod ps;
 mod push;
 mod run;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use edgehost_tests::{HOSTILE_AGENT, MEMORY_AGENT};
+use edgehost_tests::{HOSTILE_AGENT, LATENCY_FIRST_POLICY, MEMORY_AGENT};
 use serde_json::Value;
 
 struct LocalFleet {
@@ -395,4 +395,59 @@ fn serve_refuses_bad_configuration_on_one_line() {
         .output()
         .unwrap();
     assert!(one_line_error(&out).contains("missing.pem"));
+}
+
+#[test]
+fn policy_set_swaps_the_placement_policy_of_a_running_fleet() {
+    let fleet = LocalFleet::start(2);
+    let out = fleet.run(&[
+        "policy",
+        "set",
+        "--heuristic",
+        LATENCY_FIRST_POLICY,
+        "--cost-model",
+        LATENCY_FIRST_POLICY,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = stdout(&out);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(lines.lines().all(|l| l.contains("generation 1")), "{lines}");
+    let ps = fleet.ps();
+    for host in ps["hosts"].as_array().unwrap() {
+        assert!(
+            host["policy"].as_str().unwrap().starts_with("heuristic "),
+            "{host:#}"
+        );
+    }
+    let pushed = fleet.json(&["push", MEMORY_AGENT, "--name", "m", "--json"]);
+    assert!(
+        pushed["placement"]["policy"]
+            .as_str()
+            .unwrap()
+            .starts_with("heuristic "),
+        "{pushed:#}"
+    );
+
+    // An agent is not a policy: refused locally, on one line.
+    let out = fleet.run(&["policy", "set", "--heuristic", MEMORY_AGENT]);
+    assert!(one_line_error(&out).contains("not a policy plugin"));
+
+    let out = fleet.run(&["policy", "set", "--builtin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ps = fleet.ps();
+    assert!(
+        ps["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["policy"] == "built-in")
+    );
 }

@@ -22,6 +22,8 @@ enum PolicyAction {
     /// shape, finite values, determinism, speed on a large matrix and
     /// behaviour on hostile inputs. Exits with 1 if any check fails.
     Check(CheckArgs),
+    /// Swap the placement policy of every reachable host of a running fleet.
+    Set(super::policy_set::SetArgs),
 }
 
 #[derive(Args)]
@@ -44,6 +46,7 @@ impl PolicyCommand {
     pub fn execute(self) -> Result<()> {
         match self.action {
             PolicyAction::Check(args) => args.execute(),
+            PolicyAction::Set(args) => args.execute(),
         }
     }
 }

@@ -31,6 +31,7 @@ struct HostRow {
     agents: usize,
     max_agents: u32,
     compiling: Vec<String>,
+    policy: String,
 }
 
 #[derive(Serialize)]
@@ -77,6 +78,7 @@ impl PsCommand {
                 agents: r.agents.len(),
                 max_agents: r.max_agents,
                 compiling: r.compiling.iter().map(ToString::to_string).collect(),
+                policy: r.policy.clone(),
             });
             for a in &r.agents {
                 agents.push(AgentRow {

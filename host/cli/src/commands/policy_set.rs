@@ -1,0 +1,104 @@
+//! `edgehost policy set`: swap the placement policy of a running fleet.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use edgehost_fleet::protocol::{Request, Response};
+use edgehost_runtime::{ComponentInfo, Digest, Kind};
+
+use super::client::{ClientArgs, resolve};
+
+/// Make policy plugins the placement policy of every reachable host, from
+/// each host's next decision on.
+#[derive(Args)]
+pub struct SetArgs {
+    /// The plugin whose heuristic to use.
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["cost_model", "builtin"])]
+    heuristic: Option<PathBuf>,
+    /// The plugin whose cost model to use.
+    #[arg(long, value_name = "FILE")]
+    cost_model: Option<PathBuf>,
+    /// Go back to the built-in heuristic and cost model.
+    #[arg(long, conflicts_with_all = ["heuristic", "cost_model"])]
+    builtin: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn read_policy(path: &Path) -> Result<(Digest, Vec<u8>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let info = ComponentInfo::read(&bytes).with_context(|| path.display().to_string())?;
+    if info.kind != Kind::Policy {
+        bail!(
+            "{}: not a policy plugin (its kind is {:?})",
+            path.display(),
+            info.kind
+        );
+    }
+    Ok((info.digest, bytes))
+}
+
+impl SetArgs {
+    /// Uploads the plugins where missing and swaps every reachable host.
+    pub fn execute(self) -> Result<()> {
+        let heuristic = self.heuristic.as_deref().map(read_policy).transpose()?;
+        let cost_model = self.cost_model.as_deref().map(read_policy).transpose()?;
+        let session = self.client.connect()?;
+        let views = session.fleet()?;
+        let outcome = session.runtime.block_on(async {
+            let mut lines = Vec::new();
+            let mut failures = 0;
+            for view in views.iter().filter(|v| v.reachable) {
+                let result = async {
+                    let addr = resolve(&view.report.addr).await?;
+                    let (connection, _) = session.client.connect(addr).await?;
+                    for (digest, bytes) in heuristic.iter().chain(cost_model.iter()) {
+                        if let Response::Has(false) = edgehost_fleet::client::call(
+                            &connection,
+                            &Request::Has { digest: *digest },
+                        )
+                        .await?
+                        {
+                            edgehost_fleet::client::upload(&connection, *digest, bytes, |_| {})
+                                .await?;
+                        }
+                    }
+                    let request = Request::SetPolicy {
+                        heuristic: heuristic.as_ref().map(|(d, _)| *d),
+                        cost_model: cost_model.as_ref().map(|(d, _)| *d),
+                    };
+                    match edgehost_fleet::client::call(&connection, &request).await? {
+                        Response::PolicySet { policy, generation } => {
+                            Ok(format!("{policy} (generation {generation})"))
+                        }
+                        other => Err(anyhow::Error::from(edgehost_fleet::client::unexpected(
+                            &other,
+                        ))),
+                    }
+                }
+                .await;
+                match result {
+                    Ok(line) => lines.push(format!("{}: {line}", view.report.name)),
+                    Err(e) => {
+                        failures += 1;
+                        lines.push(format!("{}: failed: {e:#}", view.report.name));
+                    }
+                }
+            }
+            (lines, failures)
+        });
+        session.close();
+        let (lines, failures) = outcome;
+        for line in &lines {
+            println!("{line}");
+        }
+        if failures > 0 {
+            bail!(
+                "{failures} of {} host(s) kept their previous policy",
+                lines.len()
+            );
+        }
+        Ok(())
+    }
+}
