@@ -127,3 +127,130 @@ fn check_report_as_json() {
     assert!(items.iter().all(|i| i["passed"] == true), "{report}");
     assert_eq!(report["info"]["kind"], "policy");
 }
+
+/// The repository's root.
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("host/cli sits two levels below the root")
+}
+
+/// The first fenced block of `lang` in `text` that contains `needle`.
+fn fenced_block(text: &str, lang: &str, needle: &str) -> Option<String> {
+    let fence = format!("```{lang}");
+    let mut rest = text;
+    while let Some(start) = rest.find(&fence) {
+        let body = &rest[start + fence.len()..];
+        let end = body.find("```")?;
+        let block = &body[..end];
+        if block.contains(needle) {
+            // Blocks inside list items are indented; strip the indentation.
+            let indent = block
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.len() - l.trim_start().len())
+                .min()
+                .unwrap_or(0);
+            return Some(
+                block
+                    .lines()
+                    .map(|l| l.get(indent..).unwrap_or("").to_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+        rest = &body[end + 3..];
+    }
+    None
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A stranger's plugin: copy the template out of the repository, give it
+/// the Cargo.toml that docs/plugins.md gives, build it with the command the
+/// page gives, check it, and see it change a simulation.
+#[test]
+fn a_plugin_copied_from_the_template_builds_checks_and_changes_sim() {
+    let root = repo();
+    let docs = std::fs::read_to_string(root.join("docs/plugins.md")).unwrap();
+    let manifest = fenced_block(&docs, "toml", "edgehost-policy")
+        .expect("docs/plugins.md gives a Cargo.toml")
+        .replace("$EDGEHOST", root.to_str().unwrap());
+    let build = "cargo build --release --target wasm32-wasip2";
+    assert!(
+        docs.contains(build),
+        "docs/plugins.md gives the build command"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("my-policy");
+    copy_dir(&root.join("plugins/template"), &plugin);
+    for file in ["rust-toolchain.toml", "Cargo.lock"] {
+        std::fs::copy(root.join(file), plugin.join(file)).unwrap();
+    }
+    std::fs::write(plugin.join("Cargo.toml"), manifest).unwrap();
+
+    // A target directory that outlives the test, so later runs rebuild only
+    // the plugin; the plugin's own directory is fresh every time.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stranger-target");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(&plugin)
+        .args(build.split_whitespace().skip(1))
+        .env("CARGO_TARGET_DIR", &target)
+        // Everything is in the local registry cache already.
+        .env("CARGO_NET_OFFLINE", "true");
+    // Flags meant for the outer build must not leak into this one.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building the copied template failed:\n{}",
+        stderr(&out)
+    );
+    let wasm = target.join("wasm32-wasip2/release/my_policy.wasm");
+    assert!(wasm.is_file(), "{} missing", wasm.display());
+    let wasm = wasm.to_str().unwrap();
+
+    let o = edgehost(&["policy", "check", wasm, "--max-score-ms", DEBUG_BUDGET_MS]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("passed: all 7 checks"),
+        "{}",
+        stdout(&o)
+    );
+
+    let sim = |extra: &[&str]| {
+        let mut args = vec!["sim", "--algorithms", "antllm", "--plans", "--json"];
+        args.extend_from_slice(extra);
+        let o = edgehost(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v[0].get("fallbacks").is_none(), "{v}");
+        (v[0]["objective"].as_f64().unwrap(), v[0]["plan"].clone())
+    };
+    let native = sim(&[]);
+    let plugged = sim(&["--heuristic", wasm, "--cost-model", wasm]);
+    assert_ne!(native, plugged, "the plugin changed nothing");
+}

@@ -12,7 +12,9 @@
 //! Main types: [`SimCommand`] (the `clap` arguments, the only place that
 //! uses `anyhow`), [`run::Runner`], [`sweep::Sweep`], [`chart`]. The
 //! decisions themselves are pure and live in `edgehost-placement`; this
-//! crate adds the clock, the files and the optional LLM client. It does not
+//! crate adds the clock, the files, the optional LLM client and the
+//! optional policy plugins (`--heuristic`, `--cost-model`, loaded through
+//! `edgehost-runtime`). It does not
 //! talk to real hosts.
 
 pub mod chart;
@@ -26,7 +28,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use edgehost_advisor::{AdvisorConfig, LlmRefiner};
 use edgehost_placement::refine::Refiner;
-use edgehost_placement::{Algorithm, AlpParams, Optimal, Scenario, ScenarioConfig};
+use edgehost_placement::{Algorithm, AlpParams, Optimal, Policy, Scenario, ScenarioConfig};
+use edgehost_runtime::{PolicyComponent, PolicyRuntimeBuilder, plugin_policy};
 
 use crate::run::{AlgorithmResult, Runner};
 use crate::sweep::{Sweep, SweepAxis};
@@ -131,6 +134,17 @@ pub struct SimCommand {
     /// LLM request timeout, milliseconds; a slower answer keeps ALP's plan.
     #[arg(long, default_value_t = 20_000)]
     pub llm_timeout_ms: u64,
+    /// A policy plugin (.wasm) whose heuristic AntLLM uses instead of the
+    /// native one. Results are still priced by the native cost model.
+    #[arg(long, value_name = "FILE")]
+    pub heuristic: Option<PathBuf>,
+    /// A policy plugin (.wasm) whose cost model AntLLM minimises instead of
+    /// the native one.
+    #[arg(long, value_name = "FILE")]
+    pub cost_model: Option<PathBuf>,
+    /// Where compiled plugins are cached.
+    #[arg(long, env = "EDGEHOST_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl SimCommand {
@@ -164,16 +178,52 @@ impl SimCommand {
             }
             None => None,
         };
+        let policy = self.plugin_policy()?;
         let runner = Runner {
             alp: self.alp(),
             optimal: Optimal::default(),
             refiner: refiner.as_ref().map(|r| r as &dyn Refiner),
             with_plans: self.plans,
+            policy: policy.as_ref(),
         };
         match self.sweep {
             Some(axis) => self.sweep(axis, &runner),
             None => self.single(&runner),
         }
+    }
+
+    /// The policy the plugins given by `--heuristic` and `--cost-model`
+    /// make, or `None` when neither is given.
+    fn plugin_policy(&self) -> anyhow::Result<Option<Policy>> {
+        if self.heuristic.is_none() && self.cost_model.is_none() {
+            return Ok(None);
+        }
+        let cache_dir = self.cache_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(|d| PathBuf::from(d).join("edgehost"))
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .filter(|d| !d.is_empty())
+                        .map(|h| PathBuf::from(h).join(".cache").join("edgehost"))
+                })
+                .unwrap_or_else(|| std::env::temp_dir().join("edgehost-cache"))
+        });
+        let runtime = PolicyRuntimeBuilder::new(cache_dir)
+            .build()
+            .context("cannot start the policy runtime")?;
+        let load = |path: &Option<PathBuf>| -> anyhow::Result<Option<PolicyComponent>> {
+            path.as_ref()
+                .map(|p| {
+                    runtime
+                        .load_file(p)
+                        .with_context(|| format!("cannot load the policy plugin {}", p.display()))
+                })
+                .transpose()
+        };
+        let heuristic = load(&self.heuristic)?;
+        let cost_model = load(&self.cost_model)?;
+        Ok(Some(plugin_policy(heuristic.as_ref(), cost_model.as_ref())))
     }
 
     fn single(&self, runner: &Runner<'_>) -> anyhow::Result<()> {
@@ -245,6 +295,9 @@ impl SimCommand {
             }
             if let Some(note) = &r.refinement {
                 println!("          refinement: {note}");
+            }
+            for note in &r.fallbacks {
+                println!("          fallback: {note}");
             }
         }
         Ok(())

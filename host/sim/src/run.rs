@@ -80,6 +80,9 @@ pub struct AlgorithmResult {
     /// The plan: server name per agent, in instance order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<String>>,
+    /// Where a policy plugin failed and the native policy decided instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 /// How to run the algorithms.
@@ -92,20 +95,27 @@ pub struct Runner<'a> {
     pub refiner: Option<&'a dyn Refiner>,
     /// Include plans in results.
     pub with_plans: bool,
+    /// The heuristic and cost model AntLLM decides with (`None`: the native
+    /// ones). Results are always priced by the native cost model, so runs
+    /// with different policies compare.
+    pub policy: Option<&'a Policy>,
 }
 
 impl Runner<'_> {
     /// Runs `algorithm` on `instance`; `seed` drives ALP and Random.
     pub fn run(&self, algorithm: Algorithm, instance: &Instance, seed: u64) -> AlgorithmResult {
-        let policy = Policy::native();
+        let native = Policy::native();
+        let policy = self.policy.unwrap_or(&native);
         let start = Instant::now();
         let mut refinement = None;
+        let mut fallbacks = Vec::new();
         let outcome: Result<Plan, String> = match algorithm {
             Algorithm::AntLlm => Alp::new(self.alp)
-                .place(instance, &policy, seed)
+                .place(instance, policy, seed)
+                .inspect(|o| fallbacks.clone_from(&o.fallbacks))
                 .map(|o| match self.refiner {
                     Some(r) => {
-                        let refined = refine_placement(instance, &o.plan, o.objective, r, &policy);
+                        let refined = refine_placement(instance, &o.plan, o.objective, r, policy);
                         refinement = Some(match &refined.verdict {
                             Verdict::Accepted { colony, refined } => {
                                 format!("accepted: {colony:.4} -> {refined:.4}")
@@ -139,6 +149,7 @@ impl Runner<'_> {
                     solve_ms,
                     error: None,
                     refinement,
+                    fallbacks,
                     plan: self.with_plans.then(|| {
                         plan.assignment
                             .iter()
@@ -157,6 +168,7 @@ impl Runner<'_> {
                 error: Some(error),
                 refinement,
                 plan: None,
+                fallbacks,
             },
         }
     }
@@ -177,6 +189,7 @@ mod tests {
             optimal: Optimal::default(),
             refiner: None,
             with_plans: true,
+            policy: None,
         };
         for a in Algorithm::ALL {
             let r = runner.run(a, &inst, 1);

@@ -336,6 +336,7 @@ mod tests {
             optimal: Optimal::default(),
             refiner: None,
             with_plans: false,
+            policy: None,
         };
         let points = sweep.run(&runner).expect("sweep");
         assert_eq!(points.len(), 6);
