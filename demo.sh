@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The edgehost demo: build the host and an example agent, then run the agent,
-# carry its memory to a fresh instance through its state blob, and watch the
-# host stop a hostile agent.
+# The edgehost demo: build the host and the example agents; run an agent and
+# carry its memory to a fresh instance through its state blob; start a fleet
+# of three hosts on this machine, let AntLLM place agents on it, call them
+# across hosts, and lose a host; watch a hostile agent being stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,27 +17,56 @@ edgehost=target/release/edgehost
 agent=target/wasm32-wasip2/guest/memory_agent.wasm
 hostile=target/wasm32-wasip2/guest/hostile_agent.wasm
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+fleet_pid=
+cleanup() {
+    if [ -n "$fleet_pid" ]; then kill -TERM "$fleet_pid" 2>/dev/null || true; wait "$fleet_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 export EDGEHOST_CACHE_DIR="$work/cache"
 
 step "What is this component?"
 show "$edgehost" inspect "$agent"
 
-step "This machine, as the placement engine sees it"
-show "$edgehost" status
-
-step "Run the agent: it remembers a note, and its memory is exported as a state blob"
+step "Run the agent once: it remembers a note, and its memory leaves as a state blob"
 show "$edgehost" run "$agent" --input "remember the meeting moved to 3pm" --state-out "$work/one.state"
 echo "(state blob: $(wc -c < "$work/one.state") bytes; the component itself: $(wc -c < "$agent") bytes)"
 
 step "A fresh instance imports the blob and carries on where the first stopped"
 show "$edgehost" run "$agent" --state-in "$work/one.state" --input "remember bring the slides" --state-out "$work/two.state"
 show "$edgehost" run "$agent" --state-in "$work/two.state" --input "notes"
-show "$edgehost" run "$agent" --state-in "$work/two.state" --input "when is the meeting?"
 
-step "A broken state blob is refused and changes nothing"
-printf 'garbage' > "$work/bad.state"
-show "$edgehost" run "$agent" --state-in "$work/bad.state" --input "notes" || true
+step "A fleet of three hosts on this machine (Beijing, Shanghai, Guiyang), mutual TLS under a throwaway CA"
+"$edgehost" up 3 --dir "$work/fleet" --heartbeat-ms 300 > "$work/up.log" 2>&1 &
+fleet_pid=$!
+for _ in $(seq 1 600); do [ -f "$work/fleet/ready" ] && break; sleep 0.1; done
+[ -f "$work/fleet/ready" ] || { cat "$work/up.log"; exit 1; }
+cat "$work/up.log"
+export EDGEHOST_CLIENT_CONFIG="$work/fleet/client.toml"
+sleep 1
+show "$edgehost" ps
+
+step "Push agents: AntLLM chooses the host and says why; a second push of the same component uploads nothing"
+show "$edgehost" push "$agent" --name notes
+show "$edgehost" push "$agent" --name memory --to shanghai
+show "$edgehost" push "$agent" --name journal --to shanghai
+show "$edgehost" push "$hostile" --name caller --to guiyang
+
+step "Invoke by name from anywhere: the fleet routes to the owning host"
+show "$edgehost" invoke notes --input "remember the demo works"
+show "$edgehost" invoke notes --input "notes"
+sleep 1
+echo "(the caller agent on guiyang calls its dependency 'memory' on shanghai through the host)"
+show "$edgehost" invoke caller --input "call memory remember written from guiyang"
+show "$edgehost" invoke memory --input "notes"
+show "$edgehost" ps
+
+step "Lose a host: kill -9 guiyang; the others notice and keep serving"
+kill -9 "$(cat "$work/fleet/guiyang/pid")"
+sleep 2
+show "$edgehost" ps
+show "$edgehost" invoke memory --input "notes"
+show "$edgehost" invoke caller --input "echo are you there?" || true
 
 step "A hostile agent: an endless loop is stopped at its deadline, a memory bomb at its cap"
 show "$edgehost" run "$hostile" --input loop --timeout-ms 300 || true
