@@ -9,6 +9,7 @@ mod client;
 mod fleet;
 mod inspect;
 mod invoke;
+mod migrate;
 mod policy;
 mod policy_set;
 mod ps;
@@ -22,6 +23,7 @@ mod up;
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
 pub use invoke::{InvokeCommand, ReleaseCommand};
+pub use migrate::MigrateCommand;
 pub use policy::PolicyCommand;
 pub use ps::PsCommand;
 pub use push::PushCommand;
@@ -57,6 +59,8 @@ pub enum Command {
     Invoke(InvokeCommand),
     /// Stop an agent and remove it from its host.
     Release(ReleaseCommand),
+    /// Move an agent to another host, shipping only its state.
+    Migrate(MigrateCommand),
     /// Start a fleet of N hosts on this machine, for demos and tests.
     Up(UpCommand),
     /// Work with policy plugins: `policy check FILE` runs the conformance
@@ -78,6 +82,7 @@ impl Command {
             Command::Ps(c) => c.execute(),
             Command::Invoke(c) => c.execute(),
             Command::Release(c) => c.execute(),
+            Command::Migrate(c) => c.execute(),
             Command::Up(c) => c.execute(),
             Command::Policy(c) => c.execute(),
         }

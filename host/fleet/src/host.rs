@@ -10,19 +10,21 @@ use std::time::{Duration, Instant};
 
 use edgehost_advisor::{AdvisorConfig, ChatClient, ChatMessage, LlmRefiner};
 use edgehost_runtime::{
-    AgentInstance, Completion, Descriptor, Digest, HostError, Limits, Llm, PolicyComponent,
-    PolicyRuntime, PolicyRuntimeBuilder, PolicySlot, Router, Runtime, RuntimeBuilder, Services,
-    plugin_policy,
+    AgentComponent, AgentInstance, Completion, Descriptor, Digest, HostError, Limits, Llm,
+    PolicyComponent, PolicyRuntime, PolicyRuntimeBuilder, PolicySlot, Router, Runtime,
+    RuntimeBuilder, Services, plugin_policy,
 };
 use edgehost_telemetry::{Sampler, ServerStatus};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::watch;
 
 use crate::client::{call, connect};
 use crate::config::HostConfig;
 use crate::identity::{Credentials, Identity, Role};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
+use crate::persist::{AgentRecord, AgentStore, Standing, Tombstone};
 use crate::protocol::{
     AgentReport, CHUNK_BYTES, ErrorKind, HostReport, Location, MAX_BODY_BYTES, MAX_COMPONENT_BYTES,
     MAX_MESSAGE_BYTES, Request, Response, decode, encode, read_frame, write_frame,
@@ -34,45 +36,81 @@ use crate::{Error, Result};
 /// Forwarding an invocation more often than this means a routing loop.
 const MAX_HOPS: u8 = 2;
 
-/// One agent on this host.
-struct AgentSlot {
-    instance: Mutex<AgentInstance>,
-    digest: Digest,
-    descriptor: Descriptor,
-    started: Instant,
-    calls: AtomicU64,
+/// Whether an agent takes calls.
+#[derive(Debug, Clone)]
+pub(crate) enum Gate {
+    /// Serving.
+    Open,
+    /// Serving while a migration prepares the target.
+    Migrating,
+    /// Quiesced for a handoff: new calls wait.
+    Held,
+    /// Handed off: calls go to the new owner.
+    Moved(Tombstone),
 }
 
-struct Shared {
-    name: String,
-    addr: SocketAddr,
-    config: HostConfig,
-    endpoint: Endpoint,
-    runtime: Runtime,
-    store: ComponentStore,
-    agents: Mutex<HashMap<String, Arc<AgentSlot>>>,
-    membership: Mutex<Membership>,
-    connections: AsyncMutex<HashMap<SocketAddr, Connection>>,
-    status: Mutex<ServerStatus>,
-    sampler: Mutex<Sampler>,
-    compiling: Mutex<HashSet<Digest>>,
-    metrics: Metrics,
+/// One agent on this host.
+pub(crate) struct AgentSlot {
+    pub(crate) instance: Mutex<AgentInstance>,
+    pub(crate) digest: Digest,
+    pub(crate) descriptor: Descriptor,
+    pub(crate) config: Vec<(String, String)>,
+    pub(crate) epoch: u64,
+    pub(crate) started: Instant,
+    pub(crate) calls: AtomicU64,
+    /// Calls answered when the state was last written to disk.
+    pub(crate) snapshot_calls: AtomicU64,
+    pub(crate) state_bytes: AtomicU64,
+    pub(crate) held_calls: AtomicU64,
+    pub(crate) gate: watch::Sender<Gate>,
+}
+
+/// An agent a migration is bringing to this host, not serving yet.
+pub(crate) struct Pending {
+    pub(crate) instance: AgentInstance,
+    pub(crate) digest: Digest,
+    pub(crate) config: Vec<(String, String)>,
+    pub(crate) epoch: u64,
+    pub(crate) source: String,
+    pub(crate) imported: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) config: HostConfig,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) runtime: Runtime,
+    pub(crate) store: ComponentStore,
+    pub(crate) agents: Mutex<HashMap<String, Arc<AgentSlot>>>,
+    pub(crate) pending: Mutex<HashMap<String, Pending>>,
+    /// Agents handed off to other hosts: where calls for them go now.
+    pub(crate) moved: Mutex<HashMap<String, Tombstone>>,
+    pub(crate) agent_store: AgentStore,
+    pub(crate) membership: Mutex<Membership>,
+    pub(crate) connections: AsyncMutex<HashMap<SocketAddr, Connection>>,
+    pub(crate) status: Mutex<ServerStatus>,
+    pub(crate) sampler: Mutex<Sampler>,
+    pub(crate) compiling: Mutex<HashSet<Digest>>,
+    pub(crate) metrics: Metrics,
     /// The policy placement decisions use; swapped whole, read once per decision.
-    policy: PolicySlot,
-    policy_name: Mutex<String>,
-    policy_runtime: PolicyRuntime,
-    llm: Option<Arc<HostLlm>>,
-    refiner: Option<Arc<LlmRefiner>>,
-    started: Instant,
-    handle: tokio::runtime::Handle,
+    pub(crate) policy: PolicySlot,
+    pub(crate) policy_name: Mutex<String>,
+    pub(crate) policy_runtime: PolicyRuntime,
+    pub(crate) llm: Option<Arc<HostLlm>>,
+    pub(crate) refiner: Option<Arc<LlmRefiner>>,
+    pub(crate) started: Instant,
+    pub(crate) handle: tokio::runtime::Handle,
 }
 
 /// A running host.
 pub struct Host {
     shared: Arc<Shared>,
+    /// Migrations prepared here before a restart, to settle with their sources.
+    prepared: Vec<AgentRecord>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -99,6 +137,7 @@ impl Host {
         }
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let store = ComponentStore::open(&config.data_dir.join("components"))?;
+        let agent_store = AgentStore::open(&config.data_dir.join("agents"))?;
         let runtime = RuntimeBuilder::new(config.data_dir.join("cache"))
             .limits(Limits {
                 max_memory_mib: config.limits.max_agent_memory_mib,
@@ -149,6 +188,9 @@ impl Host {
             runtime,
             store,
             agents: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            moved: Mutex::new(HashMap::new()),
+            agent_store,
             connections: AsyncMutex::new(HashMap::new()),
             status: Mutex::new(status),
             sampler: Mutex::new(sampler),
@@ -162,7 +204,31 @@ impl Host {
             started: Instant::now(),
             handle: tokio::runtime::Handle::current(),
         });
-        Ok(Host { shared })
+        // Bring back what this host owned before a restart.
+        let (records, tombstones) = shared.agent_store.load()?;
+        for t in tombstones {
+            lock(&shared.moved).insert(t.name.clone(), t);
+        }
+        let mut prepared = Vec::new();
+        for record in records {
+            match record.standing {
+                Standing::Active => {
+                    let s = shared.clone();
+                    let r = record.clone();
+                    match tokio::task::spawn_blocking(move || s.recover(&r)).await {
+                        Ok(Ok(())) => {
+                            tracing::info!(agent = %record.name, epoch = record.epoch, "recovered")
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(agent = %record.name, "could not recover: {e}")
+                        }
+                        Err(e) => tracing::error!(agent = %record.name, "{e}"),
+                    }
+                }
+                Standing::Prepared { .. } => prepared.push(record),
+            }
+        }
+        Ok(Host { shared, prepared })
     }
 
     /// The host's name, from its certificate.
@@ -180,6 +246,11 @@ impl Host {
         let shared = self.shared.clone();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(heartbeat_loop(Arc::downgrade(&shared)));
+        if !self.prepared.is_empty() {
+            let s = shared.clone();
+            let prepared = self.prepared;
+            tasks.spawn(async move { s.settle_prepared(prepared).await });
+        }
         if let Some(metrics_addr) = shared.config.metrics_listen {
             let listener = tokio::net::TcpListener::bind(metrics_addr)
                 .await
@@ -211,6 +282,9 @@ impl Host {
         }
         tracing::info!(name = %shared.name, "shutting down");
         tasks.abort_all();
+        // Last snapshots, so a clean restart loses nothing.
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.snapshot_all(true)).await;
         shared.endpoint.close(0u32.into(), b"shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
         Ok(())
@@ -311,6 +385,23 @@ impl Shared {
                 heuristic,
                 cost_model,
             } => self.set_policy(heuristic, cost_model).await,
+            Request::Migrate { name, to } => self.migrate(name, to).await,
+            Request::Prepare {
+                name,
+                digest,
+                config,
+                epoch,
+                source,
+            } => self.prepare(name, digest, config, epoch, source).await,
+            Request::Transfer {
+                name,
+                epoch,
+                state_digest,
+                state,
+            } => self.receive_state(name, epoch, state_digest, state).await,
+            Request::Commit { name, epoch } => self.commit(&name, epoch),
+            Request::Abort { name, epoch } => self.abort_prepared(&name, epoch),
+            Request::Outcome { name, epoch } => Ok(self.outcome(&name, epoch)),
             Request::Heartbeat(report) => {
                 if report.name != identity.name {
                     Err(Error::Identity(format!(
@@ -318,6 +409,7 @@ impl Shared {
                         report.name
                     )))
                 } else {
+                    self.fence(&report);
                     lock(&self.membership).heard_from(report, Instant::now());
                     Ok(Response::Fleet(self.fleet_views()))
                 }
@@ -333,9 +425,10 @@ impl Shared {
                 name: name.clone(),
                 digest: slot.digest,
                 descriptor: slot.descriptor.clone(),
-                state_bytes: 0,
+                state_bytes: slot.state_bytes.load(Ordering::Relaxed),
                 uptime_s: slot.started.elapsed().as_secs_f64(),
                 calls: slot.calls.load(Ordering::Relaxed),
+                epoch: slot.epoch,
             })
             .collect();
         HostReport {
@@ -445,51 +538,30 @@ impl Shared {
                 "component {digest} is not stored here; upload it first"
             )));
         }
-        lock(&self.compiling).insert(digest);
         let shared = self.clone();
         let agent_name = name.clone();
-        let started = tokio::task::spawn_blocking(move || -> Result<_> {
-            let bytes = shared.store.read(&digest)?;
-            let component = shared.runtime.load(&bytes)?;
-            let mut services = Services {
-                router: Arc::new(FleetRouter {
-                    shared: Arc::downgrade(&shared),
-                }),
-                ..Services::default()
-            };
-            if let Some(llm) = &shared.llm {
-                services.llm = llm.clone();
-            }
-            let mut instance = shared
-                .runtime
-                .instantiate(&component, &agent_name, services)?;
-            instance.init(&config)?;
+        let init_config = config.clone();
+        let (component, instance) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let component = shared.load_component(&digest)?;
+            let instance = shared.start_instance(&component, &agent_name, &init_config, None)?;
             Ok((component, instance))
         })
         .await
-        .map_err(|e| Error::Internal(e.to_string()));
-        lock(&self.compiling).remove(&digest);
-        let (component, instance) = started??;
-        if component.cache_outcome() == edgehost_runtime::CacheOutcome::Miss {
-            self.metrics.compiles.fetch_add(1, Ordering::Relaxed);
-        }
+        .map_err(|e| Error::Internal(e.to_string()))??;
         let descriptor = instance.descriptor().clone();
-        let slot = Arc::new(AgentSlot {
-            instance: Mutex::new(instance),
-            digest,
-            descriptor: descriptor.clone(),
-            started: Instant::now(),
-            calls: AtomicU64::new(0),
-        });
-        {
-            let mut agents = lock(&self.agents);
-            if agents.contains_key(&name) {
-                return Err(Error::Conflict(format!(
-                    "an agent named {name:?} already runs here"
-                )));
-            }
-            agents.insert(name.clone(), slot);
+        if lock(&self.agents).contains_key(&name) {
+            return Err(Error::Conflict(format!(
+                "an agent named {name:?} already runs here"
+            )));
         }
+        self.agent_store.put_record(&AgentRecord {
+            name: name.clone(),
+            digest,
+            config: config.clone(),
+            epoch: 1,
+            standing: Standing::Active,
+        })?;
+        self.install(&name, instance, digest, config, 1);
         tracing::info!(agent = %name, %digest, "deployed");
         Ok(Response::Deployed {
             descriptor,
@@ -498,9 +570,162 @@ impl Shared {
         })
     }
 
+    /// Fencing: an agent a peer serves at a higher epoch than the copy here
+    /// moved on; the copy here must never serve again.
+    fn fence(&self, report: &HostReport) {
+        for agent in &report.agents {
+            let stale = lock(&self.agents)
+                .get(&agent.name)
+                .is_some_and(|slot| slot.epoch < agent.epoch);
+            if !stale {
+                continue;
+            }
+            let tombstone = Tombstone {
+                name: agent.name.clone(),
+                epoch: agent.epoch,
+                host: report.name.clone(),
+                addr: report.addr.clone(),
+            };
+            if let Err(e) = self.agent_store.hand_off(&tombstone) {
+                tracing::error!(agent = %agent.name, "could not record a fenced agent: {e}");
+            }
+            if let Some(slot) = lock(&self.agents).remove(&agent.name) {
+                slot.gate.send_replace(Gate::Moved(tombstone.clone()));
+            }
+            lock(&self.moved).insert(agent.name.clone(), tombstone);
+            tracing::warn!(agent = %agent.name, owner = %report.name, epoch = agent.epoch, "stale copy fenced off");
+        }
+    }
+
+    /// Compiles a stored component or loads its cached artifact (blocking).
+    pub(crate) fn load_component(&self, digest: &Digest) -> Result<AgentComponent> {
+        lock(&self.compiling).insert(*digest);
+        let result = self
+            .store
+            .read(digest)
+            .and_then(|bytes| Ok(self.runtime.load(&bytes)?));
+        lock(&self.compiling).remove(digest);
+        let component = result?;
+        if component.cache_outcome() == edgehost_runtime::CacheOutcome::Miss {
+            self.metrics.compiles.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(component)
+    }
+
+    /// A fresh, initialised instance, with `state` imported when given
+    /// (blocking).
+    pub(crate) fn start_instance(
+        self: &Arc<Self>,
+        component: &AgentComponent,
+        name: &str,
+        config: &[(String, String)],
+        state: Option<&[u8]>,
+    ) -> Result<AgentInstance> {
+        let mut services = Services {
+            router: Arc::new(FleetRouter {
+                shared: Arc::downgrade(self),
+            }),
+            ..Services::default()
+        };
+        if let Some(llm) = &self.llm {
+            services.llm = llm.clone();
+        }
+        let mut instance = self.runtime.instantiate(component, name, services)?;
+        instance.init(config)?;
+        if let Some(state) = state {
+            instance.import_state(state)?;
+        }
+        Ok(instance)
+    }
+
+    /// Makes `instance` the serving agent `name` at `epoch`.
+    pub(crate) fn install(
+        &self,
+        name: &str,
+        instance: AgentInstance,
+        digest: Digest,
+        config: Vec<(String, String)>,
+        epoch: u64,
+    ) {
+        let slot = Arc::new(AgentSlot {
+            descriptor: instance.descriptor().clone(),
+            instance: Mutex::new(instance),
+            digest,
+            config,
+            epoch,
+            started: Instant::now(),
+            calls: AtomicU64::new(0),
+            snapshot_calls: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+            held_calls: AtomicU64::new(0),
+            gate: watch::Sender::new(Gate::Open),
+        });
+        lock(&self.agents).insert(name.to_owned(), slot);
+    }
+
+    /// Starts a recorded agent with its last committed state (blocking).
+    pub(crate) fn recover(self: &Arc<Self>, record: &AgentRecord) -> Result<()> {
+        let component = self.load_component(&record.digest)?;
+        let state = self.agent_store.state(&record.name)?;
+        let instance =
+            self.start_instance(&component, &record.name, &record.config, state.as_deref())?;
+        if record.standing != Standing::Active {
+            self.agent_store.put_record(&AgentRecord {
+                standing: Standing::Active,
+                ..record.clone()
+            })?;
+        }
+        self.install(
+            &record.name,
+            instance,
+            record.digest,
+            record.config.clone(),
+            record.epoch,
+        );
+        Ok(())
+    }
+
+    /// Writes the state of every agent that answered calls since its last
+    /// snapshot (all of them when `all`) to disk (blocking).
+    pub(crate) fn snapshot_all(&self, all: bool) {
+        let slots: Vec<(String, Arc<AgentSlot>)> = lock(&self.agents)
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        for (name, slot) in slots {
+            if !matches!(*slot.gate.borrow(), Gate::Open) {
+                continue;
+            }
+            let calls = slot.calls.load(Ordering::Relaxed);
+            if !all && calls == slot.snapshot_calls.load(Ordering::Relaxed) {
+                continue;
+            }
+            let state = lock(&slot.instance).export_state();
+            match state {
+                Ok(state) => {
+                    // A handoff may have started meanwhile: only an agent
+                    // still owned here is written.
+                    if matches!(*slot.gate.borrow(), Gate::Moved(_)) {
+                        continue;
+                    }
+                    match self.agent_store.put_state(&name, &state) {
+                        Ok(()) => {
+                            slot.snapshot_calls.store(calls, Ordering::Relaxed);
+                            slot.state_bytes
+                                .store(state.len() as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::warn!(agent = %name, "could not write a snapshot: {e}"),
+                    }
+                }
+                Err(e) => tracing::warn!(agent = %name, "could not export a snapshot: {e}"),
+            }
+        }
+    }
+
     fn release(&self, name: &str) -> Result<Response> {
         match lock(&self.agents).remove(name) {
             Some(_) => {
+                self.agent_store.forget(name)?;
                 tracing::info!(agent = %name, "released");
                 Ok(Response::Released)
             }
@@ -614,40 +839,51 @@ impl Shared {
         }
         let slot = lock(&self.agents).get(&name).cloned();
         if let Some(slot) = slot {
-            let shared = self.clone();
-            self.metrics
-                .body_bytes
-                .fetch_add(body.len() as u64, Ordering::Relaxed);
-            let start = Instant::now();
-            let result = tokio::task::spawn_blocking(move || {
-                let mut instance = lock(&slot.instance);
-                slot.calls.fetch_add(1, Ordering::Relaxed);
-                instance.handle_from(body, caller)
-            })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-            shared
-                .metrics
-                .invocation_micros
-                .fetch_add(micros, Ordering::Relaxed);
-            shared.metrics.invocations.fetch_add(1, Ordering::Relaxed);
-            return match result {
-                Ok(out) => {
-                    shared
-                        .metrics
-                        .body_bytes
-                        .fetch_add(out.len() as u64, Ordering::Relaxed);
-                    Ok((out, shared.name.clone()))
+            let mut gate = slot.gate.subscribe();
+            let mut body = Some(body);
+            let mut held = false;
+            loop {
+                let state = gate.borrow_and_update().clone();
+                match state {
+                    Gate::Open | Gate::Migrating => {
+                        let taken = body.take().unwrap_or_default();
+                        match self.run_local(&slot, taken, caller.clone()).await? {
+                            Ok(out) => return out,
+                            // A handoff began while this call waited for the
+                            // agent: it was not run; wait for the outcome.
+                            Err(returned) => body = Some(returned),
+                        }
+                    }
+                    Gate::Held => {
+                        if !held {
+                            held = true;
+                            slot.held_calls.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if gate.changed().await.is_err() {
+                            return Err(Error::NotFound(format!("{name:?} was released")));
+                        }
+                    }
+                    Gate::Moved(t) => {
+                        return self
+                            .forward(
+                                &name,
+                                &t.addr,
+                                body.take().unwrap_or_default(),
+                                caller,
+                                hops,
+                            )
+                            .await;
+                    }
                 }
-                Err(e) => {
-                    shared
-                        .metrics
-                        .invocation_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    Err(Error::Agent(e.to_string()))
-                }
-            };
+            }
+        }
+        let moved = lock(&self.moved).get(&name).cloned();
+        if let Some(t) = moved {
+            // Until the fleet's reports catch up, this host knows best where
+            // an agent it handed off went.
+            if hops < MAX_HOPS {
+                return self.forward(&name, &t.addr, body, caller, hops).await;
+            }
         }
         let owner = lock(&self.membership).owner_of(&name, Instant::now());
         let Some(owner) = owner else {
@@ -660,13 +896,81 @@ impl Shared {
                 "{name:?} could not be reached within {MAX_HOPS} hops"
             )));
         }
+        self.forward(&name, &owner.addr, body, caller, hops).await
+    }
+
+    /// Runs one call on a local agent. `Ok(Err(body))` hands the body back
+    /// unrun when a handoff started before the call got the agent.
+    async fn run_local(
+        self: &Arc<Self>,
+        slot: &Arc<AgentSlot>,
+        body: Vec<u8>,
+        caller: Option<String>,
+    ) -> Result<std::result::Result<Result<(Vec<u8>, String)>, Vec<u8>>> {
+        let shared = self.clone();
+        self.metrics
+            .body_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let start = Instant::now();
+        let run_slot = slot.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut instance = lock(&run_slot.instance);
+            if matches!(*run_slot.gate.borrow(), Gate::Held | Gate::Moved(_)) {
+                return Err(body);
+            }
+            run_slot.calls.fetch_add(1, Ordering::Relaxed);
+            Ok(instance.handle_from(body, caller))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let result = match result {
+            Ok(r) => r,
+            Err(body) => return Ok(Err(body)),
+        };
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        shared
+            .metrics
+            .invocation_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        shared.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+        Ok(Ok(match result {
+            Ok(out) => {
+                shared
+                    .metrics
+                    .body_bytes
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
+                Ok((out, shared.name.clone()))
+            }
+            Err(e) => {
+                shared
+                    .metrics
+                    .invocation_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(Error::Agent(e.to_string()))
+            }
+        }))
+    }
+
+    /// Sends an invocation on to the host at `addr`.
+    async fn forward(
+        self: &Arc<Self>,
+        name: &str,
+        addr: &str,
+        body: Vec<u8>,
+        caller: Option<String>,
+        hops: u8,
+    ) -> Result<(Vec<u8>, String)> {
+        if hops >= MAX_HOPS {
+            return Err(Error::NotFound(format!(
+                "{name:?} could not be reached within {MAX_HOPS} hops"
+            )));
+        }
         self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
-        let addr: SocketAddr = owner.addr.parse().map_err(|_| {
-            Error::Internal(format!(
-                "peer {} has a bad address {:?}",
-                owner.name, owner.addr
-            ))
-        })?;
+        let name = name.to_owned();
+        let owner_addr = addr;
+        let addr: SocketAddr = owner_addr
+            .parse()
+            .map_err(|_| Error::Internal(format!("peer address {owner_addr:?} is not valid")))?;
         let connection = self.connection(addr).await?;
         let request = Request::Invoke {
             name,
@@ -681,7 +985,7 @@ impl Shared {
     }
 
     /// A cached connection to the peer at `addr`, dialling when needed.
-    async fn connection(&self, addr: SocketAddr) -> Result<Connection> {
+    pub(crate) async fn connection(&self, addr: SocketAddr) -> Result<Connection> {
         let mut connections = self.connections.lock().await;
         if let Some(c) = connections.get(&addr)
             && c.close_reason().is_none()
@@ -701,6 +1005,8 @@ impl Shared {
         {
             *lock(&self.status) = status;
         }
+        let shared = self.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.snapshot_all(false)).await;
         let report = self.report();
         let mut targets: HashSet<String> = self.config.peers.iter().cloned().collect();
         targets.extend(lock(&self.membership).addresses());
@@ -727,6 +1033,7 @@ impl Shared {
                         let mut views = views.into_iter();
                         // The first view is the answering host's own report.
                         if let Some(own) = views.next() {
+                            shared.fence(&own.report);
                             membership.heard_from(own.report, now);
                         }
                         for view in views {
@@ -788,7 +1095,7 @@ impl Router for FleetRouter {
 }
 
 /// The host's LLM, offered to agents through `host.complete`.
-struct HostLlm {
+pub(crate) struct HostLlm {
     chat: ChatClient,
 }
 

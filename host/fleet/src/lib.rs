@@ -24,6 +24,8 @@ pub mod host;
 pub mod identity;
 pub mod membership;
 pub mod metrics;
+pub mod migration;
+pub mod persist;
 pub mod place;
 pub mod protocol;
 pub mod store;

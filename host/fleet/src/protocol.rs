@@ -84,6 +84,62 @@ pub enum Request {
     },
     /// A peer's periodic report (hosts only).
     Heartbeat(HostReport),
+    /// Move an agent that runs here to the host named `to` (sent to the
+    /// agent's current owner).
+    Migrate {
+        /// The agent.
+        name: String,
+        /// The target host's name.
+        to: String,
+    },
+    /// Migration, source to target: get ready to receive `name` (compile or
+    /// load the component, instantiate, init) before the source quiesces.
+    Prepare {
+        /// The agent.
+        name: String,
+        /// Its component (the target must hold it).
+        digest: Digest,
+        /// Its configuration.
+        config: Vec<(String, String)>,
+        /// The ownership epoch it will have at the target.
+        epoch: u64,
+        /// The source's address, to ask about the outcome after a crash.
+        source: String,
+    },
+    /// Migration, source to target: the state blob of a prepared agent.
+    Transfer {
+        /// The agent.
+        name: String,
+        /// Its epoch at the target.
+        epoch: u64,
+        /// SHA-256 of `state`.
+        state_digest: Digest,
+        /// The blob made by `export-state`.
+        state: Vec<u8>,
+    },
+    /// Migration, source to target: the source has handed the agent off;
+    /// start serving it.
+    Commit {
+        /// The agent.
+        name: String,
+        /// Its epoch at the target.
+        epoch: u64,
+    },
+    /// Migration, source to target: forget the prepared agent.
+    Abort {
+        /// The agent.
+        name: String,
+        /// Its epoch at the target.
+        epoch: u64,
+    },
+    /// Target to source, after a restart: did the migration of `name` to
+    /// `epoch` commit?
+    Outcome {
+        /// The agent.
+        name: String,
+        /// The epoch it was prepared with.
+        epoch: u64,
+    },
     /// Make these stored policy plugins the host's active policy, from the
     /// next decision on (`None` for both: back to the built-in policy).
     SetPolicy {
@@ -128,6 +184,31 @@ pub enum Response {
     Released,
     /// Answer to `Place`.
     Placement(Placement),
+    /// Answer to `Migrate`.
+    Migrated(MigrationReport),
+    /// Answer to `Prepare`.
+    Prepared {
+        /// Instantiate + init on the target, milliseconds (T_initiation).
+        initiation_ms: f64,
+        /// Compiling or loading the artifact, milliseconds (outside downtime).
+        compile_ms: f64,
+        /// Whether the artifact came from the target's cache.
+        cache_hit: bool,
+    },
+    /// Answer to `Transfer`.
+    Transferred {
+        /// `import-state` on the target, milliseconds (T_load).
+        load_ms: f64,
+    },
+    /// Answer to `Commit`.
+    Committed,
+    /// Answer to `Abort`.
+    Aborted,
+    /// Answer to `Outcome`.
+    Outcome {
+        /// Whether the source handed the agent off at that epoch.
+        committed: bool,
+    },
     /// Answer to `SetPolicy`: the policy now active and its generation.
     PolicySet {
         /// The active policy's description.
@@ -187,6 +268,37 @@ pub struct AgentReport {
     pub uptime_s: f64,
     /// Calls it has answered here.
     pub calls: u64,
+    /// Its ownership epoch.
+    pub epoch: u64,
+}
+
+/// What a migration did, measured, next to what the cost model predicted
+/// (eq. 3: export + transfer + initiation + load).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationReport {
+    /// The agent.
+    pub agent: String,
+    /// The source host.
+    pub from: String,
+    /// The target host.
+    pub to: String,
+    /// The agent's epoch at the target.
+    pub epoch: u64,
+    /// Measured, milliseconds: export, transfer, initiation, load.
+    pub measured_ms: [f64; 4],
+    /// Predicted by the cost model, milliseconds, in the same order.
+    pub predicted_ms: [f64; 4],
+    /// Time during which calls to the agent were held, milliseconds.
+    pub downtime_ms: f64,
+    /// Size of the state blob.
+    pub state_bytes: u64,
+    /// Bytes of the transfer message on the wire (the blob plus framing).
+    pub wire_bytes: u64,
+    /// Bytes of component uploaded to the target (0 when it had it).
+    pub component_bytes_sent: u64,
+    /// Calls that arrived during the handoff and were held, then served by
+    /// the new owner.
+    pub held_calls: u64,
 }
 
 /// A host's report of itself: what the placement engine needs and what

@@ -1,0 +1,92 @@
+//! `edgehost migrate`: move an agent to another host by shipping its state.
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use edgehost_fleet::protocol::{Request, Response};
+
+use super::client::{ClientArgs, resolve};
+
+/// Move an agent to another host. Only its state blob travels; the target
+/// compiles (or loads from its cache) the component before the agent pauses.
+#[derive(Args)]
+pub struct MigrateCommand {
+    /// The agent.
+    name: String,
+    /// The target host.
+    #[arg(long, value_name = "HOST")]
+    to: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl MigrateCommand {
+    /// Asks the agent's owner to hand it off and prints what it measured.
+    pub fn execute(self) -> Result<()> {
+        let session = self.client.connect()?;
+        let views = session.fleet()?;
+        let owner = views
+            .iter()
+            .find(|v| v.reachable && v.report.agents.iter().any(|a| a.name == self.name))
+            .map(|v| v.report.addr.clone())
+            .ok_or_else(|| anyhow!("no reachable host runs an agent named {:?}", self.name));
+        let result = owner.and_then(|addr| {
+            session.runtime.block_on(async {
+                let addr = resolve(&addr).await?;
+                let (connection, _) = session.client.connect(addr).await?;
+                let request = Request::Migrate {
+                    name: self.name.clone(),
+                    to: self.to.clone(),
+                };
+                Ok(edgehost_fleet::client::call(&connection, &request).await?)
+            })
+        });
+        session.close();
+        let report = match result? {
+            Response::Migrated(report) => report,
+            other => return Err(edgehost_fleet::client::unexpected(&other).into()),
+        };
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
+        println!(
+            "migrated {} from {} to {} (epoch {})",
+            report.agent, report.from, report.to, report.epoch
+        );
+        println!(
+            "  {:<12} {:>12} {:>12}",
+            "T_mig part", "measured", "predicted"
+        );
+        for (i, part) in ["export", "transfer", "initiation", "load"]
+            .iter()
+            .enumerate()
+        {
+            println!(
+                "  {:<12} {:>9.3} ms {:>9.3} ms",
+                part, report.measured_ms[i], report.predicted_ms[i]
+            );
+        }
+        println!(
+            "  {:<12} {:>9.3} ms {:>9.3} ms",
+            "total",
+            report.measured_ms.iter().sum::<f64>(),
+            report.predicted_ms.iter().sum::<f64>()
+        );
+        println!(
+            "  downtime {:.3} ms ({} call(s) held); state {} bytes, {} bytes on the wire, component {}",
+            report.downtime_ms,
+            report.held_calls,
+            report.state_bytes,
+            report.wire_bytes,
+            if report.component_bytes_sent == 0 {
+                "already on the target".to_owned()
+            } else {
+                format!("uploaded ({} bytes)", report.component_bytes_sent)
+            }
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,465 @@
+//! Live migration: an agent moves by shipping its state blob, never its code.
+//!
+//! The source drives the handoff (see `docs/migration.md`):
+//!
+//! 1. **prepare** — the target gets the component if it lacks it, compiles it
+//!    or loads its cached artifact, instantiates and `init`s a fresh instance.
+//!    The agent still serves on the source meanwhile: compilation is never
+//!    part of the downtime.
+//! 2. **quiesce** — the source holds new calls; calls already running finish.
+//! 3. **transfer** — `export-state`; the blob travels (size-limited,
+//!    hash-verified); the target `import-state`s it and writes it to disk as a
+//!    prepared agent.
+//! 4. **commit** — the source writes a durable tombstone (the commit point),
+//!    tells the target to serve, releases its instance; held calls are
+//!    forwarded to the new owner.
+//!
+//! Any failure before the commit point aborts: the target forgets the
+//! prepared agent, and the source, whose instance was never touched beyond
+//! `export-state`, serves again with its state unchanged. The ownership epoch
+//! rises by one with each migration; a host that sees a peer serve an agent at
+//! a higher epoch than its own copy drops its copy, and a prepared agent only
+//! serves once its source confirms the commit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use edgehost_placement::cost::{
+    CostParams, export_time_s, init_time_s, load_time_s, memory_transfer_s,
+};
+use edgehost_runtime::Digest;
+
+use crate::client::{call, unexpected, upload};
+use crate::host::{Gate, Pending, Shared, lock};
+use crate::persist::{AgentRecord, Standing, Tombstone};
+use crate::protocol::{MigrationReport, Request, Response, encode};
+use crate::{Error, Result};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Shared {
+    /// Source side: moves `name` to the host named `to`.
+    pub(crate) async fn migrate(self: &Arc<Self>, name: String, to: String) -> Result<Response> {
+        let slot = lock(&self.agents)
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("no agent named {name:?} runs here")))?;
+        if to == self.name {
+            return Err(Error::BadRequest(format!("{name:?} already runs on {to}")));
+        }
+        let target = lock(&self.membership)
+            .views(Instant::now())
+            .into_iter()
+            .find(|v| v.report.name == to)
+            .ok_or_else(|| Error::NotFound(format!("no host named {to:?} in the fleet")))?;
+        if !target.reachable {
+            return Err(Error::Connect(format!("host {to:?} is unreachable")));
+        }
+        if !slot.begin_migration() {
+            return Err(Error::Conflict(format!("{name:?} is already moving")));
+        }
+        let result = self
+            .handoff(
+                &name,
+                &slot,
+                &to,
+                &target.report.addr,
+                target.report.agents.len(),
+            )
+            .await;
+        if result.is_err() {
+            // Before the commit point nothing changed: serve again.
+            slot.open();
+        }
+        result.map(Response::Migrated)
+    }
+
+    async fn handoff(
+        self: &Arc<Self>,
+        name: &str,
+        slot: &Arc<crate::host::AgentSlot>,
+        to: &str,
+        addr: &str,
+        agents_on_target: usize,
+    ) -> Result<MigrationReport> {
+        let epoch = slot.epoch + 1;
+        let socket = addr
+            .parse()
+            .map_err(|_| Error::Internal(format!("host {to} has a bad address {addr:?}")))?;
+        let connection = self.connection(socket).await?;
+
+        // Prepare: the component (only if missing), then a fresh instance.
+        let mut component_bytes_sent = 0;
+        if let Response::Has(false) = call(
+            &connection,
+            &Request::Has {
+                digest: slot.digest,
+            },
+        )
+        .await?
+        {
+            let bytes = self.store.read(&slot.digest)?;
+            component_bytes_sent = upload(&connection, slot.digest, &bytes, |_| {}).await?;
+        }
+        let prepare = Request::Prepare {
+            name: name.to_owned(),
+            digest: slot.digest,
+            config: slot.config.clone(),
+            epoch,
+            source: self.addr.to_string(),
+        };
+        let initiation_ms = match call(&connection, &prepare).await? {
+            Response::Prepared { initiation_ms, .. } => initiation_ms,
+            other => return Err(unexpected(&other)),
+        };
+
+        // Quiesce: hold new calls, let running ones finish, export.
+        let quiesced = Instant::now();
+        slot.hold();
+        let export_slot = slot.clone();
+        let exported = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            let mut instance = lock(&export_slot.instance);
+            instance.export_state().map(|s| (s, start.elapsed()))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let (state, export) = match exported {
+            Ok(v) => v,
+            Err(e) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(Error::Agent(format!(
+                    "export-state failed, migration aborted: {e}"
+                )));
+            }
+        };
+
+        // Transfer.
+        let transfer = Request::Transfer {
+            name: name.to_owned(),
+            epoch,
+            state_digest: Digest::of(&state),
+            state,
+        };
+        let sent = Instant::now();
+        let load_ms = match call(&connection, &transfer).await {
+            Ok(Response::Transferred { load_ms }) => load_ms,
+            Ok(other) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(Error::Protocol(format!(
+                    "migration aborted: {:?}",
+                    unexpected(&other)
+                )));
+            }
+            Err(e) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(Error::Connect(format!(
+                    "migration aborted, {name:?} still serves here: {e}"
+                )));
+            }
+        };
+        let transfer_ms = (sent.elapsed().as_secs_f64() * 1e3 - load_ms).max(0.0);
+
+        // Commit point: the tombstone. From here on this host never serves
+        // the agent again, whatever happens to the target.
+        let tombstone = Tombstone {
+            name: name.to_owned(),
+            epoch,
+            host: to.to_owned(),
+            addr: addr.to_owned(),
+        };
+        if let Err(e) = self.agent_store.hand_off(&tombstone) {
+            self.abort(&connection, name, epoch).await;
+            return Err(Error::Internal(format!(
+                "migration aborted, could not record the handoff: {e}"
+            )));
+        }
+        lock(&self.moved).insert(name.to_owned(), tombstone.clone());
+        lock(&self.agents).remove(name);
+        let committed = call(
+            &connection,
+            &Request::Commit {
+                name: name.to_owned(),
+                epoch,
+            },
+        )
+        .await;
+        // Held calls now go to the new owner.
+        slot.moved(tombstone);
+        let downtime = quiesced.elapsed();
+        // Measured after the handoff, so the accounting is not downtime.
+        let wire_bytes = encode(&transfer)?.len() as u64 + 4;
+        let state_bytes = match &transfer {
+            Request::Transfer { state, .. } => state.len() as u64,
+            _ => 0,
+        };
+        if let Err(e) = committed {
+            // The target holds the state durably and will ask us after it
+            // restarts; the agent is not lost, only unavailable meanwhile.
+            tracing::warn!(agent = %name, target = %to, "commit not acknowledged: {e}");
+        }
+        tracing::info!(agent = %name, target = %to, epoch, downtime_ms = downtime.as_secs_f64() * 1e3, "migrated");
+
+        let params = CostParams::default();
+        let state_mb = state_bytes as f64 / MIB;
+        let link_mbps = lock(&self.membership)
+            .views(Instant::now())
+            .iter()
+            .find(|v| v.report.name == to)
+            .map(|v| {
+                v.report
+                    .bandwidth_mbps
+                    .min(self.config.labels.bandwidth_mbps)
+            })
+            .unwrap_or(self.config.labels.bandwidth_mbps);
+        Ok(MigrationReport {
+            agent: name.to_owned(),
+            from: self.name.clone(),
+            to: to.to_owned(),
+            epoch,
+            measured_ms: [
+                export.as_secs_f64() * 1e3,
+                transfer_ms,
+                initiation_ms,
+                load_ms,
+            ],
+            predicted_ms: [
+                export_time_s(state_mb, &params) * 1e3,
+                memory_transfer_s(state_mb, link_mbps) * 1e3,
+                init_time_s(agents_on_target, &params) * 1e3,
+                load_time_s(state_mb, &params) * 1e3,
+            ],
+            downtime_ms: downtime.as_secs_f64() * 1e3,
+            state_bytes,
+            wire_bytes,
+            component_bytes_sent,
+            held_calls: slot.held_calls.load(Ordering::Relaxed),
+        })
+    }
+
+    async fn abort(&self, connection: &quinn::Connection, name: &str, epoch: u64) {
+        let abort = Request::Abort {
+            name: name.to_owned(),
+            epoch,
+        };
+        if let Err(e) = call(connection, &abort).await {
+            // An unreachable target drops the prepared agent on its own: it
+            // asks us after a restart, and we answer "not committed".
+            tracing::debug!(agent = %name, "abort not delivered: {e}");
+        }
+    }
+
+    /// Target side of `Prepare`.
+    pub(crate) async fn prepare(
+        self: &Arc<Self>,
+        name: String,
+        digest: Digest,
+        config: Vec<(String, String)>,
+        epoch: u64,
+        source: String,
+    ) -> Result<Response> {
+        if lock(&self.agents).contains_key(&name) {
+            return Err(Error::Conflict(format!("{name:?} already runs here")));
+        }
+        if !self.store.has(&digest) {
+            return Err(Error::NotFound(format!(
+                "component {digest} is not stored here"
+            )));
+        }
+        let shared = self.clone();
+        let agent = name.clone();
+        let config_for_init = config.clone();
+        let (component, instance, initiation) = tokio::task::spawn_blocking(move || {
+            let component = shared.load_component(&digest)?;
+            let start = Instant::now();
+            let instance = shared.start_instance(&component, &agent, &config_for_init, None)?;
+            Ok::<_, Error>((component, instance, start.elapsed()))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let pending = Pending {
+            instance,
+            digest,
+            config,
+            epoch,
+            source,
+            imported: false,
+        };
+        lock(&self.pending).insert(name, pending);
+        Ok(Response::Prepared {
+            initiation_ms: initiation.as_secs_f64() * 1e3,
+            compile_ms: component.load_time().as_secs_f64() * 1e3,
+            cache_hit: component.cache_outcome() == edgehost_runtime::CacheOutcome::Hit,
+        })
+    }
+
+    /// Target side of `Transfer`.
+    pub(crate) async fn receive_state(
+        self: &Arc<Self>,
+        name: String,
+        epoch: u64,
+        state_digest: Digest,
+        state: Vec<u8>,
+    ) -> Result<Response> {
+        if Digest::of(&state) != state_digest {
+            return Err(Error::Protocol(
+                "the state blob does not hash to its digest".into(),
+            ));
+        }
+        let mut pending = lock(&self.pending)
+            .remove(&name)
+            .filter(|p| p.epoch == epoch)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no prepared migration of {name:?} at epoch {epoch}"
+                ))
+            })?;
+        let shared = self.clone();
+        let (pending, load) = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            pending.instance.import_state(&state)?;
+            let load = start.elapsed();
+            pending.imported = true;
+            shared.agent_store.put_state(&name, &state)?;
+            shared.agent_store.put_record(&AgentRecord {
+                name: name.clone(),
+                digest: pending.digest,
+                config: pending.config.clone(),
+                epoch: pending.epoch,
+                standing: Standing::Prepared {
+                    source: pending.source.clone(),
+                },
+            })?;
+            Ok::<_, Error>(((name, pending), load))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        lock(&self.pending).insert(pending.0, pending.1);
+        Ok(Response::Transferred {
+            load_ms: load.as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Target side of `Commit`: the prepared agent starts serving.
+    pub(crate) fn commit(self: &Arc<Self>, name: &str, epoch: u64) -> Result<Response> {
+        let pending = lock(&self.pending)
+            .remove(name)
+            .filter(|p| p.epoch == epoch && p.imported)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no transferred migration of {name:?} at epoch {epoch}"
+                ))
+            })?;
+        self.agent_store.put_record(&AgentRecord {
+            name: name.to_owned(),
+            digest: pending.digest,
+            config: pending.config.clone(),
+            epoch,
+            standing: Standing::Active,
+        })?;
+        self.install(
+            name,
+            pending.instance,
+            pending.digest,
+            pending.config,
+            epoch,
+        );
+        lock(&self.moved).remove(name);
+        tracing::info!(agent = %name, epoch, "took over");
+        Ok(Response::Committed)
+    }
+
+    /// Target side of `Abort`.
+    pub(crate) fn abort_prepared(&self, name: &str, epoch: u64) -> Result<Response> {
+        let mut pending = lock(&self.pending);
+        if pending.get(name).is_some_and(|p| p.epoch == epoch) {
+            pending.remove(name);
+            drop(pending);
+            self.agent_store.forget(name)?;
+        }
+        Ok(Response::Aborted)
+    }
+
+    /// Source side of `Outcome`.
+    pub(crate) fn outcome(&self, name: &str, epoch: u64) -> Response {
+        let committed = lock(&self.moved)
+            .get(name)
+            .is_some_and(|t| t.epoch >= epoch);
+        Response::Outcome { committed }
+    }
+
+    /// After a restart: settle migrations this host had prepared but not
+    /// seen committed, by asking their sources.
+    pub(crate) async fn settle_prepared(self: &Arc<Self>, prepared: Vec<AgentRecord>) {
+        for record in prepared {
+            let Standing::Prepared { source } = &record.standing else {
+                continue;
+            };
+            let answer = async {
+                let addr = source
+                    .parse()
+                    .map_err(|_| Error::Internal(format!("bad source address {source:?}")))?;
+                let connection = self.connection(addr).await?;
+                call(
+                    &connection,
+                    &Request::Outcome {
+                        name: record.name.clone(),
+                        epoch: record.epoch,
+                    },
+                )
+                .await
+            }
+            .await;
+            match answer {
+                Ok(Response::Outcome { committed: true }) => {
+                    let shared = self.clone();
+                    let r = record.clone();
+                    let started = tokio::task::spawn_blocking(move || shared.recover(&r)).await;
+                    match started {
+                        Ok(Ok(())) => {
+                            tracing::info!(agent = %record.name, "migration confirmed after restart; serving")
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(agent = %record.name, "could not start a confirmed agent: {e}")
+                        }
+                        Err(e) => tracing::error!(agent = %record.name, "{e}"),
+                    }
+                }
+                Ok(_) => {
+                    tracing::info!(agent = %record.name, "migration was not committed; dropping the prepared copy");
+                    let _ = self.agent_store.forget(&record.name);
+                }
+                Err(e) => tracing::warn!(
+                    agent = %record.name,
+                    "cannot ask the source about a prepared migration ({e}); keeping it on disk, not serving"
+                ),
+            }
+        }
+    }
+}
+
+impl crate::host::AgentSlot {
+    fn begin_migration(&self) -> bool {
+        self.gate.send_if_modified(|g| {
+            if matches!(g, Gate::Open) {
+                *g = Gate::Migrating;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    fn hold(&self) {
+        self.gate.send_replace(Gate::Held);
+    }
+
+    fn open(&self) {
+        self.gate.send_replace(Gate::Open);
+    }
+
+    fn moved(&self, to: Tombstone) {
+        self.gate.send_replace(Gate::Moved(to));
+    }
+}

@@ -1,0 +1,238 @@
+//! What a host keeps on disk about its agents, so a restart after a crash
+//! brings them back: one record per agent (component, configuration,
+//! ownership epoch, whether it is serving or only prepared by a migration),
+//! its last committed state snapshot, and a tombstone for each agent it
+//! handed off, so it never resurrects one that moved.
+//!
+//! Every file is written to a temporary name, fsynced, renamed into place
+//! and the directory fsynced: after a crash a file is either the old version
+//! or the new one.
+
+use std::path::{Path, PathBuf};
+
+use edgehost_runtime::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Whether a recorded agent serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Standing {
+    /// This host owns and serves it.
+    Active,
+    /// A migration from `source` prepared it here and sent its state; it
+    /// serves only once the source commits.
+    Prepared {
+        /// The source host's address.
+        source: String,
+    },
+}
+
+/// One agent as recorded on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Its name.
+    pub name: String,
+    /// Its component.
+    pub digest: Digest,
+    /// Its configuration for `init`.
+    pub config: Vec<(String, String)>,
+    /// Its ownership epoch: raised by every migration; a host holding a
+    /// lower one may not serve it.
+    pub epoch: u64,
+    /// Serving, or waiting for a commit.
+    pub standing: Standing,
+}
+
+/// A record that an agent left this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The agent.
+    pub name: String,
+    /// The epoch it has at its new owner.
+    pub epoch: u64,
+    /// The new owner's name.
+    pub host: String,
+    /// The new owner's address.
+    pub addr: String,
+}
+
+/// The agents directory of a host.
+#[derive(Debug, Clone)]
+pub struct AgentStore {
+    dir: PathBuf,
+}
+
+const RECORD: &str = "record";
+const STATE: &str = "state";
+const TOMBSTONE: &str = "moved";
+
+impl AgentStore {
+    /// Opens (creating) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(AgentStore {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn path(&self, name: &str, kind: &str) -> PathBuf {
+        self.dir.join(format!("{name}.{kind}"))
+    }
+
+    /// Writes an agent's record (and clears any tombstone of the same name).
+    pub fn put_record(&self, record: &AgentRecord) -> Result<()> {
+        let bytes = postcard::to_stdvec(record).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomically(&self.path(&record.name, RECORD), &bytes)?;
+        remove(&self.path(&record.name, TOMBSTONE))
+    }
+
+    /// Writes an agent's last committed state.
+    pub fn put_state(&self, name: &str, state: &[u8]) -> Result<()> {
+        write_atomically(&self.path(name, STATE), state)
+    }
+
+    /// The agent's last committed state, if one was written.
+    pub fn state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(name, STATE);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Records that the agent moved away, then forgets its record and
+    /// state. The tombstone is written first: a crash in between leaves a
+    /// tombstone, never an agent that could be served twice.
+    pub fn hand_off(&self, tombstone: &Tombstone) -> Result<()> {
+        let bytes = postcard::to_stdvec(tombstone).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomically(&self.path(&tombstone.name, TOMBSTONE), &bytes)?;
+        self.forget(&tombstone.name)
+    }
+
+    /// Forgets an agent's record and state (release, or an aborted prepare).
+    pub fn forget(&self, name: &str) -> Result<()> {
+        remove(&self.path(name, RECORD))?;
+        remove(&self.path(name, STATE))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Every record and tombstone on disk. Unreadable files are skipped
+    /// with a warning: one corrupt record must not keep the others down.
+    pub fn load(&self) -> Result<(Vec<AgentRecord>, Vec<Tombstone>)> {
+        let mut records = Vec::new();
+        let mut tombstones = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let kind = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if kind != RECORD && kind != TOMBSTONE {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            match kind {
+                RECORD => match postcard::from_bytes::<AgentRecord>(&bytes) {
+                    Ok(r) => records.push(r),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "skipping unreadable agent record: {e}")
+                    }
+                },
+                _ => match postcard::from_bytes::<Tombstone>(&bytes) {
+                    Ok(t) => tombstones.push(t),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "skipping unreadable tombstone: {e}")
+                    }
+                },
+            }
+        }
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((records, tombstones))
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Temporary file, fsync, rename, fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_state_and_tombstones_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AgentStore::open(dir.path()).unwrap();
+        let record = AgentRecord {
+            name: "a".into(),
+            digest: Digest::of(b"c"),
+            config: vec![("k".into(), "v".into())],
+            epoch: 3,
+            standing: Standing::Active,
+        };
+        store.put_record(&record).unwrap();
+        store.put_state("a", b"memory").unwrap();
+        let store = AgentStore::open(dir.path()).unwrap();
+        let (records, tombstones) = store.load().unwrap();
+        assert_eq!(records, vec![record.clone()]);
+        assert!(tombstones.is_empty());
+        assert_eq!(store.state("a").unwrap().as_deref(), Some(&b"memory"[..]));
+
+        store
+            .hand_off(&Tombstone {
+                name: "a".into(),
+                epoch: 4,
+                host: "b".into(),
+                addr: "x:1".into(),
+            })
+            .unwrap();
+        let (records, tombstones) = store.load().unwrap();
+        assert!(records.is_empty());
+        assert_eq!(tombstones.len(), 1);
+        assert_eq!(store.state("a").unwrap(), None);
+        // Coming back (a later migration) clears the tombstone.
+        store
+            .put_record(&AgentRecord { epoch: 5, ..record })
+            .unwrap();
+        let (records, tombstones) = store.load().unwrap();
+        assert_eq!((records.len(), tombstones.len()), (1, 0));
+        // A corrupt record is skipped, not fatal.
+        std::fs::write(dir.path().join("junk.record"), b"\xff\xff").unwrap();
+        assert_eq!(store.load().unwrap().0.len(), 1);
+    }
+}
