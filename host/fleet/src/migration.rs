@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use edgehost_placement::cost::{
     CostParams, export_time_s, init_time_s, load_time_s, memory_transfer_s,
@@ -37,6 +37,23 @@ use crate::protocol::{MigrationReport, Request, Response, encode};
 use crate::{Error, Result};
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// How long each step of a handoff may take before the migration aborts.
+/// Preparing may compile a large component; the other steps are small.
+const QUICK_STEP: Duration = Duration::from_secs(5);
+const UPLOAD_STEP: Duration = Duration::from_secs(120);
+const PREPARE_STEP: Duration = Duration::from_secs(120);
+
+/// `call`, bounded by `limit`.
+async fn step(
+    connection: &quinn::Connection,
+    request: &Request,
+    limit: Duration,
+) -> Result<Response> {
+    tokio::time::timeout(limit, call(connection, request))
+        .await
+        .map_err(|_| Error::Connect(format!("no answer within {limit:?}")))?
+}
 
 impl Shared {
     /// Source side: moves `name` to the host named `to`.
@@ -91,16 +108,15 @@ impl Shared {
 
         // Prepare: the component (only if missing), then a fresh instance.
         let mut component_bytes_sent = 0;
-        if let Response::Has(false) = call(
-            &connection,
-            &Request::Has {
-                digest: slot.digest,
-            },
-        )
-        .await?
-        {
+        let has = Request::Has {
+            digest: slot.digest,
+        };
+        if let Response::Has(false) = step(&connection, &has, QUICK_STEP).await? {
             let bytes = self.store.read(&slot.digest)?;
-            component_bytes_sent = upload(&connection, slot.digest, &bytes, |_| {}).await?;
+            let sending = upload(&connection, slot.digest, &bytes, |_| {});
+            component_bytes_sent = tokio::time::timeout(UPLOAD_STEP, sending)
+                .await
+                .map_err(|_| Error::Connect(format!("the upload took over {UPLOAD_STEP:?}")))??;
         }
         let prepare = Request::Prepare {
             name: name.to_owned(),
@@ -109,9 +125,16 @@ impl Shared {
             epoch,
             source: self.addr.to_string(),
         };
-        let initiation_ms = match call(&connection, &prepare).await? {
-            Response::Prepared { initiation_ms, .. } => initiation_ms,
-            other => return Err(unexpected(&other)),
+        let initiation_ms = match step(&connection, &prepare, PREPARE_STEP).await {
+            Ok(Response::Prepared { initiation_ms, .. }) => initiation_ms,
+            Ok(other) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(unexpected(&other));
+            }
+            Err(e) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(e);
+            }
         };
 
         // Quiesce: hold new calls, let running ones finish, export.
@@ -143,7 +166,7 @@ impl Shared {
             state,
         };
         let sent = Instant::now();
-        let load_ms = match call(&connection, &transfer).await {
+        let load_ms = match step(&connection, &transfer, QUICK_STEP).await {
             Ok(Response::Transferred { load_ms }) => load_ms,
             Ok(other) => {
                 self.abort(&connection, name, epoch).await;
@@ -177,14 +200,11 @@ impl Shared {
         }
         lock(&self.moved).insert(name.to_owned(), tombstone.clone());
         lock(&self.agents).remove(name);
-        let committed = call(
-            &connection,
-            &Request::Commit {
-                name: name.to_owned(),
-                epoch,
-            },
-        )
-        .await;
+        let commit = Request::Commit {
+            name: name.to_owned(),
+            epoch,
+        };
+        let committed = step(&connection, &commit, QUICK_STEP).await;
         // Held calls now go to the new owner.
         slot.moved(tombstone);
         let downtime = quiesced.elapsed();
@@ -243,7 +263,7 @@ impl Shared {
             name: name.to_owned(),
             epoch,
         };
-        if let Err(e) = call(connection, &abort).await {
+        if let Err(e) = step(connection, &abort, QUICK_STEP).await {
             // An unreachable target drops the prepared agent on its own: it
             // asks us after a restart, and we answer "not committed".
             tracing::debug!(agent = %name, "abort not delivered: {e}");
@@ -307,10 +327,8 @@ impl Shared {
                 "the state blob does not hash to its digest".into(),
             ));
         }
-        let mut pending = lock(&self.pending)
-            .remove(&name)
-            .filter(|p| p.epoch == epoch)
-            .ok_or_else(|| {
+        let mut pending =
+            take_pending(&self.pending, &name, |p| p.epoch == epoch).ok_or_else(|| {
                 Error::NotFound(format!(
                     "no prepared migration of {name:?} at epoch {epoch}"
                 ))
@@ -343,9 +361,7 @@ impl Shared {
 
     /// Target side of `Commit`: the prepared agent starts serving.
     pub(crate) fn commit(self: &Arc<Self>, name: &str, epoch: u64) -> Result<Response> {
-        let pending = lock(&self.pending)
-            .remove(name)
-            .filter(|p| p.epoch == epoch && p.imported)
+        let pending = take_pending(&self.pending, name, |p| p.epoch == epoch && p.imported)
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "no transferred migration of {name:?} at epoch {epoch}"
@@ -436,6 +452,21 @@ impl Shared {
                 ),
             }
         }
+    }
+}
+
+/// Removes the pending migration of `name` only if `matches` holds: a
+/// request for another epoch must not disturb it.
+fn take_pending(
+    pending: &std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+    name: &str,
+    matches: impl FnOnce(&Pending) -> bool,
+) -> Option<Pending> {
+    let mut pending = lock(pending);
+    if pending.get(name).is_some_and(matches) {
+        pending.remove(name)
+    } else {
+        None
     }
 }
 

@@ -704,3 +704,364 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
     }
     host.stop().await;
 }
+
+/// Starts a host that seeds from `peers`, with its own data directory.
+async fn start_host_with_peers(fleet: &Path, name: &str, peers: Vec<String>) -> TestHost {
+    let dir = fleet.join(name);
+    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
+    let host = Host::start(HostConfig {
+        name: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        ca: fleet.join("ca").join("ca.pem"),
+        cert,
+        key,
+        peers,
+        labels: Labels::default(),
+        limits: HostLimits::default(),
+        metrics_listen: None,
+        heartbeat_ms: 100,
+        llm: None,
+    })
+    .await
+    .unwrap();
+    let addr = host.local_addr();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        host.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestHost {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+async fn wait_until_peers(conn: &quinn::Connection, n: usize) {
+    for _ in 0..100 {
+        if let Response::Fleet(views) = call(conn, &Request::Fleet).await.unwrap()
+            && views.iter().filter(|v| v.reachable).count() == n
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the hosts never saw each other");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_under_load_loses_no_call_and_answers_none_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
+    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    let (to_b, _) = connect(&client, b.addr).await.unwrap();
+    wait_until_peers(&to_a, 2).await;
+
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    for conn in [&to_a, &to_b] {
+        upload(conn, digest, &bytes, |_| {}).await.unwrap();
+    }
+    call(
+        &to_a,
+        &Request::Deploy {
+            name: "counter".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+
+    // A steady stream of calls, through alpha, while the agent moves.
+    let stream_conn = to_a.clone();
+    let calls = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for i in 0..300 {
+            let r = call(
+                &stream_conn,
+                &Request::Invoke {
+                    name: "counter".into(),
+                    body: format!("remember {i}").into_bytes(),
+                    caller: None,
+                    hops: 0,
+                },
+            )
+            .await;
+            answers.push(r.map(|r| match r {
+                Response::Invoked { body, .. } => String::from_utf8(body).unwrap(),
+                other => format!("{other:?}"),
+            }));
+        }
+        answers
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let report = match call(
+        &to_a,
+        &Request::Migrate {
+            name: "counter".into(),
+            to: "beta".into(),
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Migrated(report) => report,
+        other => panic!("{other:?}"),
+    };
+    let answers = calls.await.unwrap();
+    // Every call answered, each with the next note number: none lost, none twice.
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            answer.as_deref().ok(),
+            Some(format!("noted #{}", i + 1).as_str()),
+            "call {i}: {answer:?}"
+        );
+    }
+    assert_eq!(
+        (report.from.as_str(), report.to.as_str(), report.epoch),
+        ("alpha", "beta", 2)
+    );
+    // The component was already on beta: only the state crossed.
+    assert_eq!(report.component_bytes_sent, 0);
+    assert!(
+        report.wire_bytes as f64 <= 1.05 * report.state_bytes as f64 + 16384.0,
+        "{report:?}"
+    );
+    assert!(
+        report
+            .measured_ms
+            .iter()
+            .all(|m| m.is_finite() && *m >= 0.0)
+    );
+    // The memory is intact on beta, which now answers.
+    match call(
+        &to_b,
+        &Request::Invoke {
+            name: "counter".into(),
+            body: b"stats".to_vec(),
+            caller: None,
+            hops: 0,
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Invoked { body, host } => {
+            assert_eq!(host, "beta");
+            assert!(String::from_utf8(body).unwrap().starts_with("notes=300 "));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Alpha no longer runs it, and forwards calls to beta.
+    match call(&to_a, &Request::Status).await.unwrap() {
+        Response::Status(r) => assert!(r.agents.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    match call(
+        &to_a,
+        &Request::Invoke {
+            name: "counter".into(),
+            body: b"remember after".to_vec(),
+            caller: None,
+            hops: 0,
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Invoked { body, host } => assert_eq!(
+            (body.as_slice(), host.as_str()),
+            (&b"noted #301"[..], "beta")
+        ),
+        other => panic!("{other:?}"),
+    }
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_to_a_dead_target_aborts_and_the_agent_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
+    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    wait_until_peers(&to_a, 2).await;
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    call(
+        &to_a,
+        &Request::Deploy {
+            name: "keeper".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let remember = Request::Invoke {
+        name: "keeper".into(),
+        body: b"remember precious".to_vec(),
+        caller: None,
+        hops: 0,
+    };
+    call(&to_a, &remember).await.unwrap();
+
+    // Beta dies; alpha still counts it as reachable for a moment and tries.
+    b.stop().await;
+    let failed = call(
+        &to_a,
+        &Request::Migrate {
+            name: "keeper".into(),
+            to: "beta".into(),
+        },
+    )
+    .await;
+    assert!(failed.is_err(), "{failed:?}");
+    // Nothing moved, nothing was lost: alpha serves with the same memory.
+    let notes = Request::Invoke {
+        name: "keeper".into(),
+        body: b"notes".to_vec(),
+        caller: None,
+        hops: 0,
+    };
+    match call(&to_a, &notes).await.unwrap() {
+        Response::Invoked { body, host } => assert_eq!(
+            (body.as_slice(), host.as_str()),
+            (&b"precious"[..], "alpha")
+        ),
+        other => panic!("{other:?}"),
+    }
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_with_a_stale_epoch_is_fenced_off() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
+    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    let (to_b, _) = connect(&client, b.addr).await.unwrap();
+    wait_until_peers(&to_a, 2).await;
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    upload(&to_b, digest, &bytes, |_| {}).await.unwrap();
+    call(
+        &to_a,
+        &Request::Deploy {
+            name: "twin".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+
+    // Beta is handed "twin" at epoch 2 (as a migration alpha never finished
+    // would leave it), with a valid memory blob made locally.
+    let runtime = edgehost_runtime::RuntimeBuilder::new(dir.path().join("local-cache"))
+        .build()
+        .unwrap();
+    let component = runtime.load(&bytes).unwrap();
+    let mut local = runtime
+        .instantiate(&component, "twin", edgehost_runtime::Services::default())
+        .unwrap();
+    local.init(&[]).unwrap();
+    local.handle(b"remember from the newer epoch").unwrap();
+    let state = local.export_state().unwrap();
+    call(
+        &to_b,
+        &Request::Prepare {
+            name: "twin".into(),
+            digest,
+            config: vec![],
+            epoch: 2,
+            source: a.addr.to_string(),
+        },
+    )
+    .await
+    .unwrap();
+    call(
+        &to_b,
+        &Request::Transfer {
+            name: "twin".into(),
+            epoch: 2,
+            state_digest: Digest::of(&state),
+            state,
+        },
+    )
+    .await
+    .unwrap();
+    // A wrong epoch is refused.
+    let stale = call(
+        &to_b,
+        &Request::Commit {
+            name: "twin".into(),
+            epoch: 1,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            stale,
+            Err(Error::Remote {
+                kind: ErrorKind::NotFound,
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    call(
+        &to_b,
+        &Request::Commit {
+            name: "twin".into(),
+            epoch: 2,
+        },
+    )
+    .await
+    .unwrap();
+
+    // Alpha hears that beta serves "twin" at a higher epoch and drops its copy.
+    let mut fenced = false;
+    for _ in 0..100 {
+        if let Response::Status(r) = call(&to_a, &Request::Status).await.unwrap()
+            && r.agents.is_empty()
+        {
+            fenced = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(fenced, "alpha kept a stale copy");
+    // Calls through alpha reach the epoch-2 owner.
+    let notes = Request::Invoke {
+        name: "twin".into(),
+        body: b"notes".to_vec(),
+        caller: None,
+        hops: 0,
+    };
+    match call(&to_a, &notes).await.unwrap() {
+        Response::Invoked { body, host } => {
+            assert_eq!(
+                (body.as_slice(), host.as_str()),
+                (&b"from the newer epoch"[..], "beta")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    b.stop().await;
+    a.stop().await;
+}
