@@ -416,13 +416,14 @@ fn policy_set_swaps_the_placement_policy_of_a_running_fleet() {
     let lines = stdout(&out);
     assert_eq!(lines.lines().count(), 2, "{lines}");
     assert!(lines.lines().all(|l| l.contains("generation 1")), "{lines}");
-    let ps = fleet.ps();
-    for host in ps["hosts"].as_array().unwrap() {
-        assert!(
-            host["policy"].as_str().unwrap().starts_with("heuristic "),
-            "{host:#}"
-        );
-    }
+    // Peers' reports reach the answering host with the next heartbeat.
+    fleet.wait_for(|ps| {
+        ps["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["policy"].as_str().unwrap().starts_with("heuristic "))
+    });
     let pushed = fleet.json(&["push", MEMORY_AGENT, "--name", "m", "--json"]);
     assert!(
         pushed["placement"]["policy"]
@@ -442,12 +443,296 @@ fn policy_set_swaps_the_placement_policy_of_a_running_fleet() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ps = fleet.ps();
-    assert!(
+    fleet.wait_for(|ps| {
         ps["hosts"]
             .as_array()
             .unwrap()
             .iter()
             .all(|h| h["policy"] == "built-in")
+    });
+}
+
+impl LocalFleet {
+    /// Restarts a host of the fleet (after it was killed) as its own process.
+    fn restart(&self, host: &str) -> Child {
+        let config = self.dir.path().join(host).join("host.toml");
+        let child = edgehost_cmd()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.wait_for(|ps| {
+            ps["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["name"] == host && h["reachable"] == true)
+        });
+        child
+    }
+
+    fn kill(&self, host: &str, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid(host).to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn host_of(&self, agent: &str) -> Option<String> {
+        let ps = self.ps();
+        ps["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == agent && a["reachable"] == true)
+            .map(|a| a["host"].as_str().unwrap().to_owned())
+    }
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
+    let fleet = LocalFleet::start(2);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "mover",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    for i in 0..5 {
+        assert!(
+            fleet
+                .invoke("mover", &format!("remember note {i}"))
+                .status
+                .success()
+        );
+    }
+    let report = fleet.json(&["migrate", "mover", "--to", "shanghai", "--json"]);
+    assert_eq!(
+        (report["from"].as_str(), report["to"].as_str()),
+        (Some("beijing"), Some("shanghai"))
     );
+    assert_eq!(report["epoch"], 2);
+    // Shanghai lacked the component, so it went once; the state is what moves.
+    assert_eq!(
+        report["component_bytes_sent"],
+        std::fs::metadata(MEMORY_AGENT).unwrap().len()
+    );
+    let measured: Vec<f64> = report["measured_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let predicted: Vec<f64> = report["predicted_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!((measured.len(), predicted.len()), (4, 4));
+    assert!(predicted.iter().all(|p| *p > 0.0));
+    let state = report["state_bytes"].as_u64().unwrap();
+    assert!(report["wire_bytes"].as_u64().unwrap() as f64 <= 1.05 * state as f64 + 16384.0);
+    assert_eq!(
+        stdout(&fleet.invoke("mover", "notes")),
+        "note 0\nnote 1\nnote 2\nnote 3\nnote 4"
+    );
+    assert_eq!(fleet.host_of("mover").as_deref(), Some("shanghai"));
+
+    // Back again: now the component is cached on both, only the state moves.
+    let back = fleet.json(&["migrate", "mover", "--to", "beijing", "--json"]);
+    assert_eq!(back["component_bytes_sent"], 0);
+    assert_eq!(back["epoch"], 3);
+    let text = fleet.run(&["migrate", "mover", "--to", "shanghai"]);
+    assert!(text.status.success());
+    let out = stdout(&text);
+    for part in ["export", "transfer", "initiation", "load", "downtime"] {
+        assert!(out.contains(part), "{out}");
+    }
+    // Moving to where it is, or to nowhere, is refused on one line.
+    assert!(
+        one_line_error(&fleet.run(&["migrate", "mover", "--to", "shanghai"]))
+            .contains("already runs")
+    );
+    assert!(
+        one_line_error(&fleet.run(&["migrate", "mover", "--to", "atlantis"]))
+            .contains("no host named")
+    );
+}
+
+#[test]
+fn a_stalled_target_aborts_the_migration_and_a_retry_succeeds() {
+    let fleet = LocalFleet::start(2);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "steady",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    assert!(
+        fleet
+            .invoke("steady", "remember kept safe")
+            .status
+            .success()
+    );
+    // The target stops answering in the middle of things (SIGSTOP: its
+    // sockets stay open, nothing comes back).
+    fleet.kill("shanghai", "STOP");
+    let out = fleet.run(&["migrate", "steady", "--to", "shanghai"]);
+    fleet.kill("shanghai", "CONT");
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("no answer within") || err.contains("unreachable"),
+        "{err}"
+    );
+    // Still on beijing, memory unchanged.
+    assert_eq!(stdout(&fleet.invoke("steady", "notes")), "kept safe");
+    assert_eq!(fleet.host_of("steady").as_deref(), Some("beijing"));
+    // Once shanghai is back, the same migration goes through.
+    fleet.wait_for(|ps| {
+        ps["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["reachable"] == true)
+    });
+    let report = fleet.json(&["migrate", "steady", "--to", "shanghai", "--json"]);
+    assert_eq!(report["to"], "shanghai");
+    assert_eq!(stdout(&fleet.invoke("steady", "notes")), "kept safe");
+}
+
+#[test]
+fn a_source_killed_after_the_commit_never_serves_the_agent_again() {
+    let fleet = LocalFleet::start(2);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "nomad",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    assert!(
+        fleet
+            .invoke("nomad", "remember first home")
+            .status
+            .success()
+    );
+    fleet.json(&["migrate", "nomad", "--to", "shanghai", "--json"]);
+    fleet.kill("beijing", "9");
+    assert_eq!(stdout(&fleet.invoke("nomad", "notes")), "first home");
+    let _beijing = Reaped(fleet.restart("beijing"));
+    // The restarted source lists no agent and routes calls to the new owner.
+    let ps = fleet.ps();
+    let nomads: Vec<&Value> = ps["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "nomad")
+        .collect();
+    assert_eq!(nomads.len(), 1, "{ps:#}");
+    assert_eq!(nomads[0]["host"], "shanghai");
+    let out = fleet.run(&[
+        "invoke",
+        "nomad",
+        "--input",
+        "notes",
+        "--json",
+        "--via",
+        &host_addr(&fleet, "beijing"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["host"].as_str(), v["response"].as_str()),
+        (Some("shanghai"), Some("first home"))
+    );
+}
+
+#[test]
+fn a_restarted_host_brings_its_agents_back_with_their_state() {
+    let fleet = LocalFleet::start(2);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "phoenix",
+        "--to",
+        "shanghai",
+        "--json",
+    ]);
+    for i in 0..3 {
+        assert!(
+            fleet
+                .invoke("phoenix", &format!("remember life {i}"))
+                .status
+                .success()
+        );
+    }
+    // Snapshots are written with the heartbeat (200 ms here).
+    std::thread::sleep(Duration::from_millis(800));
+    fleet.kill("shanghai", "9");
+    fleet.wait_for(|ps| {
+        ps["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "shanghai" && h["reachable"] == false)
+    });
+    let _shanghai = Reaped(fleet.restart("shanghai"));
+    let ps = fleet.wait_for(|ps| {
+        ps["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "phoenix" && a["reachable"] == true)
+    });
+    let phoenix = ps["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "phoenix")
+        .unwrap();
+    assert_eq!(phoenix["host"], "shanghai");
+    assert_eq!(
+        stdout(&fleet.invoke("phoenix", "notes")),
+        "life 0\nlife 1\nlife 2"
+    );
+}
+
+fn host_addr(fleet: &LocalFleet, host: &str) -> String {
+    let ps = fleet.ps();
+    ps["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == host)
+        .unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

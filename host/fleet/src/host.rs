@@ -409,8 +409,7 @@ impl Shared {
                         report.name
                     )))
                 } else {
-                    self.fence(&report);
-                    lock(&self.membership).heard_from(report, Instant::now());
+                    self.heard_from(report).await;
                     Ok(Response::Fleet(self.fleet_views()))
                 }
             }
@@ -885,7 +884,12 @@ impl Shared {
                 return self.forward(&name, &t.addr, body, caller, hops).await;
             }
         }
-        let owner = lock(&self.membership).owner_of(&name, Instant::now());
+        let mut owner = lock(&self.membership).owner_of(&name, Instant::now());
+        if owner.is_none() {
+            // The agent may be newer than the last reports: ask the peers.
+            self.refresh_peers().await;
+            owner = lock(&self.membership).owner_of(&name, Instant::now());
+        }
         let Some(owner) = owner else {
             return Err(Error::NotFound(format!(
                 "no reachable host runs an agent named {name:?}"
@@ -971,16 +975,85 @@ impl Shared {
         let addr: SocketAddr = owner_addr
             .parse()
             .map_err(|_| Error::Internal(format!("peer address {owner_addr:?} is not valid")))?;
-        let connection = self.connection(addr).await?;
         let request = Request::Invoke {
             name,
             body,
             caller,
             hops: hops + 1,
         };
-        match call(&connection, &request).await? {
+        match self.call_peer(addr, &request).await? {
             Response::Invoked { body, host } => Ok((body, host)),
             other => Err(crate::client::unexpected(&other)),
+        }
+    }
+
+    /// Asks every reachable peer for its report now, instead of waiting for
+    /// the next heartbeat (bounded: one second).
+    pub(crate) async fn refresh_peers(self: &Arc<Self>) {
+        let peers: Vec<String> = lock(&self.membership)
+            .views(Instant::now())
+            .into_iter()
+            .filter(|v| v.reachable)
+            .map(|v| v.report.addr)
+            .collect();
+        let mut asks = tokio::task::JoinSet::new();
+        for addr in peers {
+            let shared = self.clone();
+            asks.spawn(async move {
+                let Ok(addr) = addr.parse::<SocketAddr>() else {
+                    return;
+                };
+                let asked = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    shared.call_peer(addr, &Request::Status),
+                )
+                .await;
+                if let Ok(Ok(Response::Status(report))) = asked {
+                    shared.heard_from(report).await;
+                }
+            });
+        }
+        while asks.join_next().await.is_some() {}
+    }
+
+    /// Takes in a report received directly from its host: a restarted host
+    /// loses its cached connection (the old one is dead), stale copies of
+    /// its agents are fenced off, and the membership view is refreshed.
+    async fn heard_from(&self, report: HostReport) {
+        let restarted = lock(&self.membership).restarted(&report);
+        if restarted {
+            self.forget_connection(&report.addr).await;
+        }
+        self.fence(&report);
+        lock(&self.membership).heard_from(report, Instant::now());
+    }
+
+    /// Drops the cached connection to `addr`, if any.
+    async fn forget_connection(&self, addr: &str) {
+        if let Ok(addr) = addr.parse::<SocketAddr>() {
+            self.connections.lock().await.remove(&addr);
+        }
+    }
+
+    /// Sends `request` to the peer at `addr` on the cached connection; if
+    /// the peer restarted since (a stateless reset: it never saw the
+    /// request), once more on a fresh connection.
+    pub(crate) async fn call_peer(&self, addr: SocketAddr, request: &Request) -> Result<Response> {
+        let connection = self.connection(addr).await?;
+        match call(&connection, request).await {
+            Err(Error::Reset) => {
+                self.connections.lock().await.remove(&addr);
+                let connection = self.connection(addr).await?;
+                call(&connection, request).await
+            }
+            Err(e) => {
+                // Whatever broke, the next request gets a fresh connection.
+                if connection.close_reason().is_some() {
+                    self.connections.lock().await.remove(&addr);
+                }
+                Err(e)
+            }
+            ok => ok,
         }
     }
 
@@ -1022,20 +1095,18 @@ impl Shared {
                         .map_err(|e| Error::Connect(format!("{target}: {e}")))?
                         .next()
                         .ok_or_else(|| Error::Connect(format!("{target}: no address")))?;
-                    let connection = shared.connection(addr).await?;
-                    call(&connection, &Request::Heartbeat(report)).await
+                    shared.call_peer(addr, &Request::Heartbeat(report)).await
                 };
                 let timeout = Duration::from_millis(shared.config.heartbeat_ms.max(500));
                 match tokio::time::timeout(timeout, result).await {
                     Ok(Ok(Response::Fleet(views))) => {
-                        let now = Instant::now();
-                        let mut membership = lock(&shared.membership);
                         let mut views = views.into_iter();
                         // The first view is the answering host's own report.
                         if let Some(own) = views.next() {
-                            shared.fence(&own.report);
-                            membership.heard_from(own.report, now);
+                            shared.heard_from(own.report).await;
                         }
+                        let now = Instant::now();
+                        let mut membership = lock(&shared.membership);
                         for view in views {
                             membership.learned(view, now);
                         }

@@ -51,6 +51,10 @@ pub enum Error {
     /// A host could not be reached.
     #[error("cannot reach {0}")]
     Connect(String),
+    /// The peer restarted and no longer knows the connection; the request
+    /// was not processed.
+    #[error("the peer restarted and reset the connection")]
+    Reset,
     /// A frame or message broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -120,9 +124,11 @@ impl Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Agent(_) | Error::Runtime(_) => ErrorKind::Agent,
             Error::Remote { kind, .. } => *kind,
-            Error::Connect(_) | Error::Placement(_) | Error::Internal(_) | Error::Io { .. } => {
-                ErrorKind::Internal
-            }
+            Error::Connect(_)
+            | Error::Reset
+            | Error::Placement(_)
+            | Error::Internal(_)
+            | Error::Io { .. } => ErrorKind::Internal,
         }
     }
 }

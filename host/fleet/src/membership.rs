@@ -62,6 +62,14 @@ impl Membership {
         );
     }
 
+    /// Whether `report` comes from a host that restarted since its last
+    /// report (its uptime went backwards).
+    pub fn restarted(&self, report: &HostReport) -> bool {
+        self.peers
+            .get(&report.name)
+            .is_some_and(|p| report.uptime_s + 0.5 < p.report.uptime_s)
+    }
+
     /// Records a report relayed by another host: introduces hosts we did not
     /// know, never refreshes one we do.
     pub fn learned(&mut self, view: PeerView, now: Instant) {

@@ -58,10 +58,11 @@ async fn step(
 impl Shared {
     /// Source side: moves `name` to the host named `to`.
     pub(crate) async fn migrate(self: &Arc<Self>, name: String, to: String) -> Result<Response> {
-        let slot = lock(&self.agents)
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("no agent named {name:?} runs here")))?;
+        let local = lock(&self.agents).get(&name).cloned();
+        let Some(slot) = local else {
+            // Not here: hand the request to the agent's owner.
+            return self.migrate_elsewhere(name, to).await;
+        };
         if to == self.name {
             return Err(Error::BadRequest(format!("{name:?} already runs on {to}")));
         }
@@ -90,6 +91,33 @@ impl Shared {
             slot.open();
         }
         result.map(Response::Migrated)
+    }
+
+    /// Forwards a `Migrate` for an agent this host does not run to the host
+    /// that does.
+    async fn migrate_elsewhere(self: &Arc<Self>, name: String, to: String) -> Result<Response> {
+        let mut owner = lock(&self.moved).get(&name).map(|t| t.addr.clone());
+        if owner.is_none() {
+            owner = lock(&self.membership)
+                .owner_of(&name, Instant::now())
+                .map(|r| r.addr);
+        }
+        if owner.is_none() {
+            self.refresh_peers().await;
+            owner = lock(&self.membership)
+                .owner_of(&name, Instant::now())
+                .map(|r| r.addr);
+        }
+        let addr = owner
+            .ok_or_else(|| {
+                Error::NotFound(format!("no reachable host runs an agent named {name:?}"))
+            })?
+            .parse()
+            .map_err(|_| Error::Internal("bad peer address".into()))?;
+        let request = Request::Migrate { name, to };
+        tokio::time::timeout(PREPARE_STEP + UPLOAD_STEP, self.call_peer(addr, &request))
+            .await
+            .map_err(|_| Error::Connect("the owner did not finish the migration in time".into()))?
     }
 
     async fn handoff(

@@ -383,7 +383,7 @@ pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Option<Vec<
     match recv.read_exact(&mut len).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(Error::Protocol(format!("reading a frame: {e}"))),
+        Err(e) => return Err(read_error(e)),
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
@@ -392,10 +392,20 @@ pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Option<Vec<
         )));
     }
     let mut buf = vec![0u8; len];
-    recv.read_exact(&mut buf)
-        .await
-        .map_err(|e| Error::Protocol(format!("reading a frame: {e}")))?;
+    recv.read_exact(&mut buf).await.map_err(read_error)?;
     Ok(Some(buf))
+}
+
+/// A peer that answers a connection with a stateless reset restarted and
+/// never saw the request: that is worth telling apart (it is safe to retry
+/// on a new connection) from a connection lost mid-request.
+fn read_error(e: quinn::ReadExactError) -> Error {
+    match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::Reset,
+        )) => Error::Reset,
+        e => Error::Protocol(format!("reading a frame: {e}")),
+    }
 }
 
 /// Encodes a message with the protocol version in front.

@@ -1,10 +1,10 @@
 //! `edgehost migrate`: move an agent to another host by shipping its state.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use clap::Args;
 use edgehost_fleet::protocol::{Request, Response};
 
-use super::client::{ClientArgs, resolve};
+use super::client::ClientArgs;
 
 /// Move an agent to another host. Only its state blob travels; the target
 /// compiles (or loads from its cache) the component before the agent pauses.
@@ -26,23 +26,13 @@ impl MigrateCommand {
     /// Asks the agent's owner to hand it off and prints what it measured.
     pub fn execute(self) -> Result<()> {
         let session = self.client.connect()?;
-        let views = session.fleet()?;
-        let owner = views
-            .iter()
-            .find(|v| v.reachable && v.report.agents.iter().any(|a| a.name == self.name))
-            .map(|v| v.report.addr.clone())
-            .ok_or_else(|| anyhow!("no reachable host runs an agent named {:?}", self.name));
-        let result = owner.and_then(|addr| {
-            session.runtime.block_on(async {
-                let addr = resolve(&addr).await?;
-                let (connection, _) = session.client.connect(addr).await?;
-                let request = Request::Migrate {
-                    name: self.name.clone(),
-                    to: self.to.clone(),
-                };
-                Ok(edgehost_fleet::client::call(&connection, &request).await?)
-            })
-        });
+        // Any host will do: one that does not run the agent hands the
+        // request to the one that does.
+        let request = Request::Migrate {
+            name: self.name.clone(),
+            to: self.to.clone(),
+        };
+        let result = session.call(&request);
         session.close();
         let report = match result? {
             Response::Migrated(report) => report,
