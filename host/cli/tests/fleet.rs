@@ -1,6 +1,9 @@
 //! Scenario tests with real `edgehost serve` processes on loopback, started
 //! by `edgehost up` and driven through the command line, as an operator would.
 
+// Test helpers unwrap freely: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! A host in-process on loopback, poked with well-behaved and hostile peers.
 
+// Test helpers unwrap freely: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
