@@ -167,6 +167,61 @@ async fn run() {
     }
     throughputs.sort_by(f64::total_cmp);
 
+    // Migration: the agent moves back and forth between the two hosts,
+    // which both hold the component already; calls are held during the
+    // handoff, and the state blob is what crosses.
+    let mut migrations = Vec::new();
+    for (label, note_bytes) in [("64 KiB", 64usize << 10), ("1 MiB", 1 << 20)] {
+        call(
+            &to_b,
+            &Request::Invoke {
+                name: "memory".into(),
+                body: b"forget".to_vec(),
+                caller: None,
+                hops: 0,
+            },
+        )
+        .await
+        .expect("forget");
+        let mut note = b"remember ".to_vec();
+        note.extend(std::iter::repeat_n(b'n', note_bytes));
+        call(
+            &to_b,
+            &Request::Invoke {
+                name: "memory".into(),
+                body: note,
+                caller: None,
+                hops: 0,
+            },
+        )
+        .await
+        .expect("remember");
+        let mut reports = Vec::new();
+        let mut owner_is_b = true;
+        for _ in 0..40 {
+            let (conn, to) = if owner_is_b {
+                (&to_b, "alpha")
+            } else {
+                (&to_a, "beta")
+            };
+            match call(
+                conn,
+                &Request::Migrate {
+                    name: "memory".into(),
+                    to: to.into(),
+                },
+            )
+            .await
+            .expect("migrate")
+            {
+                Response::Migrated(report) => reports.push(report),
+                other => panic!("unexpected {other:?}"),
+            }
+            owner_is_b = !owner_is_b;
+        }
+        migrations.push((label, reports));
+    }
+
     println!("edgehost fleet benchmarks (loopback, two hosts in one process, release)");
     println!();
     println!(
@@ -188,4 +243,67 @@ async fn run() {
         "upload of a 64 MiB component (hash-verified, fsynced): median {:.0} MiB/s, min {:.0} MiB/s, max {:.0} MiB/s over 5 rounds",
         throughputs[2], throughputs[0], throughputs[4]
     );
+    println!();
+    println!("migration of the memory agent (component cached on both hosts; 40 moves each):");
+    println!(
+        "| {:<8} | {:>12} | {:>12} | {:>14} | {:>14} | {:>17} | {:>12} |",
+        "state",
+        "downtime p50",
+        "downtime p90",
+        "state bytes",
+        "wire bytes",
+        "wire/(state+16K)",
+        "state MiB/s"
+    );
+    println!(
+        "|{:-<10}|{:->14}|{:->14}|{:->16}|{:->16}|{:->19}|{:->14}|",
+        "", "", "", "", "", "", ""
+    );
+    for (label, reports) in &migrations {
+        let mut downtime: Vec<f64> = reports.iter().map(|r| r.downtime_ms).collect();
+        downtime.sort_by(f64::total_cmp);
+        let mut rates: Vec<f64> = reports
+            .iter()
+            .map(|r| r.state_bytes as f64 / (1024.0 * 1024.0) / (r.measured_ms[1].max(1e-3) / 1e3))
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let r = &reports[reports.len() / 2];
+        println!(
+            "| {:<8} | {:>9.3} ms | {:>9.3} ms | {:>14} | {:>14} | {:>17.3} | {:>12.0} |",
+            label,
+            downtime[downtime.len() / 2],
+            downtime[downtime.len() * 9 / 10],
+            r.state_bytes,
+            r.wire_bytes,
+            r.wire_bytes as f64 / (1.05 * r.state_bytes as f64 + 16384.0),
+            rates[rates.len() / 2],
+        );
+    }
+    for (label, reports) in &migrations {
+        let med = |i: usize, predicted: bool| {
+            let mut v: Vec<f64> = reports
+                .iter()
+                .map(|r| {
+                    if predicted {
+                        r.predicted_ms[i]
+                    } else {
+                        r.measured_ms[i]
+                    }
+                })
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "eq. 3 parts, {label} state, median ms measured (predicted): export {:.3} ({:.3}), transfer {:.3} ({:.3}), initiation {:.3} ({:.3}), load {:.3} ({:.3})",
+            med(0, false),
+            med(0, true),
+            med(1, false),
+            med(1, true),
+            med(2, false),
+            med(2, true),
+            med(3, false),
+            med(3, true)
+        );
+    }
 }
