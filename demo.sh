@@ -2,7 +2,8 @@
 # The edgehost demo: build the host and the example agents; run an agent and
 # carry its memory to a fresh instance through its state blob; start a fleet
 # of three hosts on this machine, let AntLLM place agents on it, call them
-# across hosts, and lose a host; watch a hostile agent being stopped.
+# across hosts, move one by shipping only its state, let ALM follow a user
+# who travels, and lose a host; watch a hostile agent being stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -36,8 +37,8 @@ step "A fresh instance imports the blob and carries on where the first stopped"
 show "$edgehost" run "$agent" --state-in "$work/one.state" --input "remember bring the slides" --state-out "$work/two.state"
 show "$edgehost" run "$agent" --state-in "$work/two.state" --input "notes"
 
-step "A fleet of three hosts on this machine (Beijing, Shanghai, Guiyang), mutual TLS under a throwaway CA"
-"$edgehost" up 3 --dir "$work/fleet" --heartbeat-ms 300 > "$work/up.log" 2>&1 &
+step "A fleet of four hosts on this machine (Beijing, Shanghai, Guiyang, Singapore), mutual TLS under a throwaway CA"
+"$edgehost" up 4 --dir "$work/fleet" --heartbeat-ms 300 > "$work/up.log" 2>&1 &
 fleet_pid=$!
 for _ in $(seq 1 600); do [ -f "$work/fleet/ready" ] && break; sleep 0.1; done
 [ -f "$work/fleet/ready" ] || { cat "$work/up.log"; exit 1; }
@@ -60,6 +61,14 @@ echo "(the caller agent on guiyang calls its dependency 'memory' on shanghai thr
 show "$edgehost" invoke caller --input "call memory remember written from guiyang"
 show "$edgehost" invoke memory --input "notes"
 show "$edgehost" ps
+
+step "Migrate: 'memory' moves from shanghai to beijing; beijing has the component, so only the state blob travels"
+show "$edgehost" migrate memory --to beijing
+show "$edgehost" invoke memory --input "notes"
+
+step "A user travels: their agent 'notes' is reconsidered by ALM, which moves it only if the net gain is positive"
+show "$edgehost" client attach singapore --agent notes
+show "$edgehost" events
 
 step "Lose a host: kill -9 guiyang; the others notice and keep serving"
 kill -9 "$(cat "$work/fleet/guiyang/pid")"

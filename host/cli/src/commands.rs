@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 mod client;
+mod events;
 mod fleet;
 mod inspect;
 mod invoke;
@@ -20,6 +21,7 @@ mod sim;
 mod status;
 mod up;
 
+pub use events::{ClientCommand, EventsCommand};
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
 pub use invoke::{InvokeCommand, ReleaseCommand};
@@ -61,6 +63,10 @@ pub enum Command {
     Release(ReleaseCommand),
     /// Move an agent to another host, shipping only its state.
     Migrate(MigrateCommand),
+    /// Report where a user is attached now (ALM may move its agents).
+    Client(ClientCommand),
+    /// Show the migration decisions ALM made, with their reasons.
+    Events(EventsCommand),
     /// Start a fleet of N hosts on this machine, for demos and tests.
     Up(UpCommand),
     /// Work with policy plugins: `policy check FILE` runs the conformance
@@ -83,6 +89,8 @@ impl Command {
             Command::Invoke(c) => c.execute(),
             Command::Release(c) => c.execute(),
             Command::Migrate(c) => c.execute(),
+            Command::Client(c) => c.execute(),
+            Command::Events(c) => c.execute(),
             Command::Up(c) => c.execute(),
             Command::Policy(c) => c.execute(),
         }

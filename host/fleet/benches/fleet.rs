@@ -35,6 +35,7 @@ async fn start(fleet: &Path, name: &str, peers: Vec<String>) -> SocketAddr {
         metrics_listen: None,
         heartbeat_ms: 200,
         llm: None,
+        alm: Default::default(),
     })
     .await
     .expect("host starts");

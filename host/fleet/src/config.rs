@@ -46,6 +46,54 @@ pub struct HostConfig {
     /// refinement of placements; none means agents get `no-llm-configured`.
     #[serde(default)]
     pub llm: Option<LlmSettings>,
+    /// When agents follow their users (ALM).
+    #[serde(default)]
+    pub alm: AlmSettings,
+}
+
+/// Automatic migration by ALM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlmSettings {
+    /// H_th: an agent more hops than this from its user's host is checked.
+    #[serde(default = "default_hop_threshold")]
+    pub hop_threshold: u32,
+    /// A host whose free fraction of memory, storage or bandwidth falls
+    /// below this has its agents checked.
+    #[serde(default = "default_safety_fraction")]
+    pub safety_fraction: f64,
+    /// Requests expected before the next decision: how often a latency
+    /// saving is earned, against the one-off cost of a move.
+    #[serde(default = "default_horizon")]
+    pub horizon_requests: f64,
+    /// Period of the automatic check, milliseconds; 0 turns it off (user
+    /// moves still trigger a check).
+    #[serde(default = "default_alm_check_ms")]
+    pub check_ms: u64,
+}
+
+impl Default for AlmSettings {
+    fn default() -> Self {
+        AlmSettings {
+            hop_threshold: default_hop_threshold(),
+            safety_fraction: default_safety_fraction(),
+            horizon_requests: default_horizon(),
+            check_ms: default_alm_check_ms(),
+        }
+    }
+}
+
+fn default_hop_threshold() -> u32 {
+    1
+}
+fn default_safety_fraction() -> f64 {
+    0.1
+}
+fn default_horizon() -> f64 {
+    20.0
+}
+fn default_alm_check_ms() -> u64 {
+    10_000
 }
 
 /// Where the host's LLM is.

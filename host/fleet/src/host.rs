@@ -87,6 +87,10 @@ pub(crate) struct Shared {
     /// Agents handed off to other hosts: where calls for them go now.
     pub(crate) moved: Mutex<HashMap<String, Tombstone>>,
     pub(crate) agent_store: AgentStore,
+    /// Where each agent's user is attached, as clients last reported.
+    pub(crate) attachments: Mutex<HashMap<String, String>>,
+    /// ALM decisions, newest last.
+    pub(crate) events: Mutex<std::collections::VecDeque<crate::protocol::Event>>,
     pub(crate) membership: Mutex<Membership>,
     pub(crate) connections: AsyncMutex<HashMap<SocketAddr, Connection>>,
     pub(crate) status: Mutex<ServerStatus>,
@@ -191,6 +195,8 @@ impl Host {
             pending: Mutex::new(HashMap::new()),
             moved: Mutex::new(HashMap::new()),
             agent_store,
+            attachments: Mutex::new(HashMap::new()),
+            events: Mutex::new(std::collections::VecDeque::new()),
             connections: AsyncMutex::new(HashMap::new()),
             status: Mutex::new(status),
             sampler: Mutex::new(sampler),
@@ -246,6 +252,9 @@ impl Host {
         let shared = self.shared.clone();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(heartbeat_loop(Arc::downgrade(&shared)));
+        if shared.config.alm.check_ms > 0 {
+            tasks.spawn(alm_loop(Arc::downgrade(&shared)));
+        }
         if !self.prepared.is_empty() {
             let s = shared.clone();
             let prepared = self.prepared;
@@ -402,6 +411,10 @@ impl Shared {
             Request::Commit { name, epoch } => self.commit(&name, epoch),
             Request::Abort { name, epoch } => self.abort_prepared(&name, epoch),
             Request::Outcome { name, epoch } => Ok(self.outcome(&name, epoch)),
+            Request::Attach { agent, host } => self.attach(agent, host).await,
+            Request::Events => Ok(Response::Events(
+                lock(&self.events).iter().cloned().collect(),
+            )),
             Request::Heartbeat(report) => {
                 if report.name != identity.name {
                     Err(Error::Identity(format!(
@@ -417,7 +430,7 @@ impl Shared {
         result.unwrap_or_else(|e| refusal(e.kind(), e))
     }
 
-    fn report(&self) -> HostReport {
+    pub(crate) fn report(&self) -> HostReport {
         let agents = lock(&self.agents)
             .iter()
             .map(|(name, slot)| AgentReport {
@@ -1118,6 +1131,21 @@ impl Shared {
             });
         }
         while sends.join_next().await.is_some() {}
+    }
+}
+
+/// ALM's periodic check: agents whose users moved or whose host runs short
+/// are reconsidered even when nobody reports anything.
+async fn alm_loop(shared: Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let period = Duration::from_millis(s.config.alm.check_ms);
+        drop(s);
+        tokio::time::sleep(period).await;
+        let Some(s) = shared.upgrade() else { return };
+        if let Err(e) = s.follow("periodic", None).await {
+            tracing::warn!("periodic ALM check failed: {e}");
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! It does not move agents between hosts yet, nor persist agents across a
 //! restart; a host serves only what was deployed since it started.
 
+pub mod alm;
 pub mod client;
 pub mod config;
 pub mod host;

@@ -1,10 +1,11 @@
 //! Turning the live fleet into a placement instance and asking ALP.
 
 use edgehost_placement::cost::CostParams;
+use edgehost_placement::migration::{MigrationContext, MigrationPlan};
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
 use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
 use edgehost_placement::topology::{GeoParams, Topology};
-use edgehost_placement::{Alp, AlpParams, Policy};
+use edgehost_placement::{Alm, AlmParams, Alp, AlpParams, Policy};
 use edgehost_runtime::Descriptor;
 
 use crate::protocol::{HostReport, Placement, site_of};
@@ -147,4 +148,79 @@ pub fn place(
         candidates: hosts.iter().map(|h| h.name.clone()).collect(),
         refinement,
     })
+}
+
+/// One of this host's agents, as ALM sees it.
+pub struct Resident {
+    /// Its name.
+    pub name: String,
+    /// What it declared.
+    pub descriptor: Descriptor,
+    /// Size of its state, bytes.
+    pub state_bytes: u64,
+    /// Index into `hosts` of the host its user is attached to.
+    pub user: usize,
+}
+
+/// Runs ALM for the agents of `hosts[0]` (this host): which of them should
+/// move, and where. Only moves with a positive net gain come back.
+pub fn plan_migrations(
+    hosts: &[HostReport],
+    residents: &[Resident],
+    settings: &crate::config::AlmSettings,
+    policy: &Policy,
+) -> Result<MigrationPlan> {
+    let servers: Vec<Server> = hosts.iter().map(server_of).collect();
+    let sites: Vec<_> = servers.iter().map(|s| s.site).collect();
+    let eta: Vec<f64> = servers.iter().map(|s| s.eta_mbps).collect();
+    let topology = Topology::from_sites(&sites, &eta, GeoParams::default())
+        .map_err(|e| Error::Placement(e.to_string()))?;
+    let agents = residents
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Agent {
+            name: r.name.clone(),
+            task: i,
+            demand: demand_of(&r.descriptor),
+            compute_gcyc: f64::from(r.descriptor.demand.cpu_millicores) / 1000.0,
+            state_mb: r.state_bytes as f64 / (1024.0 * 1024.0),
+            llm_s: 0.0,
+            depends_on: Vec::new(),
+            origin: Some(0),
+        })
+        .collect();
+    let tasks = residents
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Task {
+            name: r.name.clone(),
+            prompt: String::new(),
+            file_mb: 0.0,
+            agents: vec![i],
+            user_server: r.user,
+        })
+        .collect();
+    // The agents of hosts[0] are counted in its `used` already; the instance
+    // holds them as agents, so take them off to avoid counting them twice.
+    let mut servers = servers;
+    let ours = residents.iter().fold(Resources::default(), |acc, r| {
+        acc.plus(demand_of(&r.descriptor))
+    });
+    servers[0].used = servers[0].used.minus(ours);
+    servers[0].hosted = servers[0].hosted.saturating_sub(residents.len());
+    let instance = Instance {
+        agents,
+        servers,
+        tasks,
+        topology,
+        params: CostParams::default(),
+    };
+    let mut context = MigrationContext::new(residents.iter().map(|r| r.user).collect());
+    context.hop_threshold = settings.hop_threshold;
+    context.safety_fraction = settings.safety_fraction;
+    context.horizon_requests = settings.horizon_requests;
+    let deployment = Plan::new(vec![0; residents.len()]);
+    Alm::new(AlmParams::default())
+        .plan(&instance, &deployment, &context, policy, PLACEMENT_SEED)
+        .map_err(|e| Error::Placement(e.to_string()))
 }

@@ -140,6 +140,17 @@ pub enum Request {
         /// The epoch it was prepared with.
         epoch: u64,
     },
+    /// A client reports that the user of `agent` is now attached to the
+    /// host named `host` (sent to any host; forwarded to the owner, which
+    /// runs ALM for the agent at once).
+    Attach {
+        /// The agent.
+        agent: String,
+        /// The host the user is attached to now.
+        host: String,
+    },
+    /// The migration decisions this host made.
+    Events,
     /// Make these stored policy plugins the host's active policy, from the
     /// next decision on (`None` for both: back to the built-in policy).
     SetPolicy {
@@ -209,6 +220,10 @@ pub enum Response {
         /// Whether the source handed the agent off at that epoch.
         committed: bool,
     },
+    /// Answer to `Attach`: what ALM decided.
+    Decided(Vec<Event>),
+    /// Answer to `Events`.
+    Events(Vec<Event>),
     /// Answer to `SetPolicy`: the policy now active and its generation.
     PolicySet {
         /// The active policy's description.
@@ -270,6 +285,25 @@ pub struct AgentReport {
     pub calls: u64,
     /// Its ownership epoch.
     pub epoch: u64,
+}
+
+/// One ALM decision, kept for `edgehost events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The host that decided.
+    pub host: String,
+    /// The agent.
+    pub agent: String,
+    /// What started the check: `user-moved`, `resource-pressure`, `periodic`.
+    pub trigger: String,
+    /// `moved to HOST`, `stay`, or `failed`.
+    pub decision: String,
+    /// The net gain ALM computed for the move, seconds (0 when staying).
+    pub net_gain_s: f64,
+    /// Why, in a few words each.
+    pub reasons: Vec<String>,
 }
 
 /// What a migration did, measured, next to what the cost model predicted

@@ -47,6 +47,7 @@ async fn start_host(fleet: &Path, name: &str) -> TestHost {
         metrics_listen: None,
         heartbeat_ms: 200,
         llm: None,
+        alm: Default::default(),
     };
     let host = Host::start(config).await.unwrap();
     let addr = host.local_addr();
@@ -367,6 +368,7 @@ async fn hosts_find_each_other_and_route_calls() {
         metrics_listen: None,
         heartbeat_ms: 200,
         llm: None,
+        alm: Default::default(),
     })
     .await
     .unwrap();
@@ -512,6 +514,7 @@ async fn agents_reach_the_configured_llm_and_placements_are_refined() {
         limits: HostLimits::default(),
         metrics_listen: None,
         heartbeat_ms: 200,
+        alm: Default::default(),
         llm: Some(edgehost_fleet::config::LlmSettings {
             endpoint: stub_llm("The meeting is at 3pm."),
             model: "stub".into(),
@@ -725,6 +728,7 @@ async fn start_host_with_peers(fleet: &Path, name: &str, peers: Vec<String>) -> 
         metrics_listen: None,
         heartbeat_ms: 100,
         llm: None,
+        alm: Default::default(),
     })
     .await
     .unwrap();
@@ -1067,4 +1071,223 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     }
     b.stop().await;
     a.stop().await;
+}
+
+async fn start_host_at(
+    fleet: &Path,
+    name: &str,
+    peers: Vec<String>,
+    (lat, lon): (f64, f64),
+    horizon_requests: f64,
+) -> TestHost {
+    let dir = fleet.join(name);
+    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
+    let host = Host::start(HostConfig {
+        name: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        ca: fleet.join("ca").join("ca.pem"),
+        cert,
+        key,
+        peers,
+        labels: Labels {
+            site: name.into(),
+            lat,
+            lon,
+            bandwidth_mbps: 20.0,
+        },
+        limits: HostLimits::default(),
+        metrics_listen: None,
+        heartbeat_ms: 100,
+        llm: None,
+        alm: edgehost_fleet::config::AlmSettings {
+            hop_threshold: 1,
+            safety_fraction: 0.0,
+            horizon_requests,
+            check_ms: 0,
+        },
+    })
+    .await
+    .unwrap();
+    let addr = host.local_addr();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        host.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestHost {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// Beijing, a site a few kilometres away, and Singapore.
+async fn three_sites(
+    dir: &Path,
+    horizon_requests: f64,
+) -> (TestHost, TestHost, TestHost, quinn::Connection) {
+    new_fleet(dir);
+    let alpha = start_host_at(dir, "beijing", vec![], (39.90, 116.40), horizon_requests).await;
+    let near = start_host_at(
+        dir,
+        "beijing-east",
+        vec![alpha.addr.to_string()],
+        (39.92, 116.46),
+        horizon_requests,
+    )
+    .await;
+    let far = start_host_at(
+        dir,
+        "singapore",
+        vec![alpha.addr.to_string()],
+        (1.35, 103.82),
+        horizon_requests,
+    )
+    .await;
+    let client = client_endpoint(dir, "ops");
+    let (to_alpha, _) = connect(&client, alpha.addr).await.unwrap();
+    wait_until_peers(&to_alpha, 3).await;
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&to_alpha, digest, &bytes, |_| {}).await.unwrap();
+    call(
+        &to_alpha,
+        &Request::Deploy {
+            name: "follower".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    call(
+        &to_alpha,
+        &Request::Invoke {
+            name: "follower".into(),
+            body: b"remember where I began".to_vec(),
+            caller: None,
+            hops: 0,
+        },
+    )
+    .await
+    .unwrap();
+    (alpha, near, far, to_alpha)
+}
+
+fn decided(r: Response) -> edgehost_fleet::protocol::Event {
+    match r {
+        Response::Decided(mut events) => {
+            assert_eq!(events.len(), 1, "{events:?}");
+            events.remove(0)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_moving_past_the_hop_threshold_draws_its_agent_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alpha, near, far, to_alpha) = three_sites(dir.path(), 1000.0).await;
+
+    // A move next door: within H_th, nothing to do.
+    let stay = decided(
+        call(
+            &to_alpha,
+            &Request::Attach {
+                agent: "follower".into(),
+                host: "beijing-east".into(),
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(stay.decision, "stay", "{stay:?}");
+    assert!(
+        stay.reasons.iter().any(|r| r.contains("within 1 hop")),
+        "{stay:?}"
+    );
+
+    // The user flies to Singapore: ALM moves the agent after them.
+    let moved = decided(
+        call(
+            &to_alpha,
+            &Request::Attach {
+                agent: "follower".into(),
+                host: "singapore".into(),
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(moved.decision, "moved to singapore", "{moved:?}");
+    assert!(moved.net_gain_s > 0.0);
+    assert!(
+        moved.reasons.iter().any(|r| r.contains("UserMoved")),
+        "{moved:?}"
+    );
+    match call(
+        &to_alpha,
+        &Request::Invoke {
+            name: "follower".into(),
+            body: b"notes".to_vec(),
+            caller: None,
+            hops: 0,
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Invoked { body, host } => assert_eq!(
+            (body.as_slice(), host.as_str()),
+            (&b"where I began"[..], "singapore")
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Both decisions are on record.
+    match call(&to_alpha, &Request::Events).await.unwrap() {
+        Response::Events(events) => {
+            assert_eq!(events.iter().filter(|e| e.agent == "follower").count(), 2)
+        }
+        other => panic!("{other:?}"),
+    }
+    for h in [far, near, alpha] {
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_that_does_not_pay_is_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    // No requests expected before the next decision: no latency saving can
+    // pay for a move.
+    let (alpha, near, far, to_alpha) = three_sites(dir.path(), 0.0).await;
+    let stay = decided(
+        call(
+            &to_alpha,
+            &Request::Attach {
+                agent: "follower".into(),
+                host: "singapore".into(),
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(stay.decision, "stay", "{stay:?}");
+    assert!(
+        stay.reasons
+            .iter()
+            .any(|r| r.contains("no target with a positive net gain")),
+        "{stay:?}"
+    );
+    match call(&to_alpha, &Request::Status).await.unwrap() {
+        Response::Status(r) => assert_eq!(r.agents.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    for h in [far, near, alpha] {
+        h.stop().await;
+    }
 }

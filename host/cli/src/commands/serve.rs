@@ -98,6 +98,7 @@ impl ServeCommand {
                     metrics_listen: None,
                     heartbeat_ms: 1000,
                     llm: None,
+                    alm: Default::default(),
                 }
             }
         };

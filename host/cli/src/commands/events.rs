@@ -1,0 +1,121 @@
+//! `edgehost client attach` and `edgehost events`: users that move, and what
+//! ALM decided about their agents.
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use edgehost_fleet::protocol::{Event, Request, Response};
+
+use super::client::{ClientArgs, resolve};
+
+/// What a client reports about itself.
+#[derive(Args)]
+pub struct ClientCommand {
+    #[command(subcommand)]
+    action: ClientAction,
+}
+
+#[derive(Subcommand)]
+enum ClientAction {
+    /// Report that this user is now attached to HOST; the hosts running the
+    /// given agents run ALM at once and move them if it pays.
+    Attach {
+        /// The host the user is attached to now.
+        host: String,
+        /// An agent serving this user; repeatable.
+        #[arg(long = "agent", value_name = "NAME", required = true)]
+        agents: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+impl ClientCommand {
+    /// Sends the attachment for each agent and prints the decisions.
+    pub fn execute(self) -> Result<()> {
+        let ClientAction::Attach {
+            host,
+            agents,
+            json,
+            client,
+        } = self.action;
+        let session = client.connect()?;
+        let mut decided: Vec<Event> = Vec::new();
+        let mut failures = Vec::new();
+        for agent in agents {
+            match session.call(&Request::Attach {
+                agent: agent.clone(),
+                host: host.clone(),
+            }) {
+                Ok(Response::Decided(events)) => decided.extend(events),
+                Ok(other) => failures.push(format!("{agent}: {:?}", other)),
+                Err(e) => failures.push(format!("{agent}: {e:#}")),
+            }
+        }
+        session.close();
+        print_events(&decided, json)?;
+        if !failures.is_empty() {
+            bail!("{}", failures.join("; "));
+        }
+        Ok(())
+    }
+}
+
+/// Show the migration decisions ALM made across the fleet.
+#[derive(Args)]
+pub struct EventsCommand {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl EventsCommand {
+    /// Collects the events of every reachable host, oldest first.
+    pub fn execute(self) -> Result<()> {
+        let session = self.client.connect()?;
+        let views = session.fleet()?;
+        let mut events: Vec<Event> = session.runtime.block_on(async {
+            let mut all = Vec::new();
+            for view in views.iter().filter(|v| v.reachable) {
+                let Ok(addr) = resolve(&view.report.addr).await else {
+                    continue;
+                };
+                let Ok((connection, _)) = session.client.connect(addr).await else {
+                    continue;
+                };
+                if let Ok(Response::Events(events)) =
+                    edgehost_fleet::client::call(&connection, &Request::Events).await
+                {
+                    all.extend(events);
+                }
+            }
+            all
+        });
+        session.close();
+        events.sort_by_key(|e| e.at_ms);
+        print_events(&events, self.json)
+    }
+}
+
+fn print_events(events: &[Event], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(events)?);
+        return Ok(());
+    }
+    for e in events {
+        println!(
+            "{} {} {} [{}]: {} — {}",
+            e.at_ms,
+            e.host,
+            e.agent,
+            e.trigger,
+            e.decision,
+            e.reasons.join("; ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Automatic migration: ALM over the live fleet, when a user moves, when a
+//! host runs short, and periodically. Every decision is kept as an
+//! [`Event`] for `edgehost events`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::host::{Shared, lock};
+use crate::place::{Resident, plan_migrations};
+use crate::protocol::{Event, HostReport, Request, Response};
+use crate::{Error, Result};
+
+/// Events kept per host.
+const MAX_EVENTS: usize = 256;
+
+impl Shared {
+    /// `Attach`: the user of `agent` is now at the host named `host`.
+    pub(crate) async fn attach(self: &Arc<Self>, agent: String, host: String) -> Result<Response> {
+        let local = lock(&self.agents).contains_key(&agent);
+        if !local {
+            return self
+                .forward_to_owner(
+                    &agent,
+                    Request::Attach {
+                        agent: agent.clone(),
+                        host,
+                    },
+                )
+                .await;
+        }
+        let known = host == self.name
+            || lock(&self.membership)
+                .views(Instant::now())
+                .iter()
+                .any(|v| v.report.name == host);
+        if !known {
+            return Err(Error::NotFound(format!(
+                "no host named {host:?} in the fleet"
+            )));
+        }
+        lock(&self.attachments).insert(agent.clone(), host);
+        let events = self.follow("user-moved", Some(&agent)).await?;
+        Ok(Response::Decided(events))
+    }
+
+    /// Sends `request` to the host that runs `agent`.
+    async fn forward_to_owner(self: &Arc<Self>, agent: &str, request: Request) -> Result<Response> {
+        let mut owner = lock(&self.membership).owner_of(agent, Instant::now());
+        if owner.is_none() {
+            self.refresh_peers().await;
+            owner = lock(&self.membership).owner_of(agent, Instant::now());
+        }
+        let owner = owner.ok_or_else(|| {
+            Error::NotFound(format!("no reachable host runs an agent named {agent:?}"))
+        })?;
+        let addr = owner
+            .addr
+            .parse()
+            .map_err(|_| Error::Internal(format!("peer {} has a bad address", owner.name)))?;
+        self.call_peer(addr, &request).await
+    }
+
+    /// Runs ALM for this host's agents (or just `only`), carries out the
+    /// moves that pay, and records a decision for every agent considered.
+    pub(crate) async fn follow(
+        self: &Arc<Self>,
+        trigger: &str,
+        only: Option<&str>,
+    ) -> Result<Vec<crate::protocol::Event>> {
+        let mut hosts: Vec<HostReport> = vec![self.report()];
+        hosts.extend(
+            lock(&self.membership)
+                .views(Instant::now())
+                .into_iter()
+                .filter(|v| v.reachable)
+                .map(|v| v.report),
+        );
+        let attachments = lock(&self.attachments).clone();
+        let residents: Vec<Resident> = {
+            let agents = lock(&self.agents);
+            agents
+                .iter()
+                .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+                .map(|(name, slot)| Resident {
+                    name: name.clone(),
+                    descriptor: slot.descriptor.clone(),
+                    state_bytes: slot.state_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    user: attachments
+                        .get(name)
+                        .and_then(|h| hosts.iter().position(|r| &r.name == h))
+                        .unwrap_or(0),
+                })
+                .collect()
+        };
+        if residents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (_, policy) = self.policy.snapshot();
+        let settings = self.config.alm.clone();
+        let plan_hosts = hosts.clone();
+        let plan_residents: Vec<Resident> = residents
+            .iter()
+            .map(|r| Resident {
+                name: r.name.clone(),
+                descriptor: r.descriptor.clone(),
+                state_bytes: r.state_bytes,
+                user: r.user,
+            })
+            .collect();
+        let plan = tokio::task::spawn_blocking(move || {
+            plan_migrations(&plan_hosts, &plan_residents, &settings, &policy)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+
+        let mut events = Vec::new();
+        for (i, resident) in residents.iter().enumerate() {
+            let triggered: Vec<String> = plan
+                .triggers
+                .iter()
+                .filter(|t| t.agent == i)
+                .map(|t| format!("{:?}", t.reason))
+                .collect();
+            let user_host = &hosts[resident.user].name;
+            let moving = plan
+                .moves
+                .iter()
+                .any(|m| m.agent == i && m.net_gain_s > 0.0);
+            if only.is_none() && triggered.is_empty() && !moving {
+                // A periodic check of an agent nothing is wrong with is not news.
+                continue;
+            }
+            let event = match plan.moves.iter().find(|m| m.agent == i) {
+                Some(m) if m.net_gain_s > 0.0 => {
+                    let target = hosts[m.to].name.clone();
+                    let mut reasons = triggered.clone();
+                    reasons.push(format!("user at {user_host}"));
+                    reasons.push(format!(
+                        "net gain {:.3} s over {} requests",
+                        m.net_gain_s, self.config.alm.horizon_requests
+                    ));
+                    match self.migrate(resident.name.clone(), target.clone()).await {
+                        Ok(Response::Migrated(report)) => {
+                            reasons.push(format!("downtime {:.3} ms", report.downtime_ms));
+                            event(
+                                &self.name,
+                                &resident.name,
+                                trigger,
+                                format!("moved to {target}"),
+                                m.net_gain_s,
+                                reasons,
+                            )
+                        }
+                        Ok(other) => event(
+                            &self.name,
+                            &resident.name,
+                            trigger,
+                            "failed".into(),
+                            0.0,
+                            vec![format!("{other:?}")],
+                        ),
+                        Err(e) => {
+                            reasons.push(e.to_string());
+                            event(
+                                &self.name,
+                                &resident.name,
+                                trigger,
+                                "failed".into(),
+                                0.0,
+                                reasons,
+                            )
+                        }
+                    }
+                }
+                _ => {
+                    let mut reasons = triggered.clone();
+                    if triggered.is_empty() {
+                        reasons.push(format!(
+                            "user at {user_host}, within {} hop(s), and no resource pressure",
+                            self.config.alm.hop_threshold
+                        ));
+                    } else {
+                        reasons.push(format!(
+                            "user at {user_host}; no target with a positive net gain"
+                        ));
+                    }
+                    reasons.extend(plan.dropped.iter().cloned());
+                    event(
+                        &self.name,
+                        &resident.name,
+                        trigger,
+                        "stay".into(),
+                        0.0,
+                        reasons,
+                    )
+                }
+            };
+            tracing::info!(agent = %event.agent, decision = %event.decision, reasons = ?event.reasons, "ALM decision");
+            events.push(event);
+        }
+        let mut log = lock(&self.events);
+        for e in &events {
+            if log.len() == MAX_EVENTS {
+                log.pop_front();
+            }
+            log.push_back(e.clone());
+        }
+        Ok(events)
+    }
+}
+
+fn event(
+    host: &str,
+    agent: &str,
+    trigger: &str,
+    decision: String,
+    net_gain_s: f64,
+    reasons: Vec<String>,
+) -> Event {
+    Event {
+        at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
+        host: host.to_owned(),
+        agent: agent.to_owned(),
+        trigger: trigger.to_owned(),
+        decision,
+        net_gain_s,
+        reasons,
+    }
+}
