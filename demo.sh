@@ -62,13 +62,15 @@ show "$edgehost" invoke caller --input "call memory remember written from guiyan
 show "$edgehost" invoke memory --input "notes"
 show "$edgehost" ps
 
-step "Migrate: 'memory' moves from shanghai to beijing; beijing has the component, so only the state blob travels"
+step "Migrate: 'memory' moves to beijing and back; only its state blob travels (the component once, if a host lacks it)"
 show "$edgehost" migrate memory --to beijing
+show "$edgehost" migrate memory --to shanghai
 show "$edgehost" invoke memory --input "notes"
 
-step "A user travels: their agent 'notes' is reconsidered by ALM, which moves it only if the net gain is positive"
-show "$edgehost" client attach singapore --agent notes
+step "A user travels to Singapore: ALM reconsiders their agent 'journal' and moves it only if the net gain is positive"
+show "$edgehost" client attach singapore --agent journal
 show "$edgehost" events
+show "$edgehost" ps
 
 step "Lose a host: kill -9 guiyang; the others notice and keep serving"
 kill -9 "$(cat "$work/fleet/guiyang/pid")"
