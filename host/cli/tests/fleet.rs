@@ -29,9 +29,15 @@ fn edgehost_cmd() -> Command {
 
 impl LocalFleet {
     fn start(hosts: u16) -> Self {
+        Self::start_with(hosts, &[])
+    }
+
+    fn start_with(hosts: u16, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let up = edgehost_cmd()
-            .args(["up", &hosts.to_string(), "--heartbeat-ms", "200", "--dir"])
+            .args(["up", &hosts.to_string(), "--heartbeat-ms", "200"])
+            .args(extra)
+            .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -738,4 +744,91 @@ fn host_addr(fleet: &LocalFleet, host: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+#[test]
+fn a_client_moving_past_the_hop_threshold_draws_its_agent_when_it_pays() {
+    // A long horizon: the latency saved over many requests pays for a move.
+    let fleet = LocalFleet::start_with(4, &["--alm-horizon", "1000"]);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "companion",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    assert!(
+        fleet
+            .invoke("companion", "remember packed for the trip")
+            .status
+            .success()
+    );
+    let decided = fleet.json(&[
+        "client",
+        "attach",
+        "singapore",
+        "--agent",
+        "companion",
+        "--json",
+    ]);
+    let event = &decided.as_array().unwrap()[0];
+    // ALM weighs live telemetry too, so the target is whichever host nearer
+    // the user pays best (Singapore itself, or Guiyang or Shanghai on the way).
+    let decision = event["decision"].as_str().unwrap();
+    let target = decision
+        .strip_prefix("moved to ")
+        .unwrap_or_else(|| panic!("{decided:#}"));
+    assert!(
+        ["singapore", "guiyang", "shanghai"].contains(&target),
+        "{decided:#}"
+    );
+    assert!(event["net_gain_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(fleet.host_of("companion").as_deref(), Some(target));
+    assert_eq!(
+        stdout(&fleet.invoke("companion", "notes")),
+        "packed for the trip"
+    );
+    let events = fleet.json(&["events", "--json"]);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["agent"] == "companion" && e["trigger"] == "user-moved")
+    );
+}
+
+#[test]
+fn a_client_move_that_does_not_pay_moves_nothing() {
+    // No requests expected before the next decision: nothing a move saves
+    // can pay for its cost.
+    let fleet = LocalFleet::start_with(4, &["--alm-horizon", "0"]);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "homebody",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    let decided = fleet.json(&[
+        "client",
+        "attach",
+        "singapore",
+        "--agent",
+        "homebody",
+        "--json",
+    ]);
+    let event = &decided.as_array().unwrap()[0];
+    assert_eq!(event["decision"], "stay", "{decided:#}");
+    let reasons = event["reasons"].to_string();
+    assert!(reasons.contains("UserMoved"), "{reasons}");
+    assert!(
+        reasons.contains("no target with a positive net gain"),
+        "{reasons}"
+    );
+    assert_eq!(fleet.host_of("homebody").as_deref(), Some("beijing"));
 }

@@ -13,10 +13,14 @@
 //! - [`client`]: connecting to hosts, requests, uploads.
 //! - [`membership`]: the peer view and its failure detector.
 //! - [`store`]: content-addressed, hash-verified component storage.
-//! - [`place`]: the live fleet as a placement instance for ALP.
+//! - [`place`]: the live fleet as a placement instance for ALP and ALM.
+//! - [`migration`]: the handoff that moves an agent by its state blob, with
+//!   ownership epochs; [`persist`]: what a host keeps on disk to come back
+//!   after a crash; [`alm`]: automatic migration when users move.
 //!
-//! It does not move agents between hosts yet, nor persist agents across a
-//! restart; a host serves only what was deployed since it started.
+//! It does not run agents itself (that is `edgehost-runtime`) nor decide
+//! placements (that is `edgehost-placement`); it connects the two across
+//! machines.
 
 pub mod alm;
 pub mod client;

@@ -28,6 +28,10 @@ pub struct UpCommand {
     /// The most agents each host runs.
     #[arg(long, default_value_t = 10)]
     max_agents: u32,
+    /// ALM's horizon: requests over which a latency saving is counted
+    /// against the one-off cost of a move.
+    #[arg(long, default_value_t = 20.0)]
+    alm_horizon: f64,
 }
 
 /// The paper's four sites first, then further ones spread deterministically.
@@ -111,10 +115,11 @@ impl UpCommand {
             let seed = if i == 0 { addrs.get(1) } else { addrs.first() };
             let peers = seed.map(|s| format!("\"{s}\"")).unwrap_or_default();
             let config = format!(
-                "name = \"{name}\"\nlisten = \"{addr}\"\ndata_dir = \"data\"\nca = \"../ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\npeers = [{peers}]\nheartbeat_ms = {hb}\n\n[labels]\nsite = \"{name}\"\nlat = {lat}\nlon = {lon}\nbandwidth_mbps = {bw}\n\n[limits]\nmax_agents = {max}\n",
+                "name = \"{name}\"\nlisten = \"{addr}\"\ndata_dir = \"data\"\nca = \"../ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\npeers = [{peers}]\nheartbeat_ms = {hb}\n\n[labels]\nsite = \"{name}\"\nlat = {lat}\nlon = {lon}\nbandwidth_mbps = {bw}\n\n[limits]\nmax_agents = {max}\n\n[alm]\nhorizon_requests = {horizon}\n",
                 addr = addrs[i],
                 hb = self.heartbeat_ms,
                 max = self.max_agents,
+                horizon = self.alm_horizon,
             );
             let config_path = host_dir.join("host.toml");
             std::fs::write(&config_path, config)?;
