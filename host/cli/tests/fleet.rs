@@ -269,6 +269,9 @@ fn a_killed_host_is_marked_unreachable_and_the_others_keep_serving() {
         "guiyang",
         "--json",
     ]);
+    // Every host knows where both agents run before one of them dies.
+    assert_eq!(fleet.host_of("victim").as_deref(), Some("guiyang"));
+    assert_eq!(fleet.host_of("survivor").as_deref(), Some("shanghai"));
     let status = Command::new("kill")
         .arg("-9")
         .arg(fleet.pid("guiyang").to_string())
@@ -491,14 +494,23 @@ impl LocalFleet {
         assert!(status.success());
     }
 
+    /// The host that serves `agent`, as soon as the fleet's reports say so
+    /// (polled, 15 s at most: peers' reports arrive with their heartbeats).
     fn host_of(&self, agent: &str) -> Option<String> {
-        let ps = self.ps();
-        ps["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == agent && a["reachable"] == true)
-            .map(|a| a["host"].as_str().unwrap().to_owned())
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ps = self.ps();
+            let found = ps["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == agent && a["reachable"] == true)
+                .map(|a| a["host"].as_str().unwrap().to_owned());
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -513,7 +525,7 @@ impl Drop for Reaped {
 
 #[test]
 fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
-    let fleet = LocalFleet::start(2);
+    let fleet = LocalFleet::start(3);
     fleet.json(&[
         "push",
         MEMORY_AGENT,
@@ -531,7 +543,30 @@ fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
                 .success()
         );
     }
+    // A steady stream of calls from another process while the agent moves.
+    let client_config = fleet.client_config();
+    let stream = std::thread::spawn(move || {
+        (5..45)
+            .map(|i| {
+                let out = edgehost_cmd()
+                    .args(["invoke", "mover", "--input", &format!("remember note {i}")])
+                    .env("EDGEHOST_CLIENT_CONFIG", &client_config)
+                    .output()
+                    .unwrap();
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let report = fleet.json(&["migrate", "mover", "--to", "shanghai", "--json"]);
+    // Every call answered once, in order: nothing lost, nothing served twice.
+    for (k, (ok, answer)) in stream.join().unwrap().into_iter().enumerate() {
+        assert!(ok, "call {k} failed");
+        assert_eq!(answer, format!("noted #{}", k + 6));
+    }
     assert_eq!(
         (report["from"].as_str(), report["to"].as_str()),
         (Some("beijing"), Some("shanghai"))
@@ -558,10 +593,8 @@ fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
     assert!(predicted.iter().all(|p| *p > 0.0));
     let state = report["state_bytes"].as_u64().unwrap();
     assert!(report["wire_bytes"].as_u64().unwrap() as f64 <= 1.05 * state as f64 + 16384.0);
-    assert_eq!(
-        stdout(&fleet.invoke("mover", "notes")),
-        "note 0\nnote 1\nnote 2\nnote 3\nnote 4"
-    );
+    let expected: Vec<String> = (0..45).map(|i| format!("note {i}")).collect();
+    assert_eq!(stdout(&fleet.invoke("mover", "notes")), expected.join("\n"));
     assert_eq!(fleet.host_of("mover").as_deref(), Some("shanghai"));
 
     // Back again: now the component is cached on both, only the state moves.
@@ -587,7 +620,7 @@ fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
 
 #[test]
 fn a_stalled_target_aborts_the_migration_and_a_retry_succeeds() {
-    let fleet = LocalFleet::start(2);
+    let fleet = LocalFleet::start(3);
     fleet.json(&[
         "push",
         MEMORY_AGENT,
@@ -631,7 +664,7 @@ fn a_stalled_target_aborts_the_migration_and_a_retry_succeeds() {
 
 #[test]
 fn a_source_killed_after_the_commit_never_serves_the_agent_again() {
-    let fleet = LocalFleet::start(2);
+    let fleet = LocalFleet::start(3);
     fleet.json(&[
         "push",
         MEMORY_AGENT,
@@ -684,7 +717,7 @@ fn a_source_killed_after_the_commit_never_serves_the_agent_again() {
 
 #[test]
 fn a_restarted_host_brings_its_agents_back_with_their_state() {
-    let fleet = LocalFleet::start(2);
+    let fleet = LocalFleet::start(3);
     fleet.json(&[
         "push",
         MEMORY_AGENT,

@@ -182,7 +182,7 @@ impl Host {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         let suspect_after =
-            Duration::from_millis(config.heartbeat_ms * 3).max(Duration::from_secs(1));
+            Duration::from_millis(config.heartbeat_ms * 5).max(Duration::from_secs(2));
         let shared = Arc::new(Shared {
             name: creds.identity.name.clone(),
             addr,

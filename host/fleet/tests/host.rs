@@ -31,10 +31,12 @@ impl TestHost {
     }
 }
 
-async fn start_host(fleet: &Path, name: &str) -> TestHost {
+/// A host configuration for `name` in the fleet whose CA is under `fleet`:
+/// its certificate issued, loopback on an ephemeral port, 100 ms heartbeats.
+fn host_config(fleet: &Path, name: &str) -> HostConfig {
     let dir = fleet.join(name);
     let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
-    let config = HostConfig {
+    HostConfig {
         name: Some(name.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.join("data"),
@@ -45,10 +47,14 @@ async fn start_host(fleet: &Path, name: &str) -> TestHost {
         labels: Labels::default(),
         limits: HostLimits::default(),
         metrics_listen: None,
-        heartbeat_ms: 200,
+        heartbeat_ms: 100,
         llm: None,
         alm: Default::default(),
-    };
+    }
+}
+
+/// Starts a host in this process; it serves until `stop`.
+async fn spawn(config: HostConfig) -> TestHost {
     let host = Host::start(config).await.unwrap();
     let addr = host.local_addr();
     let (tx, rx) = oneshot::channel();
@@ -64,6 +70,18 @@ async fn start_host(fleet: &Path, name: &str) -> TestHost {
         stop: Some(tx),
         task,
     }
+}
+
+async fn start_host(fleet: &Path, name: &str) -> TestHost {
+    spawn(host_config(fleet, name)).await
+}
+
+async fn start_host_with_peers(fleet: &Path, name: &str, peers: Vec<String>) -> TestHost {
+    spawn(HostConfig {
+        peers,
+        ..host_config(fleet, name)
+    })
+    .await
 }
 
 fn new_fleet(dir: &Path) {
@@ -353,35 +371,8 @@ async fn hosts_find_each_other_and_route_calls() {
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
     let a = start_host(dir.path(), "alpha").await;
-    let b_dir = dir.path().join("beta");
-    let (cert, key) = issue(&dir.path().join("ca"), &b_dir, "beta", Role::Host).unwrap();
-    let b_host = Host::start(HostConfig {
-        name: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: b_dir.join("data"),
-        ca: dir.path().join("ca").join("ca.pem"),
-        cert,
-        key,
-        peers: vec![a.addr.to_string()],
-        labels: Labels::default(),
-        limits: HostLimits::default(),
-        metrics_listen: None,
-        heartbeat_ms: 200,
-        llm: None,
-        alm: Default::default(),
-    })
-    .await
-    .unwrap();
-    let b_addr = b_host.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let b_task = tokio::spawn(async move {
-        b_host
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
+    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
+    let b_addr = b.addr;
 
     let client = client_endpoint(dir.path(), "ops");
     let (to_a, _) = connect(&client, a.addr).await.unwrap();
@@ -455,8 +446,7 @@ async fn hosts_find_each_other_and_route_calls() {
         Response::Invoked { body, .. } => assert_eq!(body, b"crossed"),
         other => panic!("{other:?}"),
     }
-    let _ = tx.send(());
-    let _ = b_task.await;
+    b.stop().await;
     a.stop().await;
 }
 
@@ -500,39 +490,17 @@ fn stub_llm(content: &'static str) -> String {
 async fn agents_reach_the_configured_llm_and_placements_are_refined() {
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
-    let host_dir = dir.path().join("alpha");
-    let (cert, key) = issue(&dir.path().join("ca"), &host_dir, "alpha", Role::Host).unwrap();
-    let host = Host::start(HostConfig {
-        name: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: host_dir.join("data"),
-        ca: dir.path().join("ca").join("ca.pem"),
-        cert,
-        key,
-        peers: vec![],
-        labels: Labels::default(),
-        limits: HostLimits::default(),
-        metrics_listen: None,
-        heartbeat_ms: 200,
-        alm: Default::default(),
+    let host = spawn(HostConfig {
         llm: Some(edgehost_fleet::config::LlmSettings {
             endpoint: stub_llm("The meeting is at 3pm."),
             model: "stub".into(),
             api_key_env: None,
             timeout_ms: 5_000,
         }),
+        ..host_config(dir.path(), "alpha")
     })
-    .await
-    .unwrap();
-    let addr = host.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        host.run(async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
+    .await;
+    let addr = host.addr;
     let client = client_endpoint(dir.path(), "ops");
     let (conn, _) = connect(&client, addr).await.unwrap();
     let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
@@ -586,8 +554,7 @@ async fn agents_reach_the_configured_llm_and_placements_are_refined() {
         }
         other => panic!("{other:?}"),
     }
-    let _ = tx.send(());
-    let _ = task.await;
+    host.stop().await;
 }
 
 #[tokio::test]
@@ -709,43 +676,6 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
         other => panic!("{other:?}"),
     }
     host.stop().await;
-}
-
-/// Starts a host that seeds from `peers`, with its own data directory.
-async fn start_host_with_peers(fleet: &Path, name: &str, peers: Vec<String>) -> TestHost {
-    let dir = fleet.join(name);
-    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
-    let host = Host::start(HostConfig {
-        name: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.join("data"),
-        ca: fleet.join("ca").join("ca.pem"),
-        cert,
-        key,
-        peers,
-        labels: Labels::default(),
-        limits: HostLimits::default(),
-        metrics_listen: None,
-        heartbeat_ms: 100,
-        llm: None,
-        alm: Default::default(),
-    })
-    .await
-    .unwrap();
-    let addr = host.local_addr();
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        host.run(async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestHost {
-        addr,
-        stop: Some(tx),
-        task,
-    }
 }
 
 async fn wait_until_peers(conn: &quinn::Connection, n: usize) {
@@ -1080,15 +1010,7 @@ async fn start_host_at(
     (lat, lon): (f64, f64),
     horizon_requests: f64,
 ) -> TestHost {
-    let dir = fleet.join(name);
-    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
-    let host = Host::start(HostConfig {
-        name: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.join("data"),
-        ca: fleet.join("ca").join("ca.pem"),
-        cert,
-        key,
+    spawn(HostConfig {
         peers,
         labels: Labels {
             site: name.into(),
@@ -1096,33 +1018,15 @@ async fn start_host_at(
             lon,
             bandwidth_mbps: 20.0,
         },
-        limits: HostLimits::default(),
-        metrics_listen: None,
-        heartbeat_ms: 100,
-        llm: None,
         alm: edgehost_fleet::config::AlmSettings {
             hop_threshold: 1,
             safety_fraction: 0.0,
             horizon_requests,
             check_ms: 0,
         },
+        ..host_config(fleet, name)
     })
     .await
-    .unwrap();
-    let addr = host.local_addr();
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        host.run(async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestHost {
-        addr,
-        stop: Some(tx),
-        task,
-    }
 }
 
 /// Beijing, a site a few kilometres away, and Singapore.
@@ -1290,4 +1194,63 @@ async fn a_move_that_does_not_pay_is_not_made() {
     for h in [far, near, alpha] {
         h.stop().await;
     }
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_agents_and_calls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let host = spawn(HostConfig {
+        metrics_listen: Some(port),
+        ..host_config(dir.path(), "alpha")
+    })
+    .await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (conn, _) = connect(&client, host.addr).await.unwrap();
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&conn, digest, &bytes, |_| {}).await.unwrap();
+    call(
+        &conn,
+        &Request::Deploy {
+            name: "m".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        call(
+            &conn,
+            &Request::Invoke {
+                name: "m".into(),
+                body: b"stats".to_vec(),
+                caller: None,
+                hops: 0,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut stream = tokio::net::TcpStream::connect(port).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("\nedgehost_agents 1\n"), "{text}");
+    assert!(text.contains("\nedgehost_invocations_total 3\n"), "{text}");
+    assert!(
+        text.contains(&format!("\nedgehost_upload_bytes_total {}\n", bytes.len())),
+        "{text}"
+    );
+    host.stop().await;
 }

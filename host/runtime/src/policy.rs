@@ -32,7 +32,7 @@ use edgehost_placement::cost::{CostModel, PlanReport};
 use edgehost_placement::heuristic::{Heuristic, HeuristicMatrix};
 use edgehost_placement::{Instance, MigrationContext, Plan, Policy};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::cache::ArtifactCache;
@@ -199,20 +199,10 @@ impl PolicyRuntimeBuilder {
 
     /// Creates the engine, the linker, the cache and the epoch ticker.
     pub fn build(self) -> Result<PolicyRuntime> {
-        let mut config = Config::new();
-        config
-            .epoch_interruption(true)
-            .max_wasm_stack(self.limits.max_stack_bytes)
-            // Policy exports are synchronous; async bookkeeping would only
-            // slow every call down.
-            .concurrency_support(false);
-        let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        // The policy world imports nothing, but Rust's standard library on
-        // wasm32-wasip2 imports WASI's cli and io interfaces; they are linked
-        // against a context that grants nothing.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine = crate::runtime::sandbox_engine(self.limits.max_stack_bytes)?;
+        // The policy world imports nothing but WASI's cli and io, which
+        // Rust's standard library always brings.
+        let linker = crate::runtime::wasi_linker(&engine)?;
         let cache = ArtifactCache::open(&self.cache_dir, &engine)?;
         let ticker =
             EpochTicker::start(engine.clone()).map_err(|e| Error::io("epoch thread", e))?;

@@ -36,18 +36,8 @@ impl RuntimeBuilder {
 
     /// Creates the engine, the linker and the cache.
     pub fn build(self) -> Result<Runtime> {
-        let mut config = Config::new();
-        config
-            .epoch_interruption(true)
-            .max_wasm_stack(self.limits.max_stack_bytes)
-            // Agents are synchronous exports; component-model async
-            // bookkeeping would only slow every call down.
-            .concurrency_support(false);
-        let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
-
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine = sandbox_engine(self.limits.max_stack_bytes)?;
+        let mut linker = wasi_linker(&engine)?;
         bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
 
@@ -62,6 +52,30 @@ impl RuntimeBuilder {
             _ticker: ticker,
         })
     }
+}
+
+/// The engine every sandbox of this crate runs on: epoch interruption for
+/// deadlines, a bounded stack, and no component-model async bookkeeping
+/// (agent and policy exports are synchronous; it would only slow each call).
+pub(crate) fn sandbox_engine(max_stack_bytes: usize) -> Result<Engine> {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .max_wasm_stack(max_stack_bytes)
+        .concurrency_support(false);
+    Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))
+}
+
+/// A linker with WASI p2: Rust's standard library on wasm32-wasip2 always
+/// imports its cli and io interfaces, so they are linked, against contexts
+/// that grant nothing.
+pub(crate) fn wasi_linker<T: wasmtime_wasi::WasiView + 'static>(
+    engine: &Engine,
+) -> Result<Linker<T>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| Error::Engine(format!("{e:#}")))?;
+    Ok(linker)
 }
 
 /// Loads agent components and starts instances of them.
