@@ -7,7 +7,7 @@
 //! `init`, `handle`, `export-state` and `import-state`, and wraps the host's
 //! imports in plain functions: [`log`], [`complete`], [`call`], [`now_ns`].
 //!
-//! ```ignore
+//! ```text
 //! use edgehost_agent::{Agent, AgentError, Config, Descriptor, Request, ResourceDemand};
 //!
 //! struct Counter { n: u64 }

@@ -6,7 +6,7 @@
 //! component of the `edgehost:policy/policy@0.1.0` world (build with
 //! `cargo build --release --target wasm32-wasip2`, crate type `cdylib`).
 //!
-//! ```ignore
+//! ```text
 //! use edgehost_policy::{Instance, Policy, PolicyError};
 //!
 //! struct MostMemory;
