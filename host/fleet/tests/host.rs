@@ -1082,6 +1082,19 @@ async fn three_sites(
     (alpha, near, far, to_alpha)
 }
 
+/// Reports the user of `agent` at `host` and returns ALM's one decision.
+async fn attach(
+    conn: &quinn::Connection,
+    agent: &str,
+    host: &str,
+) -> edgehost_fleet::protocol::Event {
+    let request = Request::Attach {
+        agent: agent.into(),
+        host: host.into(),
+    };
+    decided(call(conn, &request).await.unwrap())
+}
+
 fn decided(r: Response) -> edgehost_fleet::protocol::Event {
     match r {
         Response::Decided(mut events) => {
@@ -1098,17 +1111,7 @@ async fn a_user_moving_past_the_hop_threshold_draws_its_agent_along() {
     let (alpha, near, far, to_alpha) = three_sites(dir.path(), 1000.0).await;
 
     // A move next door: within H_th, nothing to do.
-    let stay = decided(
-        call(
-            &to_alpha,
-            &Request::Attach {
-                agent: "follower".into(),
-                host: "beijing-east".into(),
-            },
-        )
-        .await
-        .unwrap(),
-    );
+    let stay = attach(&to_alpha, "follower", "beijing-east").await;
     assert_eq!(stay.decision, "stay", "{stay:?}");
     assert!(
         stay.reasons.iter().any(|r| r.contains("within 1 hop")),
@@ -1116,17 +1119,7 @@ async fn a_user_moving_past_the_hop_threshold_draws_its_agent_along() {
     );
 
     // The user flies to Singapore: ALM moves the agent after them.
-    let moved = decided(
-        call(
-            &to_alpha,
-            &Request::Attach {
-                agent: "follower".into(),
-                host: "singapore".into(),
-            },
-        )
-        .await
-        .unwrap(),
-    );
+    let moved = attach(&to_alpha, "follower", "singapore").await;
     assert_eq!(moved.decision, "moved to singapore", "{moved:?}");
     assert!(moved.net_gain_s > 0.0);
     assert!(
@@ -1169,17 +1162,7 @@ async fn a_move_that_does_not_pay_is_not_made() {
     // No requests expected before the next decision: no latency saving can
     // pay for a move.
     let (alpha, near, far, to_alpha) = three_sites(dir.path(), 0.0).await;
-    let stay = decided(
-        call(
-            &to_alpha,
-            &Request::Attach {
-                agent: "follower".into(),
-                host: "singapore".into(),
-            },
-        )
-        .await
-        .unwrap(),
-    );
+    let stay = attach(&to_alpha, "follower", "singapore").await;
     assert_eq!(stay.decision, "stay", "{stay:?}");
     assert!(
         stay.reasons
