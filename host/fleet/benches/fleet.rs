@@ -170,9 +170,15 @@ async fn run() {
 
     // Migration: the agent moves back and forth between the two hosts,
     // which both hold the component already; calls are held during the
-    // handoff, and the state blob is what crosses.
+    // handoff, and the state blob is what crosses. "busy" keeps a client
+    // writing to the agent throughout, so the state changes between the
+    // pre-copy and the quiesce.
     let mut migrations = Vec::new();
-    for (label, note_bytes) in [("64 KiB", 64usize << 10), ("1 MiB", 1 << 20)] {
+    for (label, note_bytes, busy) in [
+        ("64 KiB", 64usize << 10, false),
+        ("1 MiB", 1 << 20, false),
+        ("1 MiB, busy", 1 << 20, true),
+    ] {
         call(
             &to_b,
             &Request::Invoke {
@@ -197,6 +203,24 @@ async fn run() {
         )
         .await
         .expect("remember");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = busy.then(|| {
+            let (conn, stop) = (to_a.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let write = Request::Invoke {
+                        name: "memory".into(),
+                        body: format!("remember write {n}").into_bytes(),
+                        caller: None,
+                        hops: 0,
+                    };
+                    call(&conn, &write).await.expect("a write during migration");
+                }
+                n
+            })
+        });
         let mut reports = Vec::new();
         let mut owner_is_b = true;
         for _ in 0..40 {
@@ -219,6 +243,11 @@ async fn run() {
                 other => panic!("unexpected {other:?}"),
             }
             owner_is_b = !owner_is_b;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(writer) = writer {
+            let writes = writer.await.expect("writer");
+            println!("({label}: {writes} writes answered during its 40 moves)");
         }
         migrations.push((label, reports));
     }
@@ -247,18 +276,19 @@ async fn run() {
     println!();
     println!("migration of the memory agent (component cached on both hosts; 40 moves each):");
     println!(
-        "| {:<8} | {:>12} | {:>12} | {:>14} | {:>14} | {:>17} | {:>12} |",
+        "| {:<11} | {:>12} | {:>12} | {:>11} | {:>11} | {:>11} | {:>16} | {:>11} |",
         "state",
         "downtime p50",
         "downtime p90",
         "state bytes",
         "wire bytes",
+        "delta bytes",
         "wire/(state+16K)",
         "state MiB/s"
     );
     println!(
-        "|{:-<10}|{:->14}|{:->14}|{:->16}|{:->16}|{:->19}|{:->14}|",
-        "", "", "", "", "", "", ""
+        "|{:-<13}|{:->14}|{:->14}|{:->13}|{:->13}|{:->13}|{:->18}|{:->13}|",
+        "", "", "", "", "", "", "", ""
     );
     for (label, reports) in &migrations {
         let mut downtime: Vec<f64> = reports.iter().map(|r| r.downtime_ms).collect();
@@ -269,13 +299,16 @@ async fn run() {
             .collect();
         rates.sort_by(f64::total_cmp);
         let r = &reports[reports.len() / 2];
+        let mut deltas: Vec<u64> = reports.iter().map(|r| r.delta_bytes).collect();
+        deltas.sort();
         println!(
-            "| {:<8} | {:>9.3} ms | {:>9.3} ms | {:>14} | {:>14} | {:>17.3} | {:>12.0} |",
+            "| {:<11} | {:>9.3} ms | {:>9.3} ms | {:>11} | {:>11} | {:>11} | {:>16.3} | {:>11.0} |",
             label,
             downtime[downtime.len() / 2],
             downtime[downtime.len() * 9 / 10],
             r.state_bytes,
             r.wire_bytes,
+            deltas[deltas.len() / 2],
             r.wire_bytes as f64 / (1.05 * r.state_bytes as f64 + 16384.0),
             rates[rates.len() / 2],
         );

@@ -73,6 +73,8 @@ pub(crate) struct Pending {
     pub(crate) epoch: u64,
     pub(crate) source: String,
     pub(crate) imported: bool,
+    /// The state sent by `Precopy`, the base of the final delta.
+    pub(crate) base: Vec<u8>,
 }
 
 pub(crate) struct Shared {
@@ -402,12 +404,25 @@ impl Shared {
                 epoch,
                 source,
             } => self.prepare(name, digest, config, epoch, source).await,
-            Request::Transfer {
+            Request::Precopy {
                 name,
                 epoch,
                 state_digest,
                 state,
-            } => self.receive_state(name, epoch, state_digest, state).await,
+            } => {
+                self.receive_precopy(&name, epoch, state_digest, state)
+                    .await
+            }
+            Request::Transfer {
+                name,
+                epoch,
+                state_digest,
+                len,
+                blocks,
+            } => {
+                self.receive_state(name, epoch, state_digest, len, blocks)
+                    .await
+            }
             Request::Commit { name, epoch } => self.commit(&name, epoch),
             Request::Abort { name, epoch } => self.abort_prepared(&name, epoch),
             Request::Outcome { name, epoch } => Ok(self.outcome(&name, epoch)),

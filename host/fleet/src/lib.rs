@@ -15,7 +15,7 @@
 //! - [`store`]: content-addressed, hash-verified component storage.
 //! - [`place`]: the live fleet as a placement instance for ALP and ALM.
 //! - [`migration`]: the handoff that moves an agent by its state blob, with
-//!   ownership epochs; [`persist`]: what a host keeps on disk to come back
+//!   ownership epochs and a pre-copy ([`delta`]); [`persist`]: what a host keeps on disk to come back
 //!   after a crash; [`alm`]: automatic migration when users move.
 //!
 //! It does not run agents itself (that is `edgehost-runtime`) nor decide
@@ -25,6 +25,7 @@
 pub mod alm;
 pub mod client;
 pub mod config;
+pub mod delta;
 pub mod host;
 pub mod identity;
 pub mod membership;

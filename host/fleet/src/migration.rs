@@ -6,11 +6,15 @@
 //!    or loads its cached artifact, instantiates and `init`s a fresh instance.
 //!    The agent still serves on the source meanwhile: compilation is never
 //!    part of the downtime.
-//! 2. **quiesce** — the source holds new calls; calls already running finish.
-//! 3. **transfer** — `export-state`; the blob travels (size-limited,
-//!    hash-verified); the target `import-state`s it and writes it to disk as a
-//!    prepared agent.
-//! 4. **commit** — the source writes a durable tombstone (the commit point),
+//! 2. **pre-copy** — `export-state` while the agent still serves; the whole
+//!    blob travels (size-limited, hash-verified) and the target keeps it.
+//! 3. **quiesce** — the source holds new calls; calls already running finish.
+//! 4. **transfer** — `export-state` again; only the 4 KiB blocks that changed
+//!    since the pre-copy travel ([`crate::delta`]); the target rebuilds the
+//!    blob, checks its hash, `import-state`s it and writes it to disk as a
+//!    prepared agent. An agent idle during the pre-copy moves with a delta of
+//!    a few bytes, so the downtime does not grow with the size of its memory.
+//! 5. **commit** — the source writes a durable tombstone (the commit point),
 //!    tells the target to serve, releases its instance; held calls are
 //!    forwarded to the new owner.
 //!
@@ -31,6 +35,7 @@ use edgehost_placement::cost::{
 use edgehost_runtime::Digest;
 
 use crate::client::{call, unexpected, upload};
+use crate::delta;
 use crate::host::{Gate, Pending, Shared, lock};
 use crate::persist::{AgentRecord, Standing, Tombstone};
 use crate::protocol::{MigrationReport, Request, Response, encode};
@@ -41,6 +46,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// How long each step of a handoff may take before the migration aborts.
 /// Preparing may compile a large component; the other steps are small.
 const QUICK_STEP: Duration = Duration::from_secs(5);
+/// The pre-copy carries the whole state (up to 16 MiB) over what may be a
+/// thin uplink.
+const TRANSFER_STEP: Duration = Duration::from_secs(120);
 const UPLOAD_STEP: Duration = Duration::from_secs(120);
 const PREPARE_STEP: Duration = Duration::from_secs(120);
 
@@ -165,33 +173,55 @@ impl Shared {
             }
         };
 
-        // Quiesce: hold new calls, let running ones finish, export.
+        // Pre-copy: the whole state, while the agent still serves.
+        let base = match self.export(slot).await {
+            Ok((state, _)) => state,
+            Err(e) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(e);
+            }
+        };
+        let precopy = Request::Precopy {
+            name: name.to_owned(),
+            epoch,
+            state_digest: Digest::of(&base),
+            state: base.clone(),
+        };
+        let precopy_bytes = encode(&precopy)?.len() as u64 + 4;
+        let sent = Instant::now();
+        match step(&connection, &precopy, TRANSFER_STEP).await {
+            Ok(Response::Precopied) => {}
+            Ok(other) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(unexpected(&other));
+            }
+            Err(e) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(Error::Connect(format!(
+                    "migration aborted, {name:?} still serves here: {e}"
+                )));
+            }
+        }
+        let precopy_ms = sent.elapsed().as_secs_f64() * 1e3;
+
+        // Quiesce: hold new calls, let running ones finish, export again.
         let quiesced = Instant::now();
         slot.hold();
-        let export_slot = slot.clone();
-        let exported = tokio::task::spawn_blocking(move || {
-            let start = Instant::now();
-            let mut instance = lock(&export_slot.instance);
-            instance.export_state().map(|s| (s, start.elapsed()))
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        let (state, export) = match exported {
+        let (state, export) = match self.export(slot).await {
             Ok(v) => v,
             Err(e) => {
                 self.abort(&connection, name, epoch).await;
-                return Err(Error::Agent(format!(
-                    "export-state failed, migration aborted: {e}"
-                )));
+                return Err(e);
             }
         };
 
-        // Transfer.
+        // Transfer: only the blocks that changed since the pre-copy.
         let transfer = Request::Transfer {
             name: name.to_owned(),
             epoch,
             state_digest: Digest::of(&state),
-            state,
+            len: state.len() as u64,
+            blocks: delta::diff(&base, &state),
         };
         let sent = Instant::now();
         let load_ms = match step(&connection, &transfer, QUICK_STEP).await {
@@ -210,7 +240,7 @@ impl Shared {
                 )));
             }
         };
-        let transfer_ms = (sent.elapsed().as_secs_f64() * 1e3 - load_ms).max(0.0);
+        let transfer_ms = precopy_ms + (sent.elapsed().as_secs_f64() * 1e3 - load_ms).max(0.0);
 
         // Commit point: the tombstone. From here on this host never serves
         // the agent again, whatever happens to the target.
@@ -220,7 +250,7 @@ impl Shared {
             host: to.to_owned(),
             addr: addr.to_owned(),
         };
-        if let Err(e) = self.agent_store.hand_off(&tombstone) {
+        if let Err(e) = self.agent_store.put_tombstone(&tombstone) {
             self.abort(&connection, name, epoch).await;
             return Err(Error::Internal(format!(
                 "migration aborted, could not record the handoff: {e}"
@@ -236,12 +266,14 @@ impl Shared {
         // Held calls now go to the new owner.
         slot.moved(tombstone);
         let downtime = quiesced.elapsed();
-        // Measured after the handoff, so the accounting is not downtime.
-        let wire_bytes = encode(&transfer)?.len() as u64 + 4;
-        let state_bytes = match &transfer {
-            Request::Transfer { state, .. } => state.len() as u64,
-            _ => 0,
-        };
+        // After the handoff, so neither is downtime: the old record and
+        // state go (the tombstone already outranks them), and the accounting.
+        if let Err(e) = self.agent_store.forget(name) {
+            tracing::warn!(agent = %name, "could not remove the moved agent's files: {e}");
+        }
+        let delta_bytes = encode(&transfer)?.len() as u64 + 4;
+        let wire_bytes = precopy_bytes + delta_bytes;
+        let state_bytes = state.len() as u64;
         if let Err(e) = committed {
             // The target holds the state durably and will ask us after it
             // restarts; the agent is not lost, only unavailable meanwhile.
@@ -281,9 +313,23 @@ impl Shared {
             downtime_ms: downtime.as_secs_f64() * 1e3,
             state_bytes,
             wire_bytes,
+            delta_bytes,
             component_bytes_sent,
             held_calls: slot.held_calls.load(Ordering::Relaxed),
         })
+    }
+
+    /// `export-state` of the agent in `slot`, with the time it took.
+    async fn export(&self, slot: &Arc<crate::host::AgentSlot>) -> Result<(Vec<u8>, Duration)> {
+        let slot = slot.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            let mut instance = lock(&slot.instance);
+            instance.export_state().map(|s| (s, start.elapsed()))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Agent(format!("export-state failed, migration aborted: {e}")))
     }
 
     async fn abort(&self, connection: &quinn::Connection, name: &str, epoch: u64) {
@@ -333,6 +379,7 @@ impl Shared {
             epoch,
             source,
             imported: false,
+            base: Vec::new(),
         };
         lock(&self.pending).insert(name, pending);
         Ok(Response::Prepared {
@@ -342,27 +389,60 @@ impl Shared {
         })
     }
 
+    /// Target side of `Precopy`.
+    pub(crate) async fn receive_precopy(
+        &self,
+        name: &str,
+        epoch: u64,
+        state_digest: Digest,
+        state: Vec<u8>,
+    ) -> Result<Response> {
+        let state = tokio::task::spawn_blocking(move || {
+            (Digest::of(&state) == state_digest).then_some(state)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .ok_or_else(|| Error::Protocol("the state blob does not hash to its digest".into()))?;
+        let mut pending = lock(&self.pending);
+        let prepared = pending
+            .get_mut(name)
+            .filter(|p| p.epoch == epoch && !p.imported)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no prepared migration of {name:?} at epoch {epoch}"
+                ))
+            })?;
+        prepared.base = state;
+        Ok(Response::Precopied)
+    }
+
     /// Target side of `Transfer`.
     pub(crate) async fn receive_state(
         self: &Arc<Self>,
         name: String,
         epoch: u64,
         state_digest: Digest,
-        state: Vec<u8>,
+        len: u64,
+        blocks: Vec<delta::Block>,
     ) -> Result<Response> {
-        if Digest::of(&state) != state_digest {
-            return Err(Error::Protocol(
-                "the state blob does not hash to its digest".into(),
-            ));
-        }
-        let mut pending =
-            take_pending(&self.pending, &name, |p| p.epoch == epoch).ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no prepared migration of {name:?} at epoch {epoch}"
-                ))
-            })?;
+        let mut pending = take_pending(&self.pending, &name, |p| p.epoch == epoch && !p.imported)
+            .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no prepared migration of {name:?} at epoch {epoch}"
+            ))
+        })?;
         let shared = self.clone();
+        let max = crate::protocol::MAX_MESSAGE_BYTES;
         let (pending, load) = tokio::task::spawn_blocking(move || {
+            // A bad delta fails the transfer; the source aborts, which
+            // drops this prepared agent.
+            let base = std::mem::take(&mut pending.base);
+            let state = delta::apply(base, len, &blocks, max)?;
+            if Digest::of(&state) != state_digest {
+                return Err(Error::Protocol(
+                    "the state blob does not hash to its digest".into(),
+                ));
+            }
             let start = Instant::now();
             pending.instance.import_state(&state)?;
             let load = start.elapsed();

@@ -106,9 +106,18 @@ impl AgentStore {
     /// state. The tombstone is written first: a crash in between leaves a
     /// tombstone, never an agent that could be served twice.
     pub fn hand_off(&self, tombstone: &Tombstone) -> Result<()> {
-        let bytes = postcard::to_stdvec(tombstone).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomically(&self.path(&tombstone.name, TOMBSTONE), &bytes)?;
+        self.put_tombstone(tombstone)?;
         self.forget(&tombstone.name)
+    }
+
+    /// Durably records that the agent moved away, leaving its record and
+    /// state for a later [`forget`](Self::forget). From this write on,
+    /// [`load`](Self::load) reports the agent as moved whatever else is on
+    /// disk: this is a migration's commit point, kept as short as one small
+    /// fsynced file.
+    pub fn put_tombstone(&self, tombstone: &Tombstone) -> Result<()> {
+        let bytes = postcard::to_stdvec(tombstone).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomically(&self.path(&tombstone.name, TOMBSTONE), &bytes)
     }
 
     /// Forgets an agent's record and state (release, or an aborted prepare).
@@ -119,7 +128,9 @@ impl AgentStore {
     }
 
     /// Every record and tombstone on disk. Unreadable files are skipped
-    /// with a warning: one corrupt record must not keep the others down.
+    /// with a warning: one corrupt record must not keep the others down. A
+    /// record older than its agent's tombstone (a crash between a handoff's
+    /// commit and its cleanup) is left out and its files removed.
     pub fn load(&self) -> Result<(Vec<AgentRecord>, Vec<Tombstone>)> {
         let mut records = Vec::new();
         let mut tombstones = Vec::new();
@@ -147,6 +158,16 @@ impl AgentStore {
                     }
                 },
             }
+        }
+        let superseded = |r: &AgentRecord| {
+            tombstones
+                .iter()
+                .any(|t: &Tombstone| t.name == r.name && t.epoch > r.epoch)
+        };
+        let (stale, mut records): (Vec<_>, Vec<_>) = records.into_iter().partition(superseded);
+        for record in stale {
+            tracing::info!(agent = %record.name, epoch = record.epoch, "dropping the record of an agent that moved away");
+            self.forget(&record.name)?;
         }
         records.sort_by(|a, b| a.name.cmp(&b.name));
         Ok((records, tombstones))
@@ -227,11 +248,31 @@ mod tests {
         assert_eq!(store.state("a").unwrap(), None);
         // Coming back (a later migration) clears the tombstone.
         store
-            .put_record(&AgentRecord { epoch: 5, ..record })
+            .put_record(&AgentRecord {
+                epoch: 5,
+                ..record.clone()
+            })
             .unwrap();
         let (records, tombstones) = store.load().unwrap();
         assert_eq!((records.len(), tombstones.len()), (1, 0));
+        // A handoff committed (tombstone) but not cleaned up before a crash:
+        // the record is dropped, the tombstone wins.
+        store.put_state("a", b"memory").unwrap();
+        store
+            .put_tombstone(&Tombstone {
+                name: "a".into(),
+                epoch: 6,
+                host: "b".into(),
+                addr: "x:1".into(),
+            })
+            .unwrap();
+        let (records, tombstones) = store.load().unwrap();
+        assert_eq!((records.len(), tombstones.len()), (0, 1));
+        assert_eq!(store.state("a").unwrap(), None);
         // A corrupt record is skipped, not fatal.
+        store
+            .put_record(&AgentRecord { epoch: 7, ..record })
+            .unwrap();
         std::fs::write(dir.path().join("junk.record"), b"\xff\xff").unwrap();
         assert_eq!(store.load().unwrap().0.len(), 1);
     }

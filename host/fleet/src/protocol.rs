@@ -17,6 +17,7 @@ use edgehost_telemetry::ServerStatus;
 use quinn::{RecvStream, SendStream};
 use serde::{Deserialize, Serialize};
 
+use crate::delta::Block;
 use crate::{Error, Result};
 
 /// The protocol version this build speaks.
@@ -106,8 +107,10 @@ pub enum Request {
         /// The source's address, to ask about the outcome after a crash.
         source: String,
     },
-    /// Migration, source to target: the state blob of a prepared agent.
-    Transfer {
+    /// Migration, source to target: the state blob of a prepared agent,
+    /// exported while it still serves (the pre-copy). The target keeps it
+    /// in memory as the base of the final delta.
+    Precopy {
         /// The agent.
         name: String,
         /// Its epoch at the target.
@@ -116,6 +119,20 @@ pub enum Request {
         state_digest: Digest,
         /// The blob made by `export-state`.
         state: Vec<u8>,
+    },
+    /// Migration, source to target: the final state of the quiesced agent,
+    /// as the blocks that differ from the pre-copy.
+    Transfer {
+        /// The agent.
+        name: String,
+        /// Its epoch at the target.
+        epoch: u64,
+        /// SHA-256 of the final state.
+        state_digest: Digest,
+        /// Length of the final state.
+        len: u64,
+        /// The blocks of the final state that differ from the pre-copy.
+        blocks: Vec<Block>,
     },
     /// Migration, source to target: the source has handed the agent off;
     /// start serving it.
@@ -206,6 +223,8 @@ pub enum Response {
         /// Whether the artifact came from the target's cache.
         cache_hit: bool,
     },
+    /// Answer to `Precopy`.
+    Precopied,
     /// Answer to `Transfer`.
     Transferred {
         /// `import-state` on the target, milliseconds (T_load).
@@ -326,8 +345,12 @@ pub struct MigrationReport {
     pub downtime_ms: f64,
     /// Size of the state blob.
     pub state_bytes: u64,
-    /// Bytes of the transfer message on the wire (the blob plus framing).
+    /// Bytes of state messages on the wire: the pre-copy and the final
+    /// delta, with their framing.
     pub wire_bytes: u64,
+    /// Of those, the bytes of the final delta: what travelled while calls
+    /// were held.
+    pub delta_bytes: u64,
     /// Bytes of component uploaded to the target (0 when it had it).
     pub component_bytes_sent: u64,
     /// Calls that arrived during the handoff and were held, then served by

@@ -931,13 +931,41 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     )
     .await
     .unwrap();
+    // A pre-copy that does not hash to its digest is refused.
+    let garbled = call(
+        &to_b,
+        &Request::Precopy {
+            name: "twin".into(),
+            epoch: 2,
+            state_digest: Digest::of(b"something else"),
+            state: state.clone(),
+        },
+    )
+    .await;
+    assert!(
+        matches!(&garbled, Err(Error::Remote { message, .. }) if message.contains("digest")),
+        "{garbled:?}"
+    );
+    call(
+        &to_b,
+        &Request::Precopy {
+            name: "twin".into(),
+            epoch: 2,
+            state_digest: Digest::of(&state),
+            state: state.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    // Nothing changed since the pre-copy: the final delta has no block.
     call(
         &to_b,
         &Request::Transfer {
             name: "twin".into(),
             epoch: 2,
             state_digest: Digest::of(&state),
-            state,
+            len: state.len() as u64,
+            blocks: edgehost_fleet::delta::diff(&state, &state),
         },
     )
     .await

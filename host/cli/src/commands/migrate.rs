@@ -66,11 +66,12 @@ impl MigrateCommand {
             report.predicted_ms.iter().sum::<f64>()
         );
         println!(
-            "  downtime {:.3} ms ({} call(s) held); state {} bytes, {} bytes on the wire, component {}",
+            "  downtime {:.3} ms ({} call(s) held); state {} bytes, {} bytes on the wire ({} while held), component {}",
             report.downtime_ms,
             report.held_calls,
             report.state_bytes,
             report.wire_bytes,
+            report.delta_bytes,
             if report.component_bytes_sent == 0 {
                 "already on the target".to_owned()
             } else {
