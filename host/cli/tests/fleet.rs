@@ -663,6 +663,88 @@ fn a_stalled_target_aborts_the_migration_and_a_retry_succeeds() {
 }
 
 #[test]
+fn a_target_killed_in_the_middle_of_the_transfer_leaves_the_agent_serving() {
+    let fleet = LocalFleet::start(3);
+    // Shanghai already holds the component, so the handoff goes straight
+    // to the state.
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "anchor",
+        "--to",
+        "shanghai",
+        "--json",
+    ]);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "heavy",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    // 14 MiB of notes: a state that takes a while to cross.
+    let note = fleet.dir.path().join("note.txt");
+    std::fs::write(&note, format!("remember {}", "m".repeat(1 << 20))).unwrap();
+    for _ in 0..14 {
+        let out = fleet.run(&["invoke", "heavy", "--input-file", note.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let before = stdout(&fleet.invoke("heavy", "stats"));
+    assert!(before.starts_with("notes=14 "), "{before}");
+
+    let beijing = host_addr(&fleet, "beijing");
+    let migrate = edgehost_cmd()
+        .args(["migrate", "heavy", "--to", "shanghai"])
+        .env("EDGEHOST_CLIENT_CONFIG", fleet.client_config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The owner says the handoff started; the state is in flight soon after.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ps = fleet.json(&["ps", "--json", "--via", &beijing]);
+        let status = ps["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "heavy")
+            .map(|a| a["status"].clone());
+        if status.as_ref().is_some_and(|s| s == "migrating") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the migration never started: {ps:#}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    fleet.kill("shanghai", "9");
+    let out = migrate.wait_with_output().unwrap();
+    let err = one_line_error(&out);
+    // The kill landed while the state blob was crossing.
+    assert!(err.contains("pre-copy of the state failed"), "{err}");
+    assert!(err.contains("still serves here"), "{err}");
+    // Still on beijing, every note intact, serving.
+    assert_eq!(stdout(&fleet.invoke("heavy", "stats")), before);
+    assert_eq!(fleet.host_of("heavy").as_deref(), Some("beijing"));
+    // Shanghai comes back with nothing of the aborted handoff, and the
+    // same migration goes through.
+    let _shanghai = Reaped(fleet.restart("shanghai"));
+    let report = fleet.json(&["migrate", "heavy", "--to", "shanghai", "--json"]);
+    assert_eq!(report["to"], "shanghai");
+    assert_eq!(stdout(&fleet.invoke("heavy", "stats")), before);
+    assert_eq!(fleet.host_of("heavy").as_deref(), Some("shanghai"));
+}
+
+#[test]
 fn a_source_killed_after_the_commit_never_serves_the_agent_again() {
     let fleet = LocalFleet::start(3);
     fleet.json(&[

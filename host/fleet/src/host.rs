@@ -456,6 +456,12 @@ impl Shared {
                 uptime_s: slot.started.elapsed().as_secs_f64(),
                 calls: slot.calls.load(Ordering::Relaxed),
                 epoch: slot.epoch,
+                status: match &*slot.gate.borrow() {
+                    Gate::Open => "serving",
+                    Gate::Migrating => "migrating",
+                    Gate::Held | Gate::Moved(_) => "held",
+                }
+                .to_owned(),
             })
             .collect();
         HostReport {

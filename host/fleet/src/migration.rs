@@ -198,7 +198,7 @@ impl Shared {
             Err(e) => {
                 self.abort(&connection, name, epoch).await;
                 return Err(Error::Connect(format!(
-                    "migration aborted, {name:?} still serves here: {e}"
+                    "pre-copy of the state failed, migration aborted, {name:?} still serves here: {e}"
                 )));
             }
         }

@@ -304,6 +304,10 @@ pub struct AgentReport {
     pub calls: u64,
     /// Its ownership epoch.
     pub epoch: u64,
+    /// `serving`; `migrating` while a handoff prepares the target and
+    /// pre-copies the state (calls still run); `held` while the final state
+    /// moves (calls wait).
+    pub status: String,
 }
 
 /// One ALM decision, kept for `edgehost events`.

@@ -44,6 +44,7 @@ struct AgentRow {
     state_bytes: u64,
     uptime_s: f64,
     calls: u64,
+    status: String,
 }
 
 #[derive(Serialize)]
@@ -90,6 +91,7 @@ impl PsCommand {
                     state_bytes: a.state_bytes,
                     uptime_s: a.uptime_s,
                     calls: a.calls,
+                    status: a.status.clone(),
                 });
             }
         }
@@ -137,7 +139,7 @@ impl PsCommand {
         }
         println!();
         println!(
-            "{:<18} {:<14} {:<10} {:<20} {:>10} {:>9} {:>7}",
+            "{:<18} {:<14} {:<10} {:<20} {:>10} {:>9} {:>7}  STATUS",
             "AGENT", "HOST", "KIND", "DIGEST", "STATE", "UPTIME", "CALLS"
         );
         for a in &ps.agents {
@@ -147,14 +149,15 @@ impl PsCommand {
                 format!("{}?", a.host)
             };
             println!(
-                "{:<18} {:<14} {:<10} {:<20} {:>10} {:>8.0}s {:>7}",
+                "{:<18} {:<14} {:<10} {:<20} {:>10} {:>8.0}s {:>7}  {}",
                 a.name,
                 host,
                 a.kind,
                 &a.digest[..a.digest.len().min(20)],
                 human(a.state_bytes),
                 a.uptime_s,
-                a.calls
+                a.calls,
+                a.status
             );
         }
         Ok(())
