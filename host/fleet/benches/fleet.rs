@@ -284,7 +284,7 @@ async fn run() {
         "wire bytes",
         "delta bytes",
         "wire/(state+16K)",
-        "state MiB/s"
+        "blob MiB/s"
     );
     println!(
         "|{:-<13}|{:->14}|{:->14}|{:->13}|{:->13}|{:->13}|{:->18}|{:->13}|",
@@ -295,7 +295,7 @@ async fn run() {
         downtime.sort_by(f64::total_cmp);
         let mut rates: Vec<f64> = reports
             .iter()
-            .map(|r| r.state_bytes as f64 / (1024.0 * 1024.0) / (r.measured_ms[1].max(1e-3) / 1e3))
+            .map(|r| r.state_bytes as f64 / (1024.0 * 1024.0) / (r.precopy_ms.max(1e-3) / 1e3))
             .collect();
         rates.sort_by(f64::total_cmp);
         let r = &reports[reports.len() / 2];

@@ -73,8 +73,10 @@ pub(crate) struct Pending {
     pub(crate) epoch: u64,
     pub(crate) source: String,
     pub(crate) imported: bool,
-    /// The state sent by `Precopy`, the base of the final delta.
+    /// The state sent by `Precopy`, the base of the final delta, and its
+    /// verified digest.
     pub(crate) base: Vec<u8>,
+    pub(crate) base_digest: Option<Digest>,
 }
 
 pub(crate) struct Shared {

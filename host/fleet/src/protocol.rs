@@ -355,6 +355,9 @@ pub struct MigrationReport {
     /// Of those, the bytes of the final delta: what travelled while calls
     /// were held.
     pub delta_bytes: u64,
+    /// The pre-copy, milliseconds: the whole state crossing, hash-checked
+    /// on arrival, while the agent still served (part of `transfer`).
+    pub precopy_ms: f64,
     /// Bytes of component uploaded to the target (0 when it had it).
     pub component_bytes_sent: u64,
     /// Calls that arrived during the handoff and were held, then served by
