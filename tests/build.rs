@@ -5,11 +5,30 @@
 //! The nested cargo uses its own target directory: sharing the outer build's
 //! would deadlock on its lock. When nothing changed it finishes in well under
 //! a second.
+//!
+//! The Python agents (`agents/python`) are built with componentize-py, taken
+//! from `EDGEHOST_COMPONENTIZE_PY`, the virtual environment `target/pyenv`,
+//! or `PATH`; when none has it, `target/pyenv` is created and
+//! componentize-py installed into it from PyPI. Their sources are copied to
+//! a staging directory first (componentize-py writes bytecode next to what
+//! it reads), and a Python agent is rebuilt only when its sources or the WIT
+//! change: its builds are not byte-for-byte reproducible, and every new
+//! digest costs each host a compile of about 18 MB.
 
 use std::env;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Python agents (directories of `agents/python`) and their constants.
+const PYTHON_GUESTS: &[(&str, &str)] = &[
+    ("dialog", "PYTHON_DIALOG_AGENT"),
+    ("template", "PYTHON_TEMPLATE_AGENT"),
+    ("faulty", "PYTHON_FAULTY_AGENT"),
+];
+
+/// The componentize-py release the kit is written against.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 /// Guest packages and the constant each one's path is exposed under.
 const GUESTS: &[(&str, &str)] = &[
@@ -77,10 +96,21 @@ fn main() {
         )
         .expect("writing to a String");
     }
+    for (agent, constant) in PYTHON_GUESTS {
+        let file = build_python_agent(&root, &target_dir, agent);
+        writeln!(
+            out,
+            "/// Path of the Python `{agent}` agent component, built with componentize-py.\npub const {constant}: &str = {:?};",
+            file.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+
     let out_file =
         PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
     std::fs::write(out_file, out).expect("writing guests.rs");
 
+    println!("cargo:rerun-if-env-changed=EDGEHOST_COMPONENTIZE_PY");
     for dir in ["agents", "plugins", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
@@ -88,4 +118,126 @@ fn main() {
         "cargo:rerun-if-changed={}",
         root.join("Cargo.lock").display()
     );
+}
+
+/// Builds `agents/python/AGENT` into `TARGET/python/AGENT.wasm`, unless the
+/// component there was built from the same sources.
+fn build_python_agent(root: &Path, target_dir: &Path, agent: &str) -> PathBuf {
+    let out_dir = target_dir.join("python");
+    let output = out_dir.join(format!("{agent}.wasm"));
+    let stamp = out_dir.join(format!("{agent}.sources"));
+    let stage = out_dir.join(format!("{agent}-src"));
+
+    // What the component is built from: the kit, the agent, the WIT world.
+    let kit = root.join("agents").join("python");
+    let mut sources = Vec::new();
+    for dir in [kit.join("edgehost_agent"), kit.join(agent)] {
+        collect_files(&dir, &kit, &mut sources);
+    }
+    collect_files(&root.join("wit").join("agent"), root, &mut sources);
+    sources.push((PathBuf::from("build.py"), read(&kit.join("build.py"))));
+    sources.sort();
+    let mut fingerprint = format!("{COMPONENTIZE_PY}\n").into_bytes();
+    for (path, bytes) in &sources {
+        fingerprint.extend_from_slice(format!("{} {}\n", path.display(), bytes.len()).as_bytes());
+        fingerprint.extend_from_slice(bytes);
+    }
+    if output.is_file() && std::fs::read(&stamp).ok().as_deref() == Some(&fingerprint[..]) {
+        return output;
+    }
+
+    // Stage the sources in the layout build.py expects.
+    let _ = std::fs::remove_dir_all(&stage);
+    for (path, bytes) in &sources {
+        let to = if path.starts_with("wit") {
+            stage.join(path)
+        } else {
+            stage.join("agents").join("python").join(path)
+        };
+        std::fs::create_dir_all(to.parent().expect("a file has a parent")).expect("staging");
+        std::fs::write(&to, bytes).expect("staging a Python source");
+    }
+
+    let tool = componentize_py(root);
+    let status = Command::new("python3")
+        .arg(stage.join("agents").join("python").join("build.py"))
+        .arg(stage.join("agents").join("python").join(agent))
+        .arg("-o")
+        .arg(&output)
+        .arg("--componentize-py")
+        .arg(&tool)
+        .status()
+        .expect("running python3 for the Python agents (is python3 installed?)");
+    assert!(
+        status.success(),
+        "building the Python agent {agent:?} failed (see above)"
+    );
+    std::fs::write(&stamp, fingerprint).expect("writing the build stamp");
+    output
+}
+
+/// Every file under `dir`, as (path relative to `base`, contents), skipping
+/// bytecode caches.
+fn collect_files(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        if path.file_name().is_some_and(|n| n == "__pycache__") {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(&path, base, out);
+        } else {
+            let relative = path.strip_prefix(base).expect("under base").to_owned();
+            out.push((relative, read(&path)));
+        }
+    }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The componentize-py to build with, installing it into `target/pyenv`
+/// when this machine has none.
+fn componentize_py(root: &Path) -> PathBuf {
+    if let Some(tool) = env::var_os("EDGEHOST_COMPONENTIZE_PY") {
+        return PathBuf::from(tool);
+    }
+    let venv = root.join("target").join("pyenv");
+    let in_venv = venv.join("bin").join("componentize-py");
+    if in_venv.is_file() {
+        return in_venv;
+    }
+    let on_path = Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path {
+        return PathBuf::from("componentize-py");
+    }
+    println!(
+        "cargo:warning=installing {COMPONENTIZE_PY} into {}",
+        venv.display()
+    );
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        created,
+        "could not create {} (install python3 and python3-venv)",
+        venv.display()
+    );
+    let installed = Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", COMPONENTIZE_PY])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        installed,
+        "could not install {COMPONENTIZE_PY} into {} (is PyPI reachable?)",
+        venv.display()
+    );
+    in_venv
 }

@@ -26,6 +26,7 @@ async fn start(fleet: &Path, name: &str, peers: Vec<String>) -> SocketAddr {
         name: None,
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.join("data"),
+        cache_dir: None,
         ca: fleet.join("ca").join("ca.pem"),
         cert,
         key,

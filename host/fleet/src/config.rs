@@ -21,6 +21,12 @@ pub struct HostConfig {
     pub listen: SocketAddr,
     /// Where components, compiled artifacts and state live.
     pub data_dir: PathBuf,
+    /// Where compiled artifacts live, when not in `data_dir/cache`. Hosts
+    /// of one machine and kind may share one: artifacts are keyed by digest
+    /// and engine, and written atomically, so each component is compiled
+    /// once for all of them.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
     /// The fleet CA certificate.
     pub ca: PathBuf,
     /// This host's certificate.
@@ -192,6 +198,13 @@ fn default_agent_memory_mib() -> u32 {
 }
 
 impl HostConfig {
+    /// Where this host keeps compiled artifacts.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
     /// Reads a TOML file; relative paths in it are taken relative to the
     /// file's directory.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -200,6 +213,9 @@ impl HostConfig {
             Error::Config(format!("{}: {}", path.display(), one_line(&e.to_string())))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(p) = config.cache_dir.as_mut().filter(|p| p.is_relative()) {
+            *p = base.join(&*p);
+        }
         for p in [
             &mut config.data_dir,
             &mut config.ca,

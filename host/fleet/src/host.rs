@@ -146,7 +146,7 @@ impl Host {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let store = ComponentStore::open(&config.data_dir.join("components"))?;
         let agent_store = AgentStore::open(&config.data_dir.join("agents"))?;
-        let runtime = RuntimeBuilder::new(config.data_dir.join("cache"))
+        let runtime = RuntimeBuilder::new(config.cache_dir())
             .limits(Limits {
                 max_memory_mib: config.limits.max_agent_memory_mib,
                 call_timeout: Duration::from_millis(config.limits.call_timeout_ms),

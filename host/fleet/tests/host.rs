@@ -40,6 +40,7 @@ fn host_config(fleet: &Path, name: &str) -> HostConfig {
         name: Some(name.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.join("data"),
+        cache_dir: None,
         ca: fleet.join("ca").join("ca.pem"),
         cert,
         key,

@@ -29,6 +29,10 @@ pub struct ServeCommand {
     /// Fleet CA certificate.
     #[arg(long, env = "EDGEHOST_CA", value_name = "PATH")]
     ca: Option<PathBuf>,
+    /// Compiled-artifact cache (default: DATA_DIR/cache); hosts on one
+    /// machine may share one.
+    #[arg(long, env = "EDGEHOST_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
     /// This host's certificate.
     #[arg(long, env = "EDGEHOST_CERT", value_name = "PATH")]
     cert: Option<PathBuf>,
@@ -89,6 +93,7 @@ impl ServeCommand {
                     name: None,
                     listen: ([0, 0, 0, 0], 7400).into(),
                     data_dir,
+                    cache_dir: None,
                     ca,
                     cert,
                     key,
@@ -110,6 +115,9 @@ impl ServeCommand {
         }
         if let Some(v) = self.data_dir {
             config.data_dir = v;
+        }
+        if let Some(v) = self.cache_dir {
+            config.cache_dir = Some(v);
         }
         if let Some(v) = self.ca {
             config.ca = v;

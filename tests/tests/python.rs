@@ -1,0 +1,190 @@
+//! Python agents (componentize-py, `agents/python`) in the runtime: the same
+//! `agent` world as the Rust agents, state carried across fresh instances,
+//! bad state refused, and Python exceptions returned as the world's errors,
+//! never as traps.
+//!
+//! A Python component is about 18 MB (it carries CPython): the first test
+//! to load one compiles it (seconds), the others load the artifact from the
+//! cache shared by this binary.
+
+use std::path::Path;
+
+use edgehost_runtime::{AgentError, AgentInstance, Error, Runtime, RuntimeBuilder, Services};
+use edgehost_tests::{PYTHON_DIALOG_AGENT, PYTHON_FAULTY_AGENT, PYTHON_TEMPLATE_AGENT, load};
+
+fn runtime() -> Runtime {
+    RuntimeBuilder::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-cache"))
+        .build()
+        .expect("runtime starts")
+}
+
+fn start(runtime: &Runtime, path: &str, config: &[(&str, &str)]) -> AgentInstance {
+    let component = load(runtime, path);
+    let mut agent = runtime
+        .instantiate(&component, "py", Services::default())
+        .expect("instantiate");
+    let config: Vec<(String, String)> = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    agent.init(&config).expect("init");
+    agent
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("utf-8 response")
+}
+
+#[test]
+fn the_dialog_agent_carries_its_memory_across_fresh_instances() {
+    let rt = runtime();
+    let component = load(&rt, PYTHON_DIALOG_AGENT);
+    assert_eq!(
+        component.info().world.as_deref(),
+        Some("edgehost:agent/agent")
+    );
+
+    let mut first = start(&rt, PYTHON_DIALOG_AGENT, &[("max-turns", "4")]);
+    assert_eq!(first.descriptor().kind, "dialog");
+    assert_eq!(first.descriptor().demand.memory_mib, 64);
+    assert_eq!(
+        text(first.handle(b"remember the cat is Ada").unwrap()),
+        "noted #1"
+    );
+    assert_eq!(
+        text(first.handle(b"remember the dog is Bo").unwrap()),
+        "noted #2"
+    );
+    // No LLM on this host: the agent answers from its notes and says so.
+    let chat = text(first.handle(b"what are their names?").unwrap());
+    assert!(chat.contains("no LLM configured"), "{chat}");
+    let blob = first.export_state().unwrap();
+    drop(first);
+
+    let mut second = start(&rt, PYTHON_DIALOG_AGENT, &[("max-turns", "4")]);
+    assert!(text(second.handle(b"stats").unwrap()).starts_with("notes=0 turns=0 "));
+    second.import_state(&blob).unwrap();
+    assert_eq!(
+        text(second.handle(b"notes").unwrap()),
+        "the cat is Ada\nthe dog is Bo"
+    );
+    assert_eq!(
+        text(second.handle(b"remember the fish is Cy").unwrap()),
+        "noted #3"
+    );
+    let blob2 = second.export_state().unwrap();
+
+    let mut third = start(&rt, PYTHON_DIALOG_AGENT, &[("max-turns", "4")]);
+    third.import_state(&blob2).unwrap();
+    let stats = text(third.handle(b"stats").unwrap());
+    assert_eq!(stats, format!("notes=3 turns=2 bytes={}", blob2.len()));
+    // An untouched import exports the same blob.
+    assert_eq!(third.export_state().unwrap(), blob2);
+}
+
+#[test]
+fn garbage_state_is_refused_and_changes_nothing() {
+    let rt = runtime();
+    let mut agent = start(&rt, PYTHON_DIALOG_AGENT, &[]);
+    agent.handle(b"remember keep me").unwrap();
+    let before = agent.export_state().unwrap();
+
+    let deep = format!(
+        "{{\"edgehost-python-state\":1,\"kind\":\"dialog\",\"state\":{}{}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let template = br#"{"edgehost-python-state":1,"kind":"counter","state":{"count":2}}"#;
+    let wrong_shape = br#"{"edgehost-python-state":1,"kind":"dialog","state":{"notes":[1]}}"#;
+    let future = br#"{"edgehost-python-state":9,"kind":"dialog","state":{}}"#;
+    for (garbage, expect) in [
+        (&b""[..], "not a Python agent state"),
+        (b"\xff\xfe hello", "not a Python agent state"),
+        (&before[..before.len() - 1], "not a Python agent state"),
+        (template, "'counter'"),
+        (wrong_shape, "'notes'"),
+        (future, "version"),
+        (deep.as_bytes(), "nests deeper"),
+    ] {
+        match agent.import_state(garbage) {
+            Err(Error::Agent(AgentError::InvalidState(msg))) => {
+                assert!(msg.contains(expect), "{msg:?} lacks {expect:?}")
+            }
+            other => panic!("garbage state gave {other:?}"),
+        }
+        assert!(agent.poisoned().is_none());
+        assert_eq!(agent.export_state().unwrap(), before);
+    }
+    assert_eq!(text(agent.handle(b"notes").unwrap()), "keep me");
+}
+
+#[test]
+fn python_exceptions_are_agent_errors_with_the_python_message() {
+    let rt = runtime();
+    let mut agent = start(&rt, PYTHON_FAULTY_AGENT, &[]);
+    for (request, expect) in [
+        ("keyerror", "KeyError: 'missing'"),
+        ("divide", "ZeroDivisionError: division by zero"),
+        ("recurse", "RecursionError"),
+        ("late-import", "ModuleNotFoundError"),
+        ("exit", "SystemExit: 3"),
+    ] {
+        match agent.handle(request.as_bytes()) {
+            Err(Error::Agent(AgentError::Internal(msg))) => {
+                assert!(msg.contains(expect), "{request}: {msg:?}")
+            }
+            other => panic!("{request} gave {other:?}"),
+        }
+        assert!(agent.poisoned().is_none(), "{request} poisoned the agent");
+        assert_eq!(
+            text(agent.handle(b"echo still here").unwrap()),
+            "still here"
+        );
+    }
+    // Requests and configuration the agents refuse are invalid input.
+    assert!(matches!(
+        agent.handle(b"\xff"),
+        Err(Error::Agent(AgentError::InvalidInput(msg))) if msg.contains("UTF-8")
+    ));
+    let component = load(&rt, PYTHON_DIALOG_AGENT);
+    let mut dialog = rt
+        .instantiate(&component, "py", Services::default())
+        .unwrap();
+    match dialog.init(&[("max-turns".into(), "lots".into())]) {
+        Err(Error::Agent(AgentError::InvalidInput(msg))) => {
+            assert!(msg.contains("max-turns='lots'"), "{msg}")
+        }
+        other => panic!("bad config gave {other:?}"),
+    }
+    // Called before a successful init: an error, not a crash.
+    assert!(matches!(
+        dialog.handle(b"notes"),
+        Err(Error::Agent(AgentError::InvalidInput(msg))) if msg.contains("before init")
+    ));
+}
+
+#[test]
+fn python_agents_are_held_to_their_limits() {
+    let rt = runtime();
+    let mut agent = start(&rt, PYTHON_FAULTY_AGENT, &[]);
+    agent.set_timeout(std::time::Duration::from_millis(500));
+    let bomb = agent.handle(b"bomb").unwrap_err().to_string();
+    assert!(bomb.contains("48 MiB"), "{bomb}");
+    let mut agent = start(&rt, PYTHON_FAULTY_AGENT, &[]);
+    agent.set_timeout(std::time::Duration::from_millis(500));
+    let spin = agent.handle(b"loop").unwrap_err().to_string();
+    assert!(spin.contains("deadline") || spin.contains("time"), "{spin}");
+    assert!(agent.poisoned().is_some());
+}
+
+#[test]
+fn the_template_builds_and_counts_across_instances() {
+    let rt = runtime();
+    let mut agent = start(&rt, PYTHON_TEMPLATE_AGENT, &[("greeting", "hi ")]);
+    assert_eq!(text(agent.handle(b"one").unwrap()), "hi #1: one");
+    assert_eq!(text(agent.handle(b"two").unwrap()), "hi #2: two");
+    let blob = agent.export_state().unwrap();
+    let mut moved = start(&rt, PYTHON_TEMPLATE_AGENT, &[]);
+    moved.import_state(&blob).unwrap();
+    assert_eq!(text(moved.handle(b"three").unwrap()), "#3: three");
+}
