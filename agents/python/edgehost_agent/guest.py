@@ -108,9 +108,13 @@ def _wit_error(e: AgentError) -> _types.AgentError:
 
 
 def _log_traceback(export_name: str) -> None:
-    """Sends the traceback of the exception being handled to the host's log."""
+    """Sends the traceback of the exception being handled to the host's log.
+
+    At debug level (`EDGEHOST_LOG=debug`): the error result already carries
+    the exception's type and message.
+    """
     try:
-        log("error", f"{export_name} raised:\n{traceback.format_exc()}")
+        log("debug", f"{export_name} raised:\n{traceback.format_exc()}")
     except BaseException:  # noqa: BLE001 - logging must never turn an error into a trap
         pass
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use edgehost_tests::{HOSTILE_AGENT, MEMORY_AGENT};
+use edgehost_tests::{HOSTILE_AGENT, MEMORY_AGENT, PYTHON_DIALOG_AGENT, PYTHON_FAULTY_AGENT};
 
 fn edgehost(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgehost"))
@@ -198,6 +198,70 @@ fn run_reports_bad_state_and_hostile_agents_on_one_line() {
     assert_one_line_error(&o, 1, "ran past its 150 ms deadline");
     let o = edgehost(&["run", HOSTILE_AGENT, "--input", "bomb"]);
     assert_one_line_error(&o, 1, "above its 48 MiB cap");
+}
+
+#[test]
+fn a_python_agent_is_inspected_and_run_like_any_other() {
+    let o = edgehost(&["inspect", "--json", PYTHON_DIALOG_AGENT]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["kind"], "agent");
+    assert_eq!(v["world"], "edgehost:agent/agent");
+
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = dir.path().join("s1.state");
+    let s2 = dir.path().join("s2.state");
+    let o = edgehost(&[
+        "run",
+        PYTHON_DIALOG_AGENT,
+        "--input",
+        "remember blue door",
+        "--state-out",
+        s1.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "noted #1\n");
+    let o = edgehost(&[
+        "run",
+        PYTHON_DIALOG_AGENT,
+        "--state-in",
+        s1.to_str().unwrap(),
+        "--input",
+        "remember red roof",
+        "--state-out",
+        s2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "noted #2\n");
+    let o = edgehost(&[
+        "run",
+        PYTHON_DIALOG_AGENT,
+        "--state-in",
+        s2.to_str().unwrap(),
+        "--input",
+        "notes",
+    ]);
+    assert_eq!(stdout(&o), "blue door\nred roof\n");
+
+    // Garbage state: one line, nothing written.
+    let bad = dir.path().join("bad.state");
+    std::fs::write(&bad, b"garbage").unwrap();
+    let out = dir.path().join("out.state");
+    let o = edgehost(&[
+        "run",
+        PYTHON_DIALOG_AGENT,
+        "--state-in",
+        bad.to_str().unwrap(),
+        "--input",
+        "notes",
+        "--state-out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, 1, "invalid state: not a Python agent state blob");
+    assert!(!out.exists(), "a failed run writes no state");
+    // A Python exception is the agent's error, with the Python message.
+    let o = edgehost(&["run", PYTHON_FAULTY_AGENT, "--input", "keyerror"]);
+    assert_one_line_error(&o, 1, "KeyError: 'missing'");
 }
 
 #[test]

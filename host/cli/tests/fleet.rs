@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use edgehost_tests::{HOSTILE_AGENT, LATENCY_FIRST_POLICY, MEMORY_AGENT};
+use edgehost_tests::{HOSTILE_AGENT, LATENCY_FIRST_POLICY, MEMORY_AGENT, PYTHON_DIALOG_AGENT};
 use serde_json::Value;
 
 struct LocalFleet {
@@ -616,6 +616,81 @@ fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
         one_line_error(&fleet.run(&["migrate", "mover", "--to", "atlantis"]))
             .contains("no host named")
     );
+}
+
+#[test]
+fn a_python_agent_is_pushed_invoked_and_migrated_under_load() {
+    let fleet = LocalFleet::start(3);
+    let component_bytes = std::fs::metadata(PYTHON_DIALOG_AGENT).unwrap().len();
+    // Shanghai runs one already, so it holds (and has compiled) the component.
+    fleet.json(&[
+        "push",
+        PYTHON_DIALOG_AGENT,
+        "--name",
+        "py-anchor",
+        "--to",
+        "shanghai",
+        "--json",
+    ]);
+    let pushed = fleet.json(&[
+        "push",
+        PYTHON_DIALOG_AGENT,
+        "--name",
+        "talker",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    assert_eq!(pushed["host"], "beijing");
+    for i in 0..3 {
+        assert_eq!(
+            stdout(&fleet.invoke("talker", &format!("remember note {i}"))),
+            format!("noted #{}", i + 1)
+        );
+    }
+    // No LLM in this fleet: the agent says so and answers from its notes.
+    assert!(stdout(&fleet.invoke("talker", "hello?")).contains("no LLM configured"));
+
+    let client_config = fleet.client_config();
+    let stream = std::thread::spawn(move || {
+        (3..33)
+            .map(|i| {
+                let out = edgehost_cmd()
+                    .args(["invoke", "talker", "--input", &format!("remember note {i}")])
+                    .env("EDGEHOST_CLIENT_CONFIG", &client_config)
+                    .output()
+                    .unwrap();
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let report = fleet.json(&["migrate", "talker", "--to", "shanghai", "--json"]);
+    for (k, (ok, answer)) in stream.join().unwrap().into_iter().enumerate() {
+        assert!(ok, "call {k} failed");
+        assert_eq!(answer, format!("noted #{}", k + 4));
+    }
+    assert_eq!(report["to"], "shanghai");
+    // The component stayed put: what crossed is the state blob.
+    assert_eq!(report["component_bytes_sent"], 0);
+    let state = report["state_bytes"].as_u64().unwrap();
+    let wire = report["wire_bytes"].as_u64().unwrap();
+    assert!(wire as f64 <= 1.05 * state as f64 + 16384.0, "{report:#}");
+    assert!(
+        wire * 1000 < component_bytes,
+        "{wire} bytes vs an {component_bytes}-byte component"
+    );
+
+    let expected: Vec<String> = (0..33).map(|i| format!("note {i}")).collect();
+    assert_eq!(
+        stdout(&fleet.invoke("talker", "notes")),
+        expected.join("\n")
+    );
+    assert!(stdout(&fleet.invoke("talker", "stats")).starts_with("notes=33 turns=2 "));
+    assert_eq!(fleet.host_of("talker").as_deref(), Some("shanghai"));
 }
 
 #[test]
