@@ -174,16 +174,36 @@ async fn run() {
     // handoff, and the state blob is what crosses. "busy" keeps a client
     // writing to the agent throughout, so the state changes between the
     // pre-copy and the quiesce.
+    // The Python dialog agent (about 18 MB) on both hosts too.
+    let python = std::fs::read(edgehost_tests::PYTHON_DIALOG_AGENT).expect("dialog agent");
+    let python_digest = Digest::of(&python);
+    for conn in [&to_a, &to_b] {
+        upload(conn, python_digest, &python, |_| {})
+            .await
+            .expect("upload");
+    }
+    call(
+        &to_b,
+        &Request::Deploy {
+            name: "dialog".into(),
+            digest: python_digest,
+            config: vec![],
+        },
+    )
+    .await
+    .expect("deploy");
     let mut migrations = Vec::new();
-    for (label, note_bytes, busy) in [
-        ("64 KiB", 64usize << 10, false),
-        ("1 MiB", 1 << 20, false),
-        ("1 MiB, busy", 1 << 20, true),
+    for (agent, label, note_bytes, busy) in [
+        ("memory", "64 KiB", 64usize << 10, false),
+        ("memory", "1 MiB", 1 << 20, false),
+        ("memory", "1 MiB, busy", 1 << 20, true),
+        ("dialog", "Py 64 KiB", 64 << 10, false),
+        ("dialog", "Py 1 MiB", 1 << 20, false),
     ] {
         call(
             &to_b,
             &Request::Invoke {
-                name: "memory".into(),
+                name: agent.into(),
                 body: b"forget".to_vec(),
                 caller: None,
                 hops: 0,
@@ -196,7 +216,7 @@ async fn run() {
         call(
             &to_b,
             &Request::Invoke {
-                name: "memory".into(),
+                name: agent.into(),
                 body: note,
                 caller: None,
                 hops: 0,
@@ -212,7 +232,7 @@ async fn run() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     n += 1;
                     let write = Request::Invoke {
-                        name: "memory".into(),
+                        name: agent.into(),
                         body: format!("remember write {n}").into_bytes(),
                         caller: None,
                         hops: 0,
@@ -233,7 +253,7 @@ async fn run() {
             match call(
                 conn,
                 &Request::Migrate {
-                    name: "memory".into(),
+                    name: agent.into(),
                     to: to.into(),
                 },
             )
@@ -275,7 +295,9 @@ async fn run() {
         throughputs[2], throughputs[0], throughputs[4]
     );
     println!();
-    println!("migration of the memory agent (component cached on both hosts; 40 moves each):");
+    println!(
+        "migration of the Rust memory agent and the Python dialog agent (Py; component stored on both hosts; 40 moves each):"
+    );
     println!(
         "| {:<11} | {:>12} | {:>12} | {:>11} | {:>11} | {:>11} | {:>16} | {:>11} |",
         "state",
