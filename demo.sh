@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The edgehost demo: build the host and the example agents; run an agent and
 # carry its memory to a fresh instance through its state blob; start a fleet
-# of three hosts on this machine, let AntLLM place agents on it, call them
-# across hosts, move one by shipping only its state, let ALM follow a user
-# who travels, and lose a host; watch a hostile agent being stopped.
+# of four hosts on this machine, let AntLLM place agents on it, call them
+# across hosts, move one by shipping only its state, move a Python agent the
+# same way, let ALM follow a user who travels, and lose a host; watch a
+# hostile agent being stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,10 +14,18 @@ show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 step "Building the edgehost binary and the example agents (the first build takes a few minutes)"
 cargo build --release --locked -p edgehost
 cargo build --locked --profile guest --target wasm32-wasip2 -p memory-agent -p hostile-agent
+# The Python dialog agent, with componentize-py from a virtual environment.
+pyenv=target/pyenv
+if [ ! -x "$pyenv/bin/componentize-py" ]; then
+    python3 -m venv "$pyenv"
+    "$pyenv/bin/pip" install --quiet componentize-py==0.25.1
+fi
+"$pyenv/bin/python" agents/python/build.py agents/python/dialog -o target/python/dialog.wasm
 
 edgehost=target/release/edgehost
 agent=target/wasm32-wasip2/guest/memory_agent.wasm
 hostile=target/wasm32-wasip2/guest/hostile_agent.wasm
+dialog=target/python/dialog.wasm
 work=$(mktemp -d)
 fleet_pid=
 cleanup() {
@@ -38,7 +47,8 @@ show "$edgehost" run "$agent" --state-in "$work/one.state" --input "remember bri
 show "$edgehost" run "$agent" --state-in "$work/two.state" --input "notes"
 
 step "A fleet of four hosts on this machine (Beijing, Shanghai, Guiyang, Singapore), mutual TLS under a throwaway CA"
-"$edgehost" up 4 --dir "$work/fleet" --heartbeat-ms 300 > "$work/up.log" 2>&1 &
+# Each host keeps its own artifact cache, as on separate machines.
+env -u EDGEHOST_CACHE_DIR "$edgehost" up 4 --dir "$work/fleet" --heartbeat-ms 300 > "$work/up.log" 2>&1 &
 fleet_pid=$!
 for _ in $(seq 1 600); do [ -f "$work/fleet/ready" ] && break; sleep 0.1; done
 [ -f "$work/fleet/ready" ] || { cat "$work/up.log"; exit 1; }
@@ -66,6 +76,16 @@ step "Migrate: 'memory' moves to beijing and back; only its state blob travels (
 show "$edgehost" migrate memory --to beijing
 show "$edgehost" migrate memory --to shanghai
 show "$edgehost" invoke memory --input "notes"
+
+step "A Python agent: the dialog agent carries CPython (an 18 MB component); its host compiles it once, and it moves with a state of a few hundred bytes"
+show "$edgehost" inspect "$dialog"
+show "$edgehost" push "$dialog" --name dialog --to beijing
+show "$edgehost" invoke dialog --input "remember the train leaves at 9"
+show "$edgehost" invoke dialog --input "when does the train leave?"
+echo "(singapore lacks the component: the first move uploads it and singapore compiles it before the agent is held; the way back moves only the state)"
+show "$edgehost" migrate dialog --to singapore
+show "$edgehost" migrate dialog --to beijing
+show "$edgehost" invoke dialog --input "stats"
 
 step "A user travels to Singapore: ALM reconsiders their agent 'journal' and moves it only if the net gain is positive"
 show "$edgehost" client attach singapore --agent journal

@@ -161,17 +161,22 @@ impl Shared {
             epoch,
             source: self.addr.to_string(),
         };
-        let initiation_ms = match step(&connection, &prepare, PREPARE_STEP).await {
-            Ok(Response::Prepared { initiation_ms, .. }) => initiation_ms,
-            Ok(other) => {
-                self.abort(&connection, name, epoch).await;
-                return Err(unexpected(&other));
-            }
-            Err(e) => {
-                self.abort(&connection, name, epoch).await;
-                return Err(e);
-            }
-        };
+        let (initiation_ms, compile_ms, cache_hit) =
+            match step(&connection, &prepare, PREPARE_STEP).await {
+                Ok(Response::Prepared {
+                    initiation_ms,
+                    compile_ms,
+                    cache_hit,
+                }) => (initiation_ms, compile_ms, cache_hit),
+                Ok(other) => {
+                    self.abort(&connection, name, epoch).await;
+                    return Err(unexpected(&other));
+                }
+                Err(e) => {
+                    self.abort(&connection, name, epoch).await;
+                    return Err(e);
+                }
+            };
 
         // Pre-copy: the whole state, while the agent still serves.
         let base = match self.export(slot).await {
@@ -317,6 +322,8 @@ impl Shared {
             component_bytes_sent,
             held_calls: slot.held_calls.load(Ordering::Relaxed),
             precopy_ms,
+            target_compile_ms: compile_ms,
+            target_cache_hit: cache_hit,
         })
     }
 

@@ -358,6 +358,12 @@ pub struct MigrationReport {
     /// The pre-copy, milliseconds: the whole state crossing, hash-checked
     /// on arrival, while the agent still served (part of `transfer`).
     pub precopy_ms: f64,
+    /// Compiling (or loading from its cache) the component on the target
+    /// during prepare, milliseconds: before the agent was held, never part
+    /// of the downtime.
+    pub target_compile_ms: f64,
+    /// Whether the target had the compiled artifact in its cache.
+    pub target_cache_hit: bool,
     /// Bytes of component uploaded to the target (0 when it had it).
     pub component_bytes_sent: u64,
     /// Calls that arrived during the handoff and were held, then served by

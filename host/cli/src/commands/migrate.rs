@@ -78,6 +78,15 @@ impl MigrateCommand {
                 format!("uploaded ({} bytes)", report.component_bytes_sent)
             }
         );
+        println!(
+            "  before the agent was held, the target {} in {:.1} ms",
+            if report.target_cache_hit {
+                "loaded the compiled component from its cache"
+            } else {
+                "compiled the component"
+            },
+            report.target_compile_ms
+        );
         Ok(())
     }
 }

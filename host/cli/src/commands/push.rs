@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use edgehost_fleet::protocol::{Placement, Request, Response};
-use edgehost_runtime::{Digest, RuntimeBuilder, Services};
+use edgehost_runtime::{ComponentInfo, Digest, RuntimeBuilder, Services};
 use serde::Serialize;
 
 use super::client::{ClientArgs, resolve};
@@ -76,22 +76,30 @@ impl PushCommand {
             .clone()
             .unwrap_or_else(|| default_name(&self.file));
 
-        // Check locally that this is an agent, and learn what it declares.
-        let cache_dir = self
-            .cache_dir
-            .clone()
-            .unwrap_or_else(super::default_cache_dir);
-        let runtime = RuntimeBuilder::new(cache_dir).build()?;
-        let component = runtime
-            .load(&bytes)
+        // Check locally that this is an agent. Placement by AntLLM also
+        // needs what it declares, which means compiling it here once (the
+        // artifact is cached); a push to a named host only needs the check,
+        // and the host compiles.
+        let describe = || -> Result<_> {
+            let cache_dir = self
+                .cache_dir
+                .clone()
+                .unwrap_or_else(super::default_cache_dir);
+            let runtime = RuntimeBuilder::new(cache_dir).build()?;
+            let component = runtime
+                .load(&bytes)
+                .with_context(|| self.file.display().to_string())?;
+            let descriptor = runtime
+                .instantiate(&component, &name, Services::default())
+                .with_context(|| format!("{}: describe", self.file.display()))?
+                .descriptor()
+                .clone();
+            Ok(descriptor)
+        };
+        let info = ComponentInfo::read(&bytes)
+            .and_then(|info| info.expect_agent().map(|()| info))
             .with_context(|| self.file.display().to_string())?;
-        let descriptor = runtime
-            .instantiate(&component, &name, Services::default())
-            .with_context(|| format!("{}: describe", self.file.display()))?
-            .descriptor()
-            .clone();
-        let digest = component.digest();
-        drop(runtime);
+        let digest = info.digest;
 
         let session = self.client.connect()?;
         let (target_name, target_addr, placement) = match &self.to {
@@ -107,7 +115,7 @@ impl PushCommand {
                 (host.clone(), view.report.addr.clone(), None)
             }
             None => match session.call(&Request::Place {
-                descriptor: descriptor.clone(),
+                descriptor: describe()?,
                 component_bytes: bytes.len() as u64,
             })? {
                 Response::Placement(p) => (p.host.clone(), p.addr.clone(), Some(p)),
