@@ -33,8 +33,22 @@ impl LocalFleet {
     }
 
     fn start_with(hosts: u16, extra: &[&str]) -> Self {
+        Self::launch(hosts, extra, false)
+    }
+
+    /// A fleet whose hosts share an artifact cache of their own, empty at
+    /// the start (the others share one across tests).
+    fn start_cold(hosts: u16) -> Self {
+        Self::launch(hosts, &[], true)
+    }
+
+    fn launch(hosts: u16, extra: &[&str], own_cache: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let up = edgehost_cmd()
+        let mut up = edgehost_cmd();
+        if own_cache {
+            up.env("EDGEHOST_CACHE_DIR", dir.path().join("cache"));
+        }
+        let up = up
             .args(["up", &hosts.to_string(), "--heartbeat-ms", "200"])
             .args(extra)
             .arg("--dir")
@@ -620,18 +634,52 @@ fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
 
 #[test]
 fn a_python_agent_is_pushed_invoked_and_migrated_under_load() {
-    let fleet = LocalFleet::start(3);
+    let fleet = LocalFleet::start_cold(3);
     let component_bytes = std::fs::metadata(PYTHON_DIALOG_AGENT).unwrap().len();
-    // Shanghai runs one already, so it holds (and has compiled) the component.
-    fleet.json(&[
-        "push",
-        PYTHON_DIALOG_AGENT,
-        "--name",
-        "py-anchor",
-        "--to",
-        "shanghai",
-        "--json",
-    ]);
+    // Shanghai runs one already, so it holds (and has compiled) the
+    // component. Compiling 18 MB takes seconds: `ps` shows it, and the push
+    // reports success only once it is done.
+    let push = edgehost_cmd()
+        .args([
+            "push",
+            PYTHON_DIALOG_AGENT,
+            "--name",
+            "py-anchor",
+            "--to",
+            "shanghai",
+            "--json",
+        ])
+        .env("EDGEHOST_CLIENT_CONFIG", fleet.client_config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let compiling = |ps: &Value| {
+        ps["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "shanghai" && !h["compiling"].as_array().unwrap().is_empty())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !compiling(&fleet.ps()) {
+        assert!(
+            Instant::now() < deadline,
+            "ps never showed shanghai compiling"
+        );
+    }
+    let pushed = push.wait_with_output().unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    assert_eq!(pushed["cache_hit"], false);
+    assert!(pushed["load_ms"].as_f64().unwrap() > 0.0);
+    // Peers hear it with the next heartbeat.
+    fleet.wait_for(|ps| !compiling(ps));
+
     let pushed = fleet.json(&[
         "push",
         PYTHON_DIALOG_AGENT,
