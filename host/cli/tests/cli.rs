@@ -125,12 +125,40 @@ fn wrong_flags_exit_2_on_one_line() {
 
 #[test]
 fn run_carries_state_through_files() {
+    assert_runs_carry_state(MEMORY_AGENT);
+}
+
+/// A run of `agent` given a garbage state file fails on one line that
+/// mentions `needle`, and writes no state.
+fn assert_garbage_state_is_refused(agent: &str, needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.state");
+    std::fs::write(&bad, b"garbage").unwrap();
+    let out = dir.path().join("out.state");
+    let o = edgehost(&[
+        "run",
+        agent,
+        "--state-in",
+        bad.to_str().unwrap(),
+        "--input",
+        "notes",
+        "--state-out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, 1, needle);
+    assert!(!out.exists(), "a failed run writes no state");
+}
+
+/// Two runs of `agent`, each a fresh instance, keep a note each and carry
+/// the memory through state files; a third, reading its request from a
+/// file, lists both notes.
+fn assert_runs_carry_state(agent: &str) {
     let dir = tempfile::tempdir().unwrap();
     let s1 = dir.path().join("s1.state");
     let s2 = dir.path().join("s2.state");
     let o = edgehost(&[
         "run",
-        MEMORY_AGENT,
+        agent,
         "--config",
         "max-turns=4",
         "--input",
@@ -143,7 +171,7 @@ fn run_carries_state_through_files() {
 
     let o = edgehost(&[
         "run",
-        MEMORY_AGENT,
+        agent,
         "--state-in",
         s1.to_str().unwrap(),
         "--input",
@@ -158,7 +186,7 @@ fn run_carries_state_through_files() {
     std::fs::write(&input, "notes").unwrap();
     let o = edgehost(&[
         "run",
-        MEMORY_AGENT,
+        agent,
         "--state-in",
         s2.to_str().unwrap(),
         "--input-file",
@@ -170,22 +198,7 @@ fn run_carries_state_through_files() {
 
 #[test]
 fn run_reports_bad_state_and_hostile_agents_on_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.state");
-    std::fs::write(&bad, b"garbage").unwrap();
-    let out = dir.path().join("out.state");
-    let o = edgehost(&[
-        "run",
-        MEMORY_AGENT,
-        "--state-in",
-        bad.to_str().unwrap(),
-        "--input",
-        "notes",
-        "--state-out",
-        out.to_str().unwrap(),
-    ]);
-    assert_one_line_error(&o, 1, "invalid state");
-    assert!(!out.exists(), "a failed run writes no state");
+    assert_garbage_state_is_refused(MEMORY_AGENT, "invalid state");
 
     let o = edgehost(&[
         "run",
@@ -208,57 +221,12 @@ fn a_python_agent_is_inspected_and_run_like_any_other() {
     assert_eq!(v["kind"], "agent");
     assert_eq!(v["world"], "edgehost:agent/agent");
 
-    let dir = tempfile::tempdir().unwrap();
-    let s1 = dir.path().join("s1.state");
-    let s2 = dir.path().join("s2.state");
-    let o = edgehost(&[
-        "run",
-        PYTHON_DIALOG_AGENT,
-        "--input",
-        "remember blue door",
-        "--state-out",
-        s1.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "noted #1\n");
-    let o = edgehost(&[
-        "run",
-        PYTHON_DIALOG_AGENT,
-        "--state-in",
-        s1.to_str().unwrap(),
-        "--input",
-        "remember red roof",
-        "--state-out",
-        s2.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "noted #2\n");
-    let o = edgehost(&[
-        "run",
-        PYTHON_DIALOG_AGENT,
-        "--state-in",
-        s2.to_str().unwrap(),
-        "--input",
-        "notes",
-    ]);
-    assert_eq!(stdout(&o), "blue door\nred roof\n");
+    assert_runs_carry_state(PYTHON_DIALOG_AGENT);
 
-    // Garbage state: one line, nothing written.
-    let bad = dir.path().join("bad.state");
-    std::fs::write(&bad, b"garbage").unwrap();
-    let out = dir.path().join("out.state");
-    let o = edgehost(&[
-        "run",
+    assert_garbage_state_is_refused(
         PYTHON_DIALOG_AGENT,
-        "--state-in",
-        bad.to_str().unwrap(),
-        "--input",
-        "notes",
-        "--state-out",
-        out.to_str().unwrap(),
-    ]);
-    assert_one_line_error(&o, 1, "invalid state: not a Python agent state blob");
-    assert!(!out.exists(), "a failed run writes no state");
+        "invalid state: not a Python agent state blob",
+    );
     // A Python exception is the agent's error, with the Python message.
     let o = edgehost(&["run", PYTHON_FAULTY_AGENT, "--input", "keyerror"]);
     assert_one_line_error(&o, 1, "KeyError: 'missing'");

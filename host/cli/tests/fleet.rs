@@ -4,6 +4,7 @@
 // Test helpers unwrap freely: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -479,6 +480,39 @@ fn policy_set_swaps_the_placement_policy_of_a_running_fleet() {
 }
 
 impl LocalFleet {
+    /// Migrates `agent` (holding notes `0..notes.start`) to `to` while
+    /// another thread invokes it with `remember note I` for each I in
+    /// `notes`, one CLI process after another; checks that every call was
+    /// answered once and in order (nothing lost, nothing served twice) and
+    /// returns the migration's JSON report.
+    fn migrate_under_a_stream_of_notes(&self, agent: &str, to: &str, notes: Range<usize>) -> Value {
+        let client_config = self.client_config();
+        let first = notes.start;
+        let caller = agent.to_owned();
+        let stream = std::thread::spawn(move || {
+            notes
+                .map(|i| {
+                    let out = edgehost_cmd()
+                        .args(["invoke", &caller, "--input", &format!("remember note {i}")])
+                        .env("EDGEHOST_CLIENT_CONFIG", &client_config)
+                        .output()
+                        .unwrap();
+                    (
+                        out.status.success(),
+                        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let report = self.json(&["migrate", agent, "--to", to, "--json"]);
+        for (k, (ok, answer)) in stream.join().unwrap().into_iter().enumerate() {
+            assert!(ok, "call {k} failed");
+            assert_eq!(answer, format!("noted #{}", first + k + 1));
+        }
+        report
+    }
+
     /// Restarts a host of the fleet (after it was killed) as its own process.
     fn restart(&self, host: &str) -> Child {
         let config = self.dir.path().join(host).join("host.toml");
@@ -558,29 +592,7 @@ fn migrate_prints_the_measured_breakdown_and_ships_only_state() {
         );
     }
     // A steady stream of calls from another process while the agent moves.
-    let client_config = fleet.client_config();
-    let stream = std::thread::spawn(move || {
-        (5..45)
-            .map(|i| {
-                let out = edgehost_cmd()
-                    .args(["invoke", "mover", "--input", &format!("remember note {i}")])
-                    .env("EDGEHOST_CLIENT_CONFIG", &client_config)
-                    .output()
-                    .unwrap();
-                (
-                    out.status.success(),
-                    String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let report = fleet.json(&["migrate", "mover", "--to", "shanghai", "--json"]);
-    // Every call answered once, in order: nothing lost, nothing served twice.
-    for (k, (ok, answer)) in stream.join().unwrap().into_iter().enumerate() {
-        assert!(ok, "call {k} failed");
-        assert_eq!(answer, format!("noted #{}", k + 6));
-    }
+    let report = fleet.migrate_under_a_stream_of_notes("mover", "shanghai", 5..45);
     assert_eq!(
         (report["from"].as_str(), report["to"].as_str()),
         (Some("beijing"), Some("shanghai"))
@@ -699,28 +711,7 @@ fn a_python_agent_is_pushed_invoked_and_migrated_under_load() {
     // No LLM in this fleet: the agent says so and answers from its notes.
     assert!(stdout(&fleet.invoke("talker", "hello?")).contains("no LLM configured"));
 
-    let client_config = fleet.client_config();
-    let stream = std::thread::spawn(move || {
-        (3..33)
-            .map(|i| {
-                let out = edgehost_cmd()
-                    .args(["invoke", "talker", "--input", &format!("remember note {i}")])
-                    .env("EDGEHOST_CLIENT_CONFIG", &client_config)
-                    .output()
-                    .unwrap();
-                (
-                    out.status.success(),
-                    String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let report = fleet.json(&["migrate", "talker", "--to", "shanghai", "--json"]);
-    for (k, (ok, answer)) in stream.join().unwrap().into_iter().enumerate() {
-        assert!(ok, "call {k} failed");
-        assert_eq!(answer, format!("noted #{}", k + 4));
-    }
+    let report = fleet.migrate_under_a_stream_of_notes("talker", "shanghai", 3..33);
     assert_eq!(report["to"], "shanghai");
     // The component stayed put: what crossed is the state blob.
     assert_eq!(report["component_bytes_sent"], 0);
@@ -852,7 +843,7 @@ fn a_target_killed_in_the_middle_of_the_transfer_leaves_the_agent_serving() {
     fleet.kill("shanghai", "9");
     let out = migrate.wait_with_output().unwrap();
     let err = one_line_error(&out);
-    // The kill landed while the state blob was crossing.
+    // The kill landed in the pre-copy, with the state blob on its way.
     assert!(err.contains("pre-copy of the state failed"), "{err}");
     assert!(err.contains("still serves here"), "{err}");
     // Still on beijing, every note intact, serving.
