@@ -1,5 +1,8 @@
 //! The `edgehost` binary end to end: what a user types, what they see.
 
+// Test helpers unwrap freely: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
