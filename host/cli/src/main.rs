@@ -9,7 +9,29 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `println!` for command output. A reader that goes away (`edgehost ps |
+/// head`) ends the command quietly, as it would a C tool, instead of the
+/// panic `println!` gives on a broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod commands;
+
+/// Writing to stdout failed: exit at once, quietly when the reader left.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        // 128 + SIGPIPE: what a shell reports for a tool stopped by a closed pipe.
+        std::process::exit(141);
+    }
+    eprintln!("error: writing to stdout: {e}");
+    std::process::exit(1);
+}
 
 /// Places and moves LLM-based AI agents across a fleet of edge servers.
 ///

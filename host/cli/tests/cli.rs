@@ -236,6 +236,22 @@ fn a_python_agent_is_inspected_and_run_like_any_other() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // As in `edgehost inspect FILE | head -1`: the pipe closes before the
+    // command writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgehost"))
+        .args(["inspect", MEMORY_AGENT])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
 fn status_reports_this_machine() {
     let o = edgehost(&["status", "--json", "--sample-ms", "200"]);
     assert!(o.status.success(), "{}", stderr(&o));

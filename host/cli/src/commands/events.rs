@@ -104,12 +104,12 @@ impl EventsCommand {
 /// Prints events, one line each (times in UTC), or as JSON.
 fn print_events(events: &[Event], json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(events)?);
+        outln!("{}", serde_json::to_string_pretty(events)?);
         return Ok(());
     }
     for e in events {
         let secs = e.at_ms / 1000;
-        println!(
+        outln!(
             "{:02}:{:02}:{:02} {} {} [{}]: {} — {}",
             secs / 3600 % 24,
             secs / 60 % 60,

@@ -52,7 +52,7 @@ impl FleetCommand {
         match self.action {
             FleetAction::Init { dir, name } => {
                 init_fleet(&dir, &name).context("creating the fleet CA")?;
-                println!("fleet CA created in {}", dir.display());
+                outln!("fleet CA created in {}", dir.display());
             }
             FleetAction::Issue {
                 name,
@@ -67,7 +67,7 @@ impl FleetCommand {
                 let out = out.unwrap_or_else(|| ca_dir.clone());
                 let (cert, key) =
                     issue(&ca_dir, &out, &name, role).context("issuing the certificate")?;
-                println!(
+                outln!(
                     "{role} certificate for {name}: {} and {}",
                     cert.display(),
                     key.display()

@@ -35,7 +35,7 @@ impl InspectCommand {
             );
         }
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&info)?);
+            outln!("{}", serde_json::to_string_pretty(&info)?);
             return Ok(());
         }
         let kind = match info.kind {
@@ -43,18 +43,18 @@ impl InspectCommand {
             Kind::Policy => "policy",
             Kind::Neither => "neither",
         };
-        println!("kind:    {kind}");
-        println!("world:   {}", info.world.as_deref().unwrap_or("-"));
-        println!("version: {}", info.version.as_deref().unwrap_or("-"));
-        println!("size:    {} bytes", info.size);
-        println!("digest:  {}", info.digest);
-        println!("exports:");
+        outln!("kind:    {kind}");
+        outln!("world:   {}", info.world.as_deref().unwrap_or("-"));
+        outln!("version: {}", info.version.as_deref().unwrap_or("-"));
+        outln!("size:    {} bytes", info.size);
+        outln!("digest:  {}", info.digest);
+        outln!("exports:");
         for e in &info.exports {
-            println!("  {e}");
+            outln!("  {e}");
         }
-        println!("imports:");
+        outln!("imports:");
         for i in &info.imports {
-            println!("  {i}");
+            outln!("  {i}");
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ impl InvokeCommand {
                 "response": String::from_utf8_lossy(&body),
                 "ms": elapsed.as_secs_f64() * 1e3,
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(());
         }
         let mut out = std::io::stdout().lock();
@@ -108,7 +108,7 @@ impl ReleaseCommand {
         });
         session.close();
         let host = result?;
-        println!("released {} from {host}", self.name);
+        outln!("released {} from {host}", self.name);
         Ok(())
     }
 }

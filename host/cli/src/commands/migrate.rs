@@ -39,33 +39,40 @@ impl MigrateCommand {
             other => return Err(edgehost_fleet::client::unexpected(&other).into()),
         };
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(());
         }
-        println!(
+        outln!(
             "migrated {} from {} to {} (epoch {})",
-            report.agent, report.from, report.to, report.epoch
+            report.agent,
+            report.from,
+            report.to,
+            report.epoch
         );
-        println!(
+        outln!(
             "  {:<12} {:>12} {:>12}",
-            "T_mig part", "measured", "predicted"
+            "T_mig part",
+            "measured",
+            "predicted"
         );
         for (i, part) in ["export", "transfer", "initiation", "load"]
             .iter()
             .enumerate()
         {
-            println!(
+            outln!(
                 "  {:<12} {:>9.3} ms {:>9.3} ms",
-                part, report.measured_ms[i], report.predicted_ms[i]
+                part,
+                report.measured_ms[i],
+                report.predicted_ms[i]
             );
         }
-        println!(
+        outln!(
             "  {:<12} {:>9.3} ms {:>9.3} ms",
             "total",
             report.measured_ms.iter().sum::<f64>(),
             report.predicted_ms.iter().sum::<f64>()
         );
-        println!(
+        outln!(
             "  downtime {:.3} ms ({} call(s) held); state {} bytes, {} bytes on the wire ({} while held), component {}",
             report.downtime_ms,
             report.held_calls,
@@ -78,7 +85,7 @@ impl MigrateCommand {
                 format!("uploaded ({} bytes)", report.component_bytes_sent)
             }
         );
-        println!(
+        outln!(
             "  before the agent was held, the target {} in {:.1} ms",
             if report.target_cache_hit {
                 "loaded the compiled component from its cache"

@@ -69,19 +69,19 @@ impl CheckArgs {
         };
         let report = check::run(&runtime, &bytes, &name, &options);
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             match &report.info {
-                Some(info) => println!(
+                Some(info) => outln!(
                     "policy check {} ({}, {} bytes)",
                     self.file.display(),
                     info.digest,
                     info.size
                 ),
-                None => println!("policy check {}", self.file.display()),
+                None => outln!("policy check {}", self.file.display()),
             }
             for item in &report.items {
-                println!(
+                outln!(
                     "  {:<4}  {:<15} {}",
                     if item.passed { "ok" } else { "FAIL" },
                     item.name,
@@ -92,7 +92,7 @@ impl CheckArgs {
         let failed = report.items.iter().filter(|i| !i.passed).count();
         if report.passed() {
             if !self.json {
-                println!("passed: all {} checks", report.items.len());
+                outln!("passed: all {} checks", report.items.len());
             }
             Ok(())
         } else {

@@ -91,7 +91,7 @@ impl SetArgs {
         session.close();
         let (lines, failures) = outcome;
         for line in &lines {
-            println!("{line}");
+            outln!("{line}");
         }
         if failures > 0 {
             bail!(

@@ -98,10 +98,10 @@ impl PsCommand {
         agents.sort_by(|a, b| a.name.cmp(&b.name));
         let ps = Ps { via, hosts, agents };
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&ps)?);
+            outln!("{}", serde_json::to_string_pretty(&ps)?);
             return Ok(());
         }
-        println!(
+        outln!(
             "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6} {:>10} {:>10} {:>7}",
             "HOST",
             "ADDRESS",
@@ -122,7 +122,7 @@ impl PsCommand {
             } else {
                 "up".to_owned()
             };
-            println!(
+            outln!(
                 "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6.1} {:>10} {:>10} {:>4}/{:<2}",
                 h.name,
                 h.addr,
@@ -137,10 +137,16 @@ impl PsCommand {
                 h.max_agents
             );
         }
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{:<18} {:<14} {:<10} {:<20} {:>10} {:>9} {:>7}  STATUS",
-            "AGENT", "HOST", "KIND", "DIGEST", "STATE", "UPTIME", "CALLS"
+            "AGENT",
+            "HOST",
+            "KIND",
+            "DIGEST",
+            "STATE",
+            "UPTIME",
+            "CALLS"
         );
         for a in &ps.agents {
             let host = if a.reachable {
@@ -148,7 +154,7 @@ impl PsCommand {
             } else {
                 format!("{}?", a.host)
             };
-            println!(
+            outln!(
                 "{:<18} {:<14} {:<10} {:<20} {:>10} {:>8.0}s {:>7}  {}",
                 a.name,
                 host,

@@ -178,16 +178,18 @@ impl PushCommand {
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         };
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(());
         }
-        println!(
+        outln!(
             "pushed {} to {} ({})",
-            report.agent, report.host, report.digest
+            report.agent,
+            report.host,
+            report.digest
         );
         match &report.placement {
             Some(p) => {
-                println!(
+                outln!(
                     "  why: {} over {} host(s) with the {} policy chose {}: predicted latency {:.3} s (transmit {:.3}, migration {:.3}, initiation {:.3}, processing {:.3}), cost {:.3} (cpu {:.3}, storage {:.3}, comm {:.3}), objective {:.4}",
                     p.algorithm,
                     p.candidates.len(),
@@ -205,17 +207,17 @@ impl PushCommand {
                     p.objective
                 );
                 for f in &p.fallbacks {
-                    println!("  note: {f}");
+                    outln!("  note: {f}");
                 }
             }
-            None => println!("  why: chosen by the operator (--to)"),
+            None => outln!("  why: chosen by the operator (--to)"),
         }
         if report.uploaded_bytes == 0 {
-            println!("  upload: none, the host already had the component");
+            outln!("  upload: none, the host already had the component");
         } else {
-            println!("  upload: {} bytes", report.uploaded_bytes);
+            outln!("  upload: {} bytes", report.uploaded_bytes);
         }
-        println!(
+        outln!(
             "  {} in {:.1} ms on the host",
             if report.cache_hit {
                 "loaded from the artifact cache"

@@ -171,7 +171,7 @@ impl ServeCommand {
         runtime.block_on(async move {
             let host = Host::start(config).await?;
             // A line for scripts and humans: who we are and where.
-            println!("edgehost serving {} on {}", host.name(), host.local_addr());
+            outln!("edgehost serving {} on {}", host.name(), host.local_addr());
             host.run(shutdown_signal()).await?;
             Ok(())
         })

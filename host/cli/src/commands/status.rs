@@ -27,27 +27,29 @@ impl StatusCommand {
     pub fn execute(self) -> Result<()> {
         let s = ServerStatus::sample(&self.data_dir, Duration::from_millis(self.sample_ms))?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?);
             return Ok(());
         }
         const MIB: f64 = 1024.0 * 1024.0;
         const GIB: f64 = 1024.0 * MIB;
-        println!("arch:     {} ({})", s.arch, s.os);
-        println!(
+        outln!("arch:     {} ({})", s.arch, s.os);
+        outln!(
             "cpu:      {} cores, {:.1}% busy, load {:.2}",
-            s.cpu_cores, s.cpu_usage_percent, s.load_1m
+            s.cpu_cores,
+            s.cpu_usage_percent,
+            s.load_1m
         );
-        println!(
+        outln!(
             "memory:   {:.2} GiB free of {:.2} GiB",
             s.memory_free_bytes as f64 / GIB,
             s.memory_total_bytes as f64 / GIB
         );
-        println!(
+        outln!(
             "disk:     {:.1} GiB free of {:.1} GiB",
             s.disk_free_bytes as f64 / GIB,
             s.disk_total_bytes as f64 / GIB
         );
-        println!(
+        outln!(
             "network:  {:.3} MiB/s in, {:.3} MiB/s out (over {} ms)",
             s.net_rx_bytes_per_sec / MIB,
             s.net_tx_bytes_per_sec / MIB,

@@ -156,17 +156,17 @@ impl UpCommand {
         )?;
 
         wait_until_up(&mut fleet, &dir)?;
-        println!("fleet of {} host(s) up:", self.count);
+        outln!("fleet of {} host(s) up:", self.count);
         for (i, (name, child)) in fleet.children.iter().enumerate() {
-            println!(
+            outln!(
                 "  {name:<10} {} (pid {}, log {})",
                 addrs[i],
                 child.id(),
                 dir.join(name).join("host.log").display()
             );
         }
-        println!("client configuration: {}", client_config.display());
-        println!("export EDGEHOST_CLIENT_CONFIG={}", client_config.display());
+        outln!("client configuration: {}", client_config.display());
+        outln!("export EDGEHOST_CLIENT_CONFIG={}", client_config.display());
         // Marks the fleet as ready for scripts that wait on it.
         std::fs::write(dir.join("ready"), b"")?;
 
