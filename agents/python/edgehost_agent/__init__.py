@@ -26,7 +26,7 @@ to answer with that `agent-error`; any other exception becomes `internal`
 with its type and message. `log`, `complete`, `call` and `now_ns` are the
 host's services.
 
-Build with `build.py APP_DIR -o agent.wasm` (see GUIDE.md).
+Build with `build.py APP_DIR -o agent.wasm` (see docs/agents-python.md).
 """
 
 from wit_world.imports.types import Descriptor, ResourceDemand

@@ -1,7 +1,7 @@
 """A minimal edgehost agent: counts the requests it has answered.
 
 Copy this directory, rename the class and `kind`, and change `handle`. Build
-it with `python3 build.py DIR -o agent.wasm` (see GUIDE.md) and try it with
+it with `python3 build.py DIR -o agent.wasm` (see docs/agents-python.md) and try it with
 `edgehost run agent.wasm --input hello`.
 
 Requests are text; the agent answers `#N: TEXT`, where N counts the requests
