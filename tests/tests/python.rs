@@ -8,8 +8,12 @@
 //! cache shared by this binary.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use edgehost_runtime::{AgentError, AgentInstance, Error, Runtime, RuntimeBuilder, Services};
+use edgehost_runtime::{
+    AgentError, AgentInstance, Completion, Error, HostError, Llm, NoRoutes, Runtime,
+    RuntimeBuilder, Services,
+};
 use edgehost_tests::{PYTHON_DIALOG_AGENT, PYTHON_FAULTY_AGENT, PYTHON_TEMPLATE_AGENT, load};
 
 fn runtime() -> Runtime {
@@ -187,4 +191,77 @@ fn the_template_builds_and_counts_across_instances() {
     let mut moved = start(&rt, PYTHON_TEMPLATE_AGENT, &[]);
     moved.import_state(&blob).unwrap();
     assert_eq!(text(moved.handle(b"three").unwrap()), "#3: three");
+}
+
+/// An LLM that answers from a script and keeps what it was asked.
+struct ScriptedLlm {
+    answer: Result<String, HostError>,
+    asked: Mutex<Vec<Completion>>,
+}
+
+impl Llm for ScriptedLlm {
+    fn complete(&self, _agent: &str, request: Completion) -> Result<String, HostError> {
+        self.asked.lock().expect("not poisoned").push(request);
+        self.answer.clone()
+    }
+}
+
+#[test]
+fn the_dialog_agent_talks_to_the_hosts_llm_with_its_memory() {
+    let rt = runtime();
+    let component = load(&rt, PYTHON_DIALOG_AGENT);
+    let llm = Arc::new(ScriptedLlm {
+        answer: Ok("At nine.".into()),
+        asked: Mutex::new(Vec::new()),
+    });
+    let services = Services {
+        llm: llm.clone(),
+        router: Arc::new(NoRoutes),
+    };
+    let mut agent = rt.instantiate(&component, "py", services).unwrap();
+    agent
+        .init(&[("persona".into(), "You are terse.".into())])
+        .unwrap();
+    agent.handle(b"remember the train leaves at 9").unwrap();
+    assert_eq!(
+        text(agent.handle(b"when does the train leave?").unwrap()),
+        "At nine."
+    );
+    assert_eq!(text(agent.handle(b"and the bus?").unwrap()), "At nine.");
+    let asked = llm.asked.lock().unwrap();
+    assert_eq!(asked.len(), 2);
+    let second = &asked[1];
+    let roles: Vec<&str> = second.messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    let system = &second.messages[0].content;
+    assert!(system.starts_with("You are terse."), "{system}");
+    assert!(system.contains("the train leaves at 9"), "{system}");
+    assert_eq!(second.messages[1].content, "when does the train leave?");
+    assert_eq!(second.messages[2].content, "At nine.");
+    assert_eq!(second.messages[3].content, "and the bus?");
+    drop(asked);
+    // The dialogue is part of the state: a fresh instance carries it on.
+    let blob = agent.export_state().unwrap();
+    let mut moved = start(&rt, PYTHON_DIALOG_AGENT, &[]);
+    moved.import_state(&blob).unwrap();
+    assert!(text(moved.handle(b"stats").unwrap()).starts_with("notes=1 turns=4 "));
+
+    // An LLM that fails is `unavailable` for the caller, and changes nothing.
+    let failing = Services {
+        llm: Arc::new(ScriptedLlm {
+            answer: Err(HostError::Failed("the endpoint timed out".into())),
+            asked: Mutex::new(Vec::new()),
+        }),
+        router: Arc::new(NoRoutes),
+    };
+    let mut agent = rt.instantiate(&component, "py", failing).unwrap();
+    agent.init(&[]).unwrap();
+    agent.import_state(&blob).unwrap();
+    match agent.handle(b"anyone there?") {
+        Err(Error::Agent(AgentError::Unavailable(msg))) => {
+            assert!(msg.contains("the endpoint timed out"), "{msg}")
+        }
+        other => panic!("a failing LLM gave {other:?}"),
+    }
+    assert_eq!(agent.export_state().unwrap(), blob);
 }
