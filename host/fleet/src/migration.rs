@@ -123,9 +123,12 @@ impl Shared {
             .parse()
             .map_err(|_| Error::Internal("bad peer address".into()))?;
         let request = Request::Migrate { name, to };
-        tokio::time::timeout(PREPARE_STEP + UPLOAD_STEP, self.call_peer(addr, &request))
-            .await
-            .map_err(|_| Error::Connect("the owner did not finish the migration in time".into()))?
+        tokio::time::timeout(
+            PREPARE_STEP + UPLOAD_STEP + TRANSFER_STEP,
+            self.call_peer(addr, &request),
+        )
+        .await
+        .map_err(|_| Error::Connect("the owner did not finish the migration in time".into()))?
     }
 
     async fn handoff(
