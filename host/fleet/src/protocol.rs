@@ -20,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::delta::Block;
 use crate::{Error, Result};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Raised whenever a message's
+/// encoding changes: postcard carries no field names, so hosts of two
+/// versions must refuse each other rather than misread. (2: pre-copy
+/// migration, agent status in reports.)
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);

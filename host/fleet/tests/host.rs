@@ -230,7 +230,8 @@ async fn garbage_oversized_and_foreign_version_frames_change_nothing() {
 
     // Junk inside a well-formed frame.
     let mut junk = 9u32.to_be_bytes().to_vec();
-    junk.extend_from_slice(&[0x00, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    junk.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    junk.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
     assert!(matches!(
         raw(&conn, &junk).await,
         Some(Response::Error {
