@@ -3,8 +3,8 @@
 //! A migration sends the agent's state once while the agent still serves
 //! (the pre-copy), then quiesces it, exports again and sends only the
 //! fixed-size blocks that changed since. An agent that was idle during the
-//! pre-copy moves with a delta of a few bytes, so the time during which its
-//! calls are held no longer grows with the size of its memory.
+//! pre-copy moves with a delta of a few bytes: its memory no longer crosses
+//! the network while its calls are held.
 //!
 //! Blocks are compared at fixed offsets: a blob that grows at its end (a
 //! conversation that gained a turn) changes its last blocks and whatever

@@ -13,7 +13,7 @@
 //!    since the pre-copy travel ([`crate::delta`]); the target rebuilds the
 //!    blob, checks its hash, `import-state`s it and writes it to disk as a
 //!    prepared agent. An agent idle during the pre-copy moves with a delta of
-//!    a few bytes, so the downtime does not grow with the size of its memory.
+//!    a few bytes: its memory no longer crosses the network while it is held.
 //! 5. **commit** — the source writes a durable tombstone (the commit point),
 //!    tells the target to serve, releases its instance; held calls are
 //!    forwarded to the new owner.
