@@ -41,11 +41,17 @@ pub async fn connect(endpoint: &Endpoint, addr: SocketAddr) -> Result<(Connectio
 /// Sends one request on a new stream and reads the answer. A refusal from
 /// the host comes back as [`Error::Remote`].
 pub async fn call(connection: &Connection, request: &Request) -> Result<Response> {
+    call_encoded(connection, &encode(request)?).await
+}
+
+/// [`call`] with a request already encoded (by [`encode`]), for a caller
+/// that also needs its size on the wire.
+pub async fn call_encoded(connection: &Connection, message: &[u8]) -> Result<Response> {
     let (mut send, mut recv) = connection
         .open_bi()
         .await
         .map_err(|e| Error::Connect(format!("opening a stream: {e}")))?;
-    write_frame(&mut send, &encode(request)?).await?;
+    write_frame(&mut send, message).await?;
     let _ = send.finish();
     read_answer(&mut recv).await
 }

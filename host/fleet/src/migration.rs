@@ -34,7 +34,7 @@ use edgehost_placement::cost::{
 };
 use edgehost_runtime::Digest;
 
-use crate::client::{call, unexpected, upload};
+use crate::client::{call, call_encoded, unexpected, upload};
 use crate::delta;
 use crate::host::{Gate, Pending, Shared, lock};
 use crate::persist::{AgentRecord, Standing, Tombstone};
@@ -58,7 +58,16 @@ async fn step(
     request: &Request,
     limit: Duration,
 ) -> Result<Response> {
-    tokio::time::timeout(limit, call(connection, request))
+    step_encoded(connection, &encode(request)?, limit).await
+}
+
+/// `call_encoded`, bounded by `limit`.
+async fn step_encoded(
+    connection: &quinn::Connection,
+    message: &[u8],
+    limit: Duration,
+) -> Result<Response> {
+    tokio::time::timeout(limit, call_encoded(connection, message))
         .await
         .map_err(|_| Error::Connect(format!("no answer within {limit:?}")))?
 }
@@ -189,15 +198,15 @@ impl Shared {
                 return Err(e);
             }
         };
-        let precopy = Request::Precopy {
+        // Encoded once: what is sent is what is counted.
+        let precopy = encode(&Request::Precopy {
             name: name.to_owned(),
             epoch,
             state_digest: Digest::of(&base),
             state: base.clone(),
-        };
-        let precopy_bytes = encode(&precopy)?.len() as u64 + 4;
+        })?;
         let sent = Instant::now();
-        match step(&connection, &precopy, TRANSFER_STEP).await {
+        match step_encoded(&connection, &precopy, TRANSFER_STEP).await {
             Ok(Response::Precopied) => {}
             Ok(other) => {
                 self.abort(&connection, name, epoch).await;
@@ -224,15 +233,15 @@ impl Shared {
         };
 
         // Transfer: only the blocks that changed since the pre-copy.
-        let transfer = Request::Transfer {
+        let transfer = encode(&Request::Transfer {
             name: name.to_owned(),
             epoch,
             state_digest: Digest::of(&state),
             len: state.len() as u64,
             blocks: delta::diff(&base, &state),
-        };
+        })?;
         let sent = Instant::now();
-        let load_ms = match step(&connection, &transfer, QUICK_STEP).await {
+        let load_ms = match step_encoded(&connection, &transfer, QUICK_STEP).await {
             Ok(Response::Transferred { load_ms }) => load_ms,
             Ok(other) => {
                 self.abort(&connection, name, epoch).await;
@@ -279,8 +288,9 @@ impl Shared {
         if let Err(e) = self.agent_store.forget(name) {
             tracing::warn!(agent = %name, "could not remove the moved agent's files: {e}");
         }
-        let delta_bytes = encode(&transfer)?.len() as u64 + 4;
-        let wire_bytes = precopy_bytes + delta_bytes;
+        // Each message travels in a frame with a 4-byte length.
+        let delta_bytes = transfer.len() as u64 + 4;
+        let wire_bytes = precopy.len() as u64 + 4 + delta_bytes;
         let state_bytes = state.len() as u64;
         if let Err(e) = committed {
             // The target holds the state durably and will ask us after it
