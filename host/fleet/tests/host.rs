@@ -692,8 +692,20 @@ async fn wait_until_peers(conn: &quinn::Connection, n: usize) {
     panic!("the hosts never saw each other");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migration_under_load_loses_no_call_and_answers_none_twice() {
+/// Two hosts that know each other, a client connected to both, and the
+/// memory agent's component uploaded to the first.
+struct Pair {
+    /// Holds the hosts' files: keep it alive as long as the hosts.
+    dir: tempfile::TempDir,
+    a: TestHost,
+    b: TestHost,
+    to_a: quinn::Connection,
+    to_b: quinn::Connection,
+    bytes: Vec<u8>,
+    digest: Digest,
+}
+
+async fn two_hosts() -> Pair {
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
     let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
@@ -702,12 +714,32 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
     let (to_a, _) = connect(&client, a.addr).await.unwrap();
     let (to_b, _) = connect(&client, b.addr).await.unwrap();
     wait_until_peers(&to_a, 2).await;
-
     let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
     let digest = Digest::of(&bytes);
-    for conn in [&to_a, &to_b] {
-        upload(conn, digest, &bytes, |_| {}).await.unwrap();
+    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    Pair {
+        dir,
+        a,
+        b,
+        to_a,
+        to_b,
+        bytes,
+        digest,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_under_load_loses_no_call_and_answers_none_twice() {
+    let Pair {
+        dir: _dir,
+        a,
+        b,
+        to_a,
+        to_b,
+        bytes,
+        digest,
+    } = two_hosts().await;
+    upload(&to_b, digest, &bytes, |_| {}).await.unwrap();
     call(
         &to_a,
         &Request::Deploy {
@@ -828,16 +860,15 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_to_a_dead_target_aborts_and_the_agent_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    new_fleet(dir.path());
-    let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
-    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
-    let client = client_endpoint(dir.path(), "ops");
-    let (to_a, _) = connect(&client, a.addr).await.unwrap();
-    wait_until_peers(&to_a, 2).await;
-    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
-    let digest = Digest::of(&bytes);
-    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    // The temporary directory must live as long as the hosts.
+    let Pair {
+        dir: _dir,
+        a,
+        b,
+        to_a,
+        digest,
+        ..
+    } = two_hosts().await;
     call(
         &to_a,
         &Request::Deploy {
@@ -886,17 +917,15 @@ async fn a_migration_to_a_dead_target_aborts_and_the_agent_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_with_a_stale_epoch_is_fenced_off() {
-    let dir = tempfile::tempdir().unwrap();
-    new_fleet(dir.path());
-    let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
-    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
-    let client = client_endpoint(dir.path(), "ops");
-    let (to_a, _) = connect(&client, a.addr).await.unwrap();
-    let (to_b, _) = connect(&client, b.addr).await.unwrap();
-    wait_until_peers(&to_a, 2).await;
-    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
-    let digest = Digest::of(&bytes);
-    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    let Pair {
+        dir,
+        a,
+        b,
+        to_a,
+        to_b,
+        bytes,
+        digest,
+    } = two_hosts().await;
     upload(&to_b, digest, &bytes, |_| {}).await.unwrap();
     call(
         &to_a,
