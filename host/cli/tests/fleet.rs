@@ -119,6 +119,11 @@ impl LocalFleet {
         }
     }
 
+    /// Polls `ps` until `host` is reported reachable (or not).
+    fn wait_for_host(&self, host: &str, reachable: bool) -> Value {
+        self.wait_for(|ps| named(ps, "hosts", host).is_some_and(|h| h["reachable"] == reachable))
+    }
+
     fn pid(&self, host: &str) -> u32 {
         std::fs::read_to_string(self.dir.path().join(host).join("pid"))
             .unwrap()
@@ -148,6 +153,12 @@ impl Drop for LocalFleet {
         let _ = self.up.kill();
         let _ = self.up.wait();
     }
+}
+
+/// The entry named `name` in the `list` ("hosts" or "agents") of a
+/// `ps --json` answer.
+fn named<'a>(ps: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
+    ps[list].as_array()?.iter().find(|e| e["name"] == name)
 }
 
 fn stdout(o: &Output) -> String {
@@ -293,19 +304,8 @@ fn a_killed_host_is_marked_unreachable_and_the_others_keep_serving() {
         .status()
         .unwrap();
     assert!(status.success());
-    let ps = fleet.wait_for(|ps| {
-        ps["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["name"] == "guiyang" && h["reachable"] == false)
-    });
-    let victim = ps["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "victim")
-        .unwrap();
+    let ps = fleet.wait_for_host("guiyang", false);
+    let victim = named(&ps, "agents", "victim").unwrap();
     assert_eq!(victim["reachable"], false);
     let out = fleet.invoke("survivor", "remember still here");
     assert!(
@@ -523,13 +523,7 @@ impl LocalFleet {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.wait_for(|ps| {
-            ps["hosts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|h| h["name"] == host && h["reachable"] == true)
-        });
+        self.wait_for_host(host, true);
         child
     }
 
@@ -548,11 +542,8 @@ impl LocalFleet {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let ps = self.ps();
-            let found = ps["agents"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["name"] == agent && a["reachable"] == true)
+            let found = named(&ps, "agents", agent)
+                .filter(|a| a["reachable"] == true)
                 .map(|a| a["host"].as_str().unwrap().to_owned());
             if found.is_some() || Instant::now() > deadline {
                 return found;
@@ -667,11 +658,8 @@ fn a_python_agent_is_pushed_invoked_and_migrated_under_load() {
         .spawn()
         .unwrap();
     let compiling = |ps: &Value| {
-        ps["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["name"] == "shanghai" && !h["compiling"].as_array().unwrap().is_empty())
+        named(ps, "hosts", "shanghai")
+            .is_some_and(|h| !h["compiling"].as_array().unwrap().is_empty())
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !compiling(&fleet.ps()) {
@@ -825,13 +813,7 @@ fn a_target_killed_in_the_middle_of_the_transfer_leaves_the_agent_serving() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let ps = fleet.json(&["ps", "--json", "--via", &beijing]);
-        let status = ps["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == "heavy")
-            .map(|a| a["status"].clone());
-        if status.as_ref().is_some_and(|s| s == "migrating") {
+        if named(&ps, "agents", "heavy").is_some_and(|a| a["status"] == "migrating") {
             break;
         }
         assert!(
@@ -934,27 +916,11 @@ fn a_restarted_host_brings_its_agents_back_with_their_state() {
     // Snapshots are written with the heartbeat (200 ms here).
     std::thread::sleep(Duration::from_millis(800));
     fleet.kill("shanghai", "9");
-    fleet.wait_for(|ps| {
-        ps["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["name"] == "shanghai" && h["reachable"] == false)
-    });
+    fleet.wait_for_host("shanghai", false);
     let _shanghai = Reaped(fleet.restart("shanghai"));
-    let ps = fleet.wait_for(|ps| {
-        ps["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["name"] == "phoenix" && a["reachable"] == true)
-    });
-    let phoenix = ps["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "phoenix")
-        .unwrap();
+    let ps =
+        fleet.wait_for(|ps| named(ps, "agents", "phoenix").is_some_and(|a| a["reachable"] == true));
+    let phoenix = named(&ps, "agents", "phoenix").unwrap();
     assert_eq!(phoenix["host"], "shanghai");
     assert_eq!(
         stdout(&fleet.invoke("phoenix", "notes")),
@@ -964,12 +930,7 @@ fn a_restarted_host_brings_its_agents_back_with_their_state() {
 
 fn host_addr(fleet: &LocalFleet, host: &str) -> String {
     let ps = fleet.ps();
-    ps["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == host)
-        .unwrap()["addr"]
+    named(&ps, "hosts", host).unwrap()["addr"]
         .as_str()
         .unwrap()
         .to_owned()
