@@ -3,39 +3,10 @@
 // Test helpers unwrap freely: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use common::{assert_one_line_error, edgehost, edgehost_cmd, stderr, stdout};
 use edgehost_tests::{HOSTILE_AGENT, MEMORY_AGENT, PYTHON_DIALOG_AGENT, PYTHON_FAULTY_AGENT};
-
-fn edgehost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgehost"))
-        .args(args)
-        .env(
-            "EDGEHOST_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
-        )
-        .env_remove("EDGEHOST_LOG")
-        .output()
-        .expect("edgehost runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A failure prints exactly one line, `error: ...`, and exits with `code`.
-fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
-    assert!(err.starts_with("error: "), "{err:?}");
-    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
-}
 
 #[test]
 fn version_and_help_on_every_command() {
@@ -239,7 +210,7 @@ fn a_python_agent_is_inspected_and_run_like_any_other() {
 fn a_reader_that_goes_away_ends_the_command_quietly() {
     // As in `edgehost inspect FILE | head -1`: the pipe closes before the
     // command writes.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgehost"))
+    let mut child = edgehost_cmd()
         .args(["inspect", MEMORY_AGENT])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

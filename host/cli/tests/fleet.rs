@@ -5,27 +5,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{edgehost_cmd, one_line_error};
 use edgehost_tests::{HOSTILE_AGENT, LATENCY_FIRST_POLICY, MEMORY_AGENT, PYTHON_DIALOG_AGENT};
 use serde_json::Value;
 
 struct LocalFleet {
     dir: tempfile::TempDir,
     up: Child,
-}
-
-fn edgehost_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgehost"));
-    cmd.env(
-        "EDGEHOST_CACHE_DIR",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
-    )
-    .env_remove("EDGEHOST_LOG")
-    .env_remove("EDGEHOST_CLIENT_CONFIG");
-    cmd
 }
 
 impl LocalFleet {
@@ -163,14 +155,6 @@ fn named<'a>(ps: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim_end().to_owned()
-}
-
-fn one_line_error(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success());
-    assert_eq!(err.lines().count(), 1, "{err:?}");
-    assert!(err.starts_with("error: "), "{err:?}");
-    err
 }
 
 #[test]

@@ -2,29 +2,12 @@
 //! end: what a plugin author types, what they see.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+mod common;
+
+use common::{edgehost, stderr, stdout};
 use edgehost_tests::{BUILTIN_POLICY, HOSTILE_POLICY, LATENCY_FIRST_POLICY, MEMORY_AGENT};
-
-fn edgehost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgehost"))
-        .args(args)
-        .env(
-            "EDGEHOST_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cli-cache"),
-        )
-        .env_remove("EDGEHOST_LOG")
-        .output()
-        .expect("edgehost runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The speed budget is for release builds; the tests run the debug binary.
 const DEBUG_BUDGET_MS: &str = "20000";
