@@ -149,6 +149,16 @@ fn a_looping_agent_is_stopped_and_the_host_keeps_serving() {
 }
 
 #[test]
+fn an_instance_keeps_its_deadline_after_its_runtime_is_gone() {
+    let rt = runtime();
+    let mut agent = start(&rt, HOSTILE_AGENT, "orphan");
+    drop(rt);
+    agent.set_timeout(Duration::from_millis(200));
+    let err = agent.handle(b"loop").unwrap_err().to_string();
+    assert!(err.contains("deadline"), "{err}");
+}
+
+#[test]
 fn a_memory_bomb_is_refused_at_the_declared_cap() {
     let rt = runtime();
     let mut bad = start(&rt, HOSTILE_AGENT, "bomb");

@@ -1,5 +1,6 @@
 //! Agents: components of the `agent` world, and their live instances.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::limits::{Limits, MemoryCap, ticks_for};
+use crate::limits::{EpochTicker, Limits, MemoryCap, ticks_for};
 use crate::services::{Completion, HostError, Message, Services};
 use crate::{CacheOutcome, ComponentInfo, Digest, Error, Result};
 
@@ -248,6 +249,9 @@ pub struct AgentInstance {
     timeout: Duration,
     poisoned: Option<String>,
     digest: Digest,
+    /// Deadlines fire only while the epoch ticker runs: every instance
+    /// keeps it alive, even past the `Runtime` that started it.
+    _ticker: Arc<EpochTicker>,
 }
 
 impl AgentInstance {
@@ -257,6 +261,7 @@ impl AgentInstance {
         limits: &Limits,
         services: Services,
         engine: &wasmtime::Engine,
+        ticker: Arc<EpochTicker>,
     ) -> Result<Self> {
         let ceiling = mib_to_bytes(limits.max_memory_mib);
         let mut store = Store::new(engine, AgentState::new(name.to_owned(), ceiling, services));
@@ -292,6 +297,7 @@ impl AgentInstance {
             timeout: limits.call_timeout,
             poisoned: None,
             digest: component.digest(),
+            _ticker: ticker,
         };
         let descriptor: Descriptor = instance.call("describe", |g, s| g.call_describe(s))?.into();
         let memory = descriptor.demand.memory_mib;

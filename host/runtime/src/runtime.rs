@@ -2,6 +2,7 @@
 //! epoch ticker, shared by every agent on the host.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::{HasSelf, Linker};
@@ -9,6 +10,7 @@ use wasmtime::{Config, Engine};
 
 use crate::agent::{AgentComponent, AgentState, bindings};
 use crate::cache::ArtifactCache;
+
 use crate::limits::{EpochTicker, Limits};
 use crate::{AgentInstance, ComponentInfo, Error, Result, Services};
 
@@ -49,7 +51,7 @@ impl RuntimeBuilder {
             linker,
             cache,
             limits: self.limits,
-            _ticker: ticker,
+            ticker: Arc::new(ticker),
         })
     }
 }
@@ -84,7 +86,8 @@ pub struct Runtime {
     linker: Linker<AgentState>,
     cache: ArtifactCache,
     limits: Limits,
-    _ticker: EpochTicker,
+    /// Shared with every instance: deadlines fire only while it runs.
+    ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -138,6 +141,13 @@ impl Runtime {
         name: &str,
         services: Services,
     ) -> Result<AgentInstance> {
-        AgentInstance::start(component, name, &self.limits, services, &self.engine)
+        AgentInstance::start(
+            component,
+            name,
+            &self.limits,
+            services,
+            &self.engine,
+            self.ticker.clone(),
+        )
     }
 }
