@@ -1,9 +1,10 @@
 //! The subcommands of `edgehost`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
+use edgehost_runtime::{AgentInstance, RuntimeBuilder, Services};
 
 mod client;
 mod events;
@@ -108,4 +109,21 @@ pub fn default_cache_dir() -> PathBuf {
         return PathBuf::from(home).join(".cache").join("edgehost");
     }
     std::env::temp_dir().join("edgehost-cache")
+}
+
+/// Compiles (or loads from the artifact cache in `cache_dir`, by default
+/// [`default_cache_dir`]) the agent component `bytes`, read from `file`, and
+/// starts one instance named `name` with no host services.
+pub fn start_locally(
+    cache_dir: Option<PathBuf>,
+    file: &Path,
+    bytes: &[u8],
+    name: &str,
+) -> Result<AgentInstance> {
+    let runtime = RuntimeBuilder::new(cache_dir.unwrap_or_else(default_cache_dir)).build()?;
+    let component = runtime
+        .load(bytes)
+        .with_context(|| file.display().to_string())?;
+    let agent = runtime.instantiate(&component, name, Services::default())?;
+    Ok(agent)
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use edgehost_fleet::protocol::{Placement, Request, Response};
-use edgehost_runtime::{ComponentInfo, Digest, RuntimeBuilder, Services};
+use edgehost_runtime::{ComponentInfo, Digest};
 use serde::Serialize;
 
 use super::client::{ClientArgs, resolve};
@@ -81,20 +81,8 @@ impl PushCommand {
         // artifact is cached); a push to a named host only needs the check,
         // and the host compiles.
         let describe = || -> Result<_> {
-            let cache_dir = self
-                .cache_dir
-                .clone()
-                .unwrap_or_else(super::default_cache_dir);
-            let runtime = RuntimeBuilder::new(cache_dir).build()?;
-            let component = runtime
-                .load(&bytes)
-                .with_context(|| self.file.display().to_string())?;
-            let descriptor = runtime
-                .instantiate(&component, &name, Services::default())
-                .with_context(|| format!("{}: describe", self.file.display()))?
-                .descriptor()
-                .clone();
-            Ok(descriptor)
+            let agent = super::start_locally(self.cache_dir.clone(), &self.file, &bytes, &name)?;
+            Ok(agent.descriptor().clone())
         };
         let info = ComponentInfo::read(&bytes)
             .and_then(|info| info.expect_agent().map(|()| info))

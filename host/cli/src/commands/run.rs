@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use edgehost_runtime::{RuntimeBuilder, Services};
 
 /// Run an agent locally, once.
 ///
@@ -63,15 +62,12 @@ impl RunCommand {
         };
         let state_in = self.state_in.as_deref().map(read).transpose()?;
 
-        let cache_dir = self
-            .cache_dir
-            .clone()
-            .unwrap_or_else(super::default_cache_dir);
-        let runtime = RuntimeBuilder::new(cache_dir).build()?;
-        let component = runtime
-            .load(&component_bytes)
-            .with_context(|| self.file.display().to_string())?;
-        let mut agent = runtime.instantiate(&component, &self.name, Services::default())?;
+        let mut agent = super::start_locally(
+            self.cache_dir.clone(),
+            &self.file,
+            &component_bytes,
+            &self.name,
+        )?;
         agent.set_timeout(Duration::from_millis(self.timeout_ms));
         agent.init(&self.config).context("init")?;
         if let Some(state) = &state_in {
