@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::host::{Shared, lock};
 use crate::place::{Resident, plan_migrations};
-use crate::protocol::{Event, HostReport, Request, Response};
+use crate::protocol::{Event, Request, Response};
 use crate::{Error, Result};
 
 /// Events kept per host.
@@ -67,14 +67,7 @@ impl Shared {
         trigger: &str,
         only: Option<&str>,
     ) -> Result<Vec<crate::protocol::Event>> {
-        let mut hosts: Vec<HostReport> = vec![self.report()];
-        hosts.extend(
-            lock(&self.membership)
-                .views(Instant::now())
-                .into_iter()
-                .filter(|v| v.reachable)
-                .map(|v| v.report),
-        );
+        let hosts = self.reachable_reports();
         let attachments = lock(&self.attachments).clone();
         let residents: Vec<Resident> = {
             let agents = lock(&self.agents);

@@ -485,6 +485,20 @@ impl Shared {
     }
 
     /// This host's own view first, then its peers.
+    /// This host's report and those of the peers it can reach: the fleet
+    /// as placement sees it.
+    pub(crate) fn reachable_reports(&self) -> Vec<HostReport> {
+        let mut hosts = vec![self.report()];
+        hosts.extend(
+            lock(&self.membership)
+                .views(Instant::now())
+                .into_iter()
+                .filter(|v| v.reachable)
+                .map(|v| v.report),
+        );
+        hosts
+    }
+
     fn fleet_views(&self) -> Vec<crate::protocol::PeerView> {
         let mut views = vec![crate::protocol::PeerView {
             report: self.report(),
@@ -775,14 +789,7 @@ impl Shared {
         descriptor: Descriptor,
         component_bytes: u64,
     ) -> Result<Response> {
-        let mut hosts = vec![self.report()];
-        hosts.extend(
-            lock(&self.membership)
-                .views(Instant::now())
-                .into_iter()
-                .filter(|v| v.reachable)
-                .map(|v| v.report),
-        );
+        let hosts = self.reachable_reports();
         // One snapshot of the policy for the whole decision: a swap that
         // lands meanwhile applies to the next one.
         let (_, policy) = self.policy.snapshot();
