@@ -680,6 +680,21 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
     host.stop().await;
 }
 
+/// Invokes `name` with `body` as a client would; returns the response
+/// body and the host that answered.
+async fn invoke(conn: &quinn::Connection, name: &str, body: &[u8]) -> (Vec<u8>, String) {
+    let request = Request::Invoke {
+        name: name.into(),
+        body: body.to_vec(),
+        caller: None,
+        hops: 0,
+    };
+    match call(conn, &request).await.unwrap() {
+        Response::Invoked { body, host } => (body, host),
+        other => panic!("{other:?}"),
+    }
+}
+
 async fn wait_until_peers(conn: &quinn::Connection, n: usize) {
     for _ in 0..100 {
         if let Response::Fleet(views) = call(conn, &Request::Fleet).await.unwrap()
@@ -836,24 +851,10 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
         Response::Status(r) => assert!(r.agents.is_empty()),
         other => panic!("{other:?}"),
     }
-    match call(
-        &to_a,
-        &Request::Invoke {
-            name: "counter".into(),
-            body: b"remember after".to_vec(),
-            caller: None,
-            hops: 0,
-        },
-    )
-    .await
-    .unwrap()
-    {
-        Response::Invoked { body, host } => assert_eq!(
-            (body.as_slice(), host.as_str()),
-            (&b"noted #301"[..], "beta")
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        invoke(&to_a, "counter", b"remember after").await,
+        (b"noted #301".to_vec(), "beta".to_owned())
+    );
     b.stop().await;
     a.stop().await;
 }
@@ -1185,24 +1186,10 @@ async fn a_user_moving_past_the_hop_threshold_draws_its_agent_along() {
         moved.reasons.iter().any(|r| r.contains("UserMoved")),
         "{moved:?}"
     );
-    match call(
-        &to_alpha,
-        &Request::Invoke {
-            name: "follower".into(),
-            body: b"notes".to_vec(),
-            caller: None,
-            hops: 0,
-        },
-    )
-    .await
-    .unwrap()
-    {
-        Response::Invoked { body, host } => assert_eq!(
-            (body.as_slice(), host.as_str()),
-            (&b"where I began"[..], "singapore")
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        invoke(&to_alpha, "follower", b"notes").await,
+        (b"where I began".to_vec(), "singapore".to_owned())
+    );
     // Both decisions are on record.
     match call(&to_alpha, &Request::Events).await.unwrap() {
         Response::Events(events) => {
