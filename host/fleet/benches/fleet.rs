@@ -76,7 +76,7 @@ async fn run() {
         &dir.path().join("ca"),
         &dir.path().join("c"),
         "bench",
-        Role::Client,
+        Role::Operator,
     )
     .expect("issue");
     let creds =

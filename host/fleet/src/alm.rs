@@ -57,7 +57,7 @@ impl Shared {
             .addr
             .parse()
             .map_err(|_| Error::Internal(format!("peer {} has a bad address", owner.name)))?;
-        self.call_peer(addr, &request).await
+        Ok(self.call_peer(addr, Some(&owner.name), &request).await?.0)
     }
 
     /// Runs ALM for this host's agents (or just `only`), carries out the

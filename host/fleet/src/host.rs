@@ -16,7 +16,6 @@ use edgehost_runtime::{
 };
 use edgehost_telemetry::{Sampler, ServerStatus};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use tokio::sync::Mutex as AsyncMutex;
 use tokio::sync::watch;
 
 use crate::client::{call, connect};
@@ -27,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::persist::{AgentRecord, AgentStore, Standing, Tombstone};
 use crate::protocol::{
     AgentReport, CHUNK_BYTES, ErrorKind, HostReport, Location, MAX_BODY_BYTES, MAX_COMPONENT_BYTES,
-    MAX_MESSAGE_BYTES, Request, Response, decode, encode, read_frame, write_frame,
+    MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode, read_frame, write_frame,
 };
 use crate::store::ComponentStore;
 use crate::tls::{endpoint, peer_identity};
@@ -72,6 +71,12 @@ pub(crate) struct Pending {
     pub(crate) config: Vec<(String, String)>,
     pub(crate) epoch: u64,
     pub(crate) source: String,
+    /// The source host's name, from the certificate that sent `Prepare`:
+    /// only that host may send the migration's later steps.
+    pub(crate) source_host: String,
+    /// When `Prepare` arrived: a prepared agent whose state never came
+    /// expires.
+    pub(crate) prepared_at: Instant,
     pub(crate) imported: bool,
     /// The state sent by `Precopy`, the base of the final delta, and its
     /// verified digest.
@@ -96,7 +101,9 @@ pub(crate) struct Shared {
     /// ALM decisions, newest last.
     pub(crate) events: Mutex<std::collections::VecDeque<crate::protocol::Event>>,
     pub(crate) membership: Mutex<Membership>,
-    pub(crate) connections: AsyncMutex<HashMap<SocketAddr, Connection>>,
+    /// Open connections to peers, with the identity each one's
+    /// certificate proved. Never held across a dial (H8).
+    pub(crate) connections: Mutex<HashMap<SocketAddr, (Connection, Identity)>>,
     pub(crate) status: Mutex<ServerStatus>,
     pub(crate) sampler: Mutex<Sampler>,
     pub(crate) compiling: Mutex<HashSet<Digest>>,
@@ -201,7 +208,7 @@ impl Host {
             agent_store,
             attachments: Mutex::new(HashMap::new()),
             events: Mutex::new(std::collections::VecDeque::new()),
-            connections: AsyncMutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
             status: Mutex::new(status),
             sampler: Mutex::new(sampler),
             compiling: Mutex::new(HashSet::new()),
@@ -235,7 +242,7 @@ impl Host {
                         Err(e) => tracing::error!(agent = %record.name, "{e}"),
                     }
                 }
-                Standing::Prepared { .. } => prepared.push(record),
+                Standing::Prepared { .. } | Standing::PreparedFrom { .. } => prepared.push(record),
             }
         }
         Ok(Host { shared, prepared })
@@ -364,11 +371,9 @@ impl Shared {
         request: Request,
         recv: &mut RecvStream,
     ) -> Response {
-        if matches!(request, Request::Heartbeat(_)) && identity.role != Role::Host {
-            return refusal(
-                ErrorKind::Forbidden,
-                format!("{identity} may not send heartbeats"),
-            );
+        // The one authorization check: the table in protocol::authz.
+        if let Err(reason) = authorize(identity, &request) {
+            return refusal(ErrorKind::Forbidden, reason);
         }
         let result = match request {
             Request::Status => Ok(Response::Status(self.report())),
@@ -405,14 +410,17 @@ impl Shared {
                 config,
                 epoch,
                 source,
-            } => self.prepare(name, digest, config, epoch, source).await,
+            } => {
+                self.prepare(identity, name, digest, config, epoch, source)
+                    .await
+            }
             Request::Precopy {
                 name,
                 epoch,
                 state_digest,
                 state,
             } => {
-                self.receive_precopy(&name, epoch, state_digest, state)
+                self.receive_precopy(identity, &name, epoch, state_digest, state)
                     .await
             }
             Request::Transfer {
@@ -422,19 +430,19 @@ impl Shared {
                 len,
                 blocks,
             } => {
-                self.receive_state(name, epoch, state_digest, len, blocks)
+                self.receive_state(identity, name, epoch, state_digest, len, blocks)
                     .await
             }
-            Request::Commit { name, epoch } => self.commit(&name, epoch),
-            Request::Abort { name, epoch } => self.abort_prepared(&name, epoch),
-            Request::Outcome { name, epoch } => Ok(self.outcome(&name, epoch)),
+            Request::Commit { name, epoch } => self.commit(identity, &name, epoch),
+            Request::Abort { name, epoch } => self.abort_prepared(identity, &name, epoch),
+            Request::Outcome { name, epoch } => self.outcome(identity, &name, epoch),
             Request::Attach { agent, host } => self.attach(agent, host).await,
             Request::Events => Ok(Response::Events(
                 lock(&self.events).iter().cloned().collect(),
             )),
             Request::Heartbeat(report) => {
                 if report.name != identity.name {
-                    Err(Error::Identity(format!(
+                    Err(Error::Forbidden(format!(
                         "{identity} sent a report for {:?}",
                         report.name
                     )))
@@ -909,7 +917,7 @@ impl Shared {
                         return self
                             .forward(
                                 &name,
-                                &t.addr,
+                                (&t.host, &t.addr),
                                 body.take().unwrap_or_default(),
                                 caller,
                                 hops,
@@ -924,7 +932,9 @@ impl Shared {
             // Until the fleet's reports catch up, this host knows best where
             // an agent it handed off went.
             if hops < MAX_HOPS {
-                return self.forward(&name, &t.addr, body, caller, hops).await;
+                return self
+                    .forward(&name, (&t.host, &t.addr), body, caller, hops)
+                    .await;
             }
         }
         let mut owner = lock(&self.membership).owner_of(&name, Instant::now());
@@ -943,7 +953,8 @@ impl Shared {
                 "{name:?} could not be reached within {MAX_HOPS} hops"
             )));
         }
-        self.forward(&name, &owner.addr, body, caller, hops).await
+        self.forward(&name, (&owner.name, &owner.addr), body, caller, hops)
+            .await
     }
 
     /// Runs one call on a local agent. `Ok(Err(body))` hands the body back
@@ -998,11 +1009,12 @@ impl Shared {
         }))
     }
 
-    /// Sends an invocation on to the host at `addr`.
+    /// Sends an invocation on to the host `owner` (its name and address);
+    /// the certificate at the address must name that host.
     async fn forward(
         self: &Arc<Self>,
         name: &str,
-        addr: &str,
+        owner: (&str, &str),
         body: Vec<u8>,
         caller: Option<String>,
         hops: u8,
@@ -1014,7 +1026,7 @@ impl Shared {
         }
         self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
         let name = name.to_owned();
-        let owner_addr = addr;
+        let (owner_name, owner_addr) = owner;
         let addr: SocketAddr = owner_addr
             .parse()
             .map_err(|_| Error::Internal(format!("peer address {owner_addr:?} is not valid")))?;
@@ -1024,7 +1036,7 @@ impl Shared {
             caller,
             hops: hops + 1,
         };
-        match self.call_peer(addr, &request).await? {
+        match self.call_peer(addr, Some(owner_name), &request).await?.0 {
             Response::Invoked { body, host } => Ok((body, host)),
             other => Err(crate::client::unexpected(&other)),
         }
@@ -1033,14 +1045,14 @@ impl Shared {
     /// Asks every reachable peer for its report now, instead of waiting for
     /// the next heartbeat (bounded: one second).
     pub(crate) async fn refresh_peers(self: &Arc<Self>) {
-        let peers: Vec<String> = lock(&self.membership)
+        let peers: Vec<(String, String)> = lock(&self.membership)
             .views(Instant::now())
             .into_iter()
             .filter(|v| v.reachable)
-            .map(|v| v.report.addr)
+            .map(|v| (v.report.name, v.report.addr))
             .collect();
         let mut asks = tokio::task::JoinSet::new();
-        for addr in peers {
+        for (name, addr) in peers {
             let shared = self.clone();
             asks.spawn(async move {
                 let Ok(addr) = addr.parse::<SocketAddr>() else {
@@ -1048,20 +1060,31 @@ impl Shared {
                 };
                 let asked = tokio::time::timeout(
                     Duration::from_secs(1),
-                    shared.call_peer(addr, &Request::Status),
+                    shared.call_peer(addr, Some(&name), &Request::Status),
                 )
                 .await;
-                if let Ok(Ok(Response::Status(report))) = asked {
-                    shared.heard_from(report).await;
+                if let Ok(Ok((Response::Status(report), identity))) = asked {
+                    shared.heard_directly(&identity, report).await;
                 }
             });
         }
         while asks.join_next().await.is_some() {}
     }
 
+    /// Takes in a report a peer sent about itself, if it is about itself:
+    /// a report counts only for the host its sender's certificate names.
+    pub(crate) async fn heard_directly(&self, identity: &Identity, report: HostReport) {
+        if identity.role != Role::Host || identity.name != report.name {
+            tracing::warn!(%identity, claimed = %report.name, "ignoring a report for another host");
+            return;
+        }
+        self.heard_from(report).await;
+    }
+
     /// Takes in a report received directly from its host: a restarted host
     /// loses its cached connection (the old one is dead), stale copies of
     /// its agents are fenced off, and the membership view is refreshed.
+    /// Callers have checked that the report's sender is the host it names.
     async fn heard_from(&self, report: HostReport) {
         let restarted = lock(&self.membership).restarted(&report);
         if restarted {
@@ -1074,43 +1097,68 @@ impl Shared {
     /// Drops the cached connection to `addr`, if any.
     async fn forget_connection(&self, addr: &str) {
         if let Ok(addr) = addr.parse::<SocketAddr>() {
-            self.connections.lock().await.remove(&addr);
+            lock(&self.connections).remove(&addr);
         }
     }
 
     /// Sends `request` to the peer at `addr` on the cached connection; if
     /// the peer restarted since (a stateless reset: it never saw the
-    /// request), once more on a fresh connection.
-    pub(crate) async fn call_peer(&self, addr: SocketAddr, request: &Request) -> Result<Response> {
-        let connection = self.connection(addr).await?;
+    /// request), once more on a fresh connection. With `expect`, the
+    /// certificate at `addr` must name that host. Returns the answer and
+    /// the identity that gave it.
+    pub(crate) async fn call_peer(
+        &self,
+        addr: SocketAddr,
+        expect: Option<&str>,
+        request: &Request,
+    ) -> Result<(Response, Identity)> {
+        let (connection, identity) = self.connection(addr, expect).await?;
         match call(&connection, request).await {
             Err(Error::Reset) => {
-                self.connections.lock().await.remove(&addr);
-                let connection = self.connection(addr).await?;
-                call(&connection, request).await
+                lock(&self.connections).remove(&addr);
+                let (connection, identity) = self.connection(addr, expect).await?;
+                Ok((call(&connection, request).await?, identity))
             }
             Err(e) => {
                 // Whatever broke, the next request gets a fresh connection.
                 if connection.close_reason().is_some() {
-                    self.connections.lock().await.remove(&addr);
+                    lock(&self.connections).remove(&addr);
                 }
                 Err(e)
             }
-            ok => ok,
+            Ok(answer) => Ok((answer, identity)),
         }
     }
 
     /// A cached connection to the peer at `addr`, dialling when needed.
-    pub(crate) async fn connection(&self, addr: SocketAddr) -> Result<Connection> {
-        let mut connections = self.connections.lock().await;
-        if let Some(c) = connections.get(&addr)
-            && c.close_reason().is_none()
+    /// The dial happens outside every lock, so a dead peer stalls only the
+    /// requests meant for it. With `expect`, the host certificate at `addr`
+    /// must name that host: an address taken from a report is only a hint.
+    pub(crate) async fn connection(
+        &self,
+        addr: SocketAddr,
+        expect: Option<&str>,
+    ) -> Result<(Connection, Identity)> {
+        let cached = lock(&self.connections)
+            .get(&addr)
+            .filter(|(c, _)| c.close_reason().is_none())
+            .cloned();
+        let (connection, identity) = match cached {
+            Some(found) => found,
+            None => {
+                let dialled = connect(&self.endpoint, addr).await?;
+                lock(&self.connections).insert(addr, dialled.clone());
+                dialled
+            }
+        };
+        if let Some(expected) = expect
+            && identity.name != expected
         {
-            return Ok(c.clone());
+            return Err(Error::Forbidden(format!(
+                "{addr} presented the certificate of {identity}, not of host {expected:?}"
+            )));
         }
-        let (connection, _identity) = connect(&self.endpoint, addr).await?;
-        connections.insert(addr, connection.clone());
-        Ok(connection)
+        Ok((connection, identity))
     }
 
     async fn heartbeat(self: &Arc<Self>) {
@@ -1124,11 +1172,20 @@ impl Shared {
         let shared = self.clone();
         let _ = tokio::task::spawn_blocking(move || shared.snapshot_all(false)).await;
         let report = self.report();
-        let mut targets: HashSet<String> = self.config.peers.iter().cloned().collect();
-        targets.extend(lock(&self.membership).addresses());
+        // Configured seeds are dialled as whoever answers there; a peer we
+        // learned of must answer with the certificate of the name it has.
+        let mut targets: HashMap<String, Option<String>> = self
+            .config
+            .peers
+            .iter()
+            .map(|p| (p.clone(), None))
+            .collect();
+        for (addr, name) in lock(&self.membership).addresses() {
+            targets.insert(addr, Some(name));
+        }
         targets.remove(&self.addr.to_string());
         let mut sends = tokio::task::JoinSet::new();
-        for target in targets {
+        for (target, expect) in targets {
             let shared = self.clone();
             let report = report.clone();
             sends.spawn(async move {
@@ -1138,15 +1195,17 @@ impl Shared {
                         .map_err(|e| Error::Connect(format!("{target}: {e}")))?
                         .next()
                         .ok_or_else(|| Error::Connect(format!("{target}: no address")))?;
-                    shared.call_peer(addr, &Request::Heartbeat(report)).await
+                    shared
+                        .call_peer(addr, expect.as_deref(), &Request::Heartbeat(report))
+                        .await
                 };
                 let timeout = Duration::from_millis(shared.config.heartbeat_ms.max(500));
                 match tokio::time::timeout(timeout, result).await {
-                    Ok(Ok(Response::Fleet(views))) => {
+                    Ok(Ok((Response::Fleet(views), identity))) => {
                         let mut views = views.into_iter();
                         // The first view is the answering host's own report.
                         if let Some(own) = views.next() {
-                            shared.heard_from(own.report).await;
+                            shared.heard_directly(&identity, own.report).await;
                         }
                         let now = Instant::now();
                         let mut membership = lock(&shared.membership);

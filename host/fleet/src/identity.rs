@@ -1,7 +1,11 @@
 //! Fleet identity: a fleet CA, and host and client certificates it signs.
 //!
 //! Every certificate names one identity in its subject alternative names:
-//! `<name>.host.edgehost` for a host, `<name>.client.edgehost` for a client.
+//! `<name>.host.edgehost` for a host, `<name>.client.edgehost` for an
+//! operator (the role was called "client" before viewers existed; the name
+//! on the certificate stays, so older certificates keep their meaning), and
+//! `<name>.viewer.edgehost` for a read-only viewer. What each role may ask is
+//! the table in [`crate::protocol::RequestKind::allowed`].
 //! Host certificates also carry `host.edgehost`, the name every connection to
 //! a host verifies, so a host can be dialled by address before its name is
 //! known; the name is read from the certificate after the handshake. Hosts
@@ -32,15 +36,20 @@ pub const HOST_SERVER_NAME: &str = "host.edgehost";
 pub enum Role {
     /// An edge server running `edgehost serve`.
     Host,
-    /// An operator's or user's tool (`edgehost push`, `ps`, `invoke`).
-    Client,
+    /// An operator's or user's tool (`edgehost push`, `ps`, `invoke`,
+    /// `migrate`): may change what runs, never speak as a host.
+    Operator,
+    /// A read-only tool (`ps`, `events`, `status`, dashboards): may look,
+    /// never change anything.
+    Viewer,
 }
 
 impl Role {
     fn suffix(self) -> &'static str {
         match self {
             Role::Host => ".host.edgehost",
-            Role::Client => ".client.edgehost",
+            Role::Operator => ".client.edgehost",
+            Role::Viewer => ".viewer.edgehost",
         }
     }
 }
@@ -49,7 +58,8 @@ impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Role::Host => "host",
-            Role::Client => "client",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
         })
     }
 }
@@ -103,7 +113,7 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity> {
         let GeneralName::DNSName(dns) = name else {
             continue;
         };
-        for role in [Role::Host, Role::Client] {
+        for role in [Role::Host, Role::Operator, Role::Viewer] {
             if let Some(n) = dns.strip_suffix(role.suffix()) {
                 if found.is_some() {
                     return Err(Error::Identity("certificate names two identities".into()));
@@ -215,7 +225,7 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, name: &str, role: Role) -> Result<(P
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ],
-        Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Role::Operator | Role::Viewer => vec![ExtendedKeyUsagePurpose::ClientAuth],
     };
     let key = KeyPair::generate().map_err(tls_err)?;
     let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
@@ -269,9 +279,12 @@ mod tests {
                 name: "beijing".into()
             }
         );
-        let (cert, key) = issue(dir.path(), dir.path(), "ops", Role::Client).unwrap();
+        let (cert, key) = issue(dir.path(), dir.path(), "ops", Role::Operator).unwrap();
         let creds = Credentials::load(&dir.path().join("ca.pem"), &cert, &key).unwrap();
-        assert_eq!(creds.identity.role, Role::Client);
+        assert_eq!(creds.identity.role, Role::Operator);
+        let (cert, key) = issue(dir.path(), dir.path(), "wall", Role::Viewer).unwrap();
+        let creds = Credentials::load(&dir.path().join("ca.pem"), &cert, &key).unwrap();
+        assert_eq!(creds.identity.role, Role::Viewer);
         assert!(issue(dir.path(), dir.path(), "Bad Name", Role::Host).is_err());
         assert!(issue(dir.path(), dir.path(), "-x", Role::Host).is_err());
     }

@@ -72,6 +72,9 @@ pub enum Error {
         /// Ours.
         ours: u16,
     },
+    /// The peer's identity may not ask this, or spoke for someone else.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A request was refused as malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -125,7 +128,7 @@ impl Error {
         match self {
             Error::Version { .. } => ErrorKind::Version,
             Error::Protocol(_) | Error::BadRequest(_) | Error::Config(_) => ErrorKind::BadRequest,
-            Error::Identity(_) => ErrorKind::Forbidden,
+            Error::Identity(_) | Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Agent(_) | Error::Runtime(_) => ErrorKind::Agent,

@@ -14,7 +14,9 @@
 //! cost a few hundred bytes per host per second. The failure detector is
 //! the simplest one that is correct for that size: a timeout on direct
 //! contact. Indirect reports only introduce hosts; they never keep a silent
-//! host alive.
+//! host alive, and a host known only from them is not reachable until it has
+//! answered itself, with a certificate that names it: a relayed view is a
+//! hint of where to look, never a statement about the host it describes.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,6 +26,8 @@ use crate::protocol::{HostReport, PeerView};
 struct Peer {
     report: HostReport,
     last_seen: Instant,
+    /// Whether the host itself sent this report (not a relay).
+    direct: bool,
 }
 
 /// The peers a host knows of.
@@ -58,6 +62,7 @@ impl Membership {
             Peer {
                 report,
                 last_seen: now,
+                direct: true,
             },
         );
     }
@@ -76,13 +81,17 @@ impl Membership {
         if view.report.name == self.me || self.peers.contains_key(&view.report.name) {
             return;
         }
-        let age = Duration::from_secs_f64(view.last_seen_s.clamp(0.0, 3600.0));
+        // A NaN never gets here (decode refuses it), but a relay's number
+        // is not worth a panic either way.
+        let age = Duration::try_from_secs_f64(view.last_seen_s.clamp(0.0, 3600.0))
+            .unwrap_or(Duration::ZERO);
         let last_seen = now.checked_sub(age).unwrap_or(now);
         self.peers.insert(
             view.report.name.clone(),
             Peer {
                 report: view.report,
                 last_seen,
+                direct: false,
             },
         );
     }
@@ -96,7 +105,7 @@ impl Membership {
                 let silent = now.saturating_duration_since(p.last_seen);
                 PeerView {
                     report: p.report.clone(),
-                    reachable: silent <= self.suspect_after,
+                    reachable: p.direct && silent <= self.suspect_after,
                     last_seen_s: silent.as_secs_f64(),
                 }
             })
@@ -105,16 +114,22 @@ impl Membership {
         views
     }
 
-    /// Addresses of every known peer, to heartbeat.
-    pub fn addresses(&self) -> Vec<String> {
-        self.peers.values().map(|p| p.report.addr.clone()).collect()
+    /// Address and name of every known peer, to heartbeat: the
+    /// certificate at the address must name the host.
+    pub fn addresses(&self) -> Vec<(String, String)> {
+        self.peers
+            .values()
+            .map(|p| (p.report.addr.clone(), p.report.name.clone()))
+            .collect()
     }
 
     /// The reachable peer that runs `agent`, if any.
     pub fn owner_of(&self, agent: &str, now: Instant) -> Option<HostReport> {
         self.peers
             .values()
-            .filter(|p| now.saturating_duration_since(p.last_seen) <= self.suspect_after)
+            .filter(|p| {
+                p.direct && now.saturating_duration_since(p.last_seen) <= self.suspect_after
+            })
             .find(|p| p.report.agents.iter().any(|a| a.name == agent))
             .map(|p| p.report.clone())
     }

@@ -37,6 +37,7 @@ use edgehost_runtime::Digest;
 use crate::client::{call, call_encoded, unexpected, upload};
 use crate::delta;
 use crate::host::{Gate, Pending, Shared, lock};
+use crate::identity::Identity;
 use crate::persist::{AgentRecord, Standing, Tombstone};
 use crate::protocol::{MigrationReport, Request, Response, encode};
 use crate::{Error, Result};
@@ -51,6 +52,15 @@ const QUICK_STEP: Duration = Duration::from_secs(5);
 const TRANSFER_STEP: Duration = Duration::from_secs(120);
 const UPLOAD_STEP: Duration = Duration::from_secs(120);
 const PREPARE_STEP: Duration = Duration::from_secs(120);
+
+/// Prepared migrations a host keeps from one source at once.
+pub const MAX_PREPARED_PER_SOURCE: usize = 16;
+/// Prepared migrations a host keeps in all.
+pub const MAX_PREPARED: usize = 64;
+/// How long a prepared migration waits for its state before it is dropped.
+/// Longer than a pre-copy may take ([`TRANSFER_STEP`]), so a slow but live
+/// migration is never dropped under its source.
+pub const PREPARE_EXPIRY: Duration = Duration::from_secs(180);
 
 /// `call`, bounded by `limit`.
 async fn step(
@@ -113,31 +123,34 @@ impl Shared {
     /// Forwards a `Migrate` for an agent this host does not run to the host
     /// that does.
     async fn migrate_elsewhere(self: &Arc<Self>, name: String, to: String) -> Result<Response> {
-        let mut owner = lock(&self.moved).get(&name).map(|t| t.addr.clone());
+        let mut owner = lock(&self.moved)
+            .get(&name)
+            .map(|t| (t.host.clone(), t.addr.clone()));
         if owner.is_none() {
             owner = lock(&self.membership)
                 .owner_of(&name, Instant::now())
-                .map(|r| r.addr);
+                .map(|r| (r.name, r.addr));
         }
         if owner.is_none() {
             self.refresh_peers().await;
             owner = lock(&self.membership)
                 .owner_of(&name, Instant::now())
-                .map(|r| r.addr);
+                .map(|r| (r.name, r.addr));
         }
-        let addr = owner
-            .ok_or_else(|| {
-                Error::NotFound(format!("no reachable host runs an agent named {name:?}"))
-            })?
+        let (owner, addr) = owner.ok_or_else(|| {
+            Error::NotFound(format!("no reachable host runs an agent named {name:?}"))
+        })?;
+        let addr = addr
             .parse()
             .map_err(|_| Error::Internal("bad peer address".into()))?;
         let request = Request::Migrate { name, to };
-        tokio::time::timeout(
+        let answer = tokio::time::timeout(
             PREPARE_STEP + UPLOAD_STEP + TRANSFER_STEP,
-            self.call_peer(addr, &request),
+            self.call_peer(addr, Some(&owner), &request),
         )
         .await
-        .map_err(|_| Error::Connect("the owner did not finish the migration in time".into()))?
+        .map_err(|_| Error::Connect("the owner did not finish the migration in time".into()))??;
+        Ok(answer.0)
     }
 
     async fn handoff(
@@ -148,11 +161,15 @@ impl Shared {
         addr: &str,
         agents_on_target: usize,
     ) -> Result<MigrationReport> {
-        let epoch = slot.epoch + 1;
+        let epoch = slot
+            .epoch
+            .checked_add(1)
+            .ok_or_else(|| Error::Conflict(format!("{name:?} has run out of epochs")))?;
         let socket = addr
             .parse()
             .map_err(|_| Error::Internal(format!("host {to} has a bad address {addr:?}")))?;
-        let connection = self.connection(socket).await?;
+        // The state goes only to a peer whose certificate names the target.
+        let (connection, _) = self.connection(socket, Some(to)).await?;
 
         // Prepare: the component (only if missing), then a fresh instance.
         let mut component_bytes_sent = 0;
@@ -368,6 +385,7 @@ impl Shared {
     /// Target side of `Prepare`.
     pub(crate) async fn prepare(
         self: &Arc<Self>,
+        identity: &Identity,
         name: String,
         digest: Digest,
         config: Vec<(String, String)>,
@@ -377,6 +395,15 @@ impl Shared {
         if lock(&self.agents).contains_key(&name) {
             return Err(Error::Conflict(format!("{name:?} already runs here")));
         }
+        if let Some(t) = lock(&self.moved).get(&name)
+            && t.epoch >= epoch
+        {
+            return Err(Error::Conflict(format!(
+                "{name:?} already moved on at epoch {}; epoch {epoch} is stale",
+                t.epoch
+            )));
+        }
+        self.admit_prepare(identity, &name)?;
         if !self.store.has(&digest) {
             return Err(Error::NotFound(format!(
                 "component {digest} is not stored here"
@@ -399,11 +426,25 @@ impl Shared {
             config,
             epoch,
             source,
+            source_host: identity.name.clone(),
+            prepared_at: Instant::now(),
             imported: false,
             base: Vec::new(),
             base_digest: None,
         };
-        lock(&self.pending).insert(name, pending);
+        {
+            let mut all = lock(&self.pending);
+            // Checked again: another source may have prepared it meanwhile.
+            if all
+                .get(&name)
+                .is_some_and(|p| p.source_host != identity.name)
+            {
+                return Err(Error::Conflict(format!(
+                    "another host is already migrating {name:?} here"
+                )));
+            }
+            all.insert(name, pending);
+        }
         Ok(Response::Prepared {
             initiation_ms: initiation.as_secs_f64() * 1e3,
             compile_ms: component.load_time().as_secs_f64() * 1e3,
@@ -414,6 +455,7 @@ impl Shared {
     /// Target side of `Precopy`.
     pub(crate) async fn receive_precopy(
         &self,
+        identity: &Identity,
         name: &str,
         epoch: u64,
         state_digest: Digest,
@@ -428,7 +470,7 @@ impl Shared {
         let mut pending = lock(&self.pending);
         let prepared = pending
             .get_mut(name)
-            .filter(|p| p.epoch == epoch && !p.imported)
+            .filter(|p| p.epoch == epoch && !p.imported && p.source_host == identity.name)
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "no prepared migration of {name:?} at epoch {epoch}"
@@ -442,14 +484,17 @@ impl Shared {
     /// Target side of `Transfer`.
     pub(crate) async fn receive_state(
         self: &Arc<Self>,
+        identity: &Identity,
         name: String,
         epoch: u64,
         state_digest: Digest,
         len: u64,
         blocks: Vec<delta::Block>,
     ) -> Result<Response> {
-        let mut pending = take_pending(&self.pending, &name, |p| p.epoch == epoch && !p.imported)
-            .ok_or_else(|| {
+        let mut pending = take_pending(&self.pending, &name, |p| {
+            p.epoch == epoch && !p.imported && p.source_host == identity.name
+        })
+        .ok_or_else(|| {
             Error::NotFound(format!(
                 "no prepared migration of {name:?} at epoch {epoch}"
             ))
@@ -481,8 +526,9 @@ impl Shared {
                 digest: pending.digest,
                 config: pending.config.clone(),
                 epoch: pending.epoch,
-                standing: Standing::Prepared {
-                    source: pending.source.clone(),
+                standing: Standing::PreparedFrom {
+                    host: pending.source_host.clone(),
+                    addr: pending.source.clone(),
                 },
             })?;
             Ok::<_, Error>(((name, pending), load))
@@ -496,13 +542,20 @@ impl Shared {
     }
 
     /// Target side of `Commit`: the prepared agent starts serving.
-    pub(crate) fn commit(self: &Arc<Self>, name: &str, epoch: u64) -> Result<Response> {
-        let pending = take_pending(&self.pending, name, |p| p.epoch == epoch && p.imported)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no transferred migration of {name:?} at epoch {epoch}"
-                ))
-            })?;
+    pub(crate) fn commit(
+        self: &Arc<Self>,
+        identity: &Identity,
+        name: &str,
+        epoch: u64,
+    ) -> Result<Response> {
+        let pending = take_pending(&self.pending, name, |p| {
+            p.epoch == epoch && p.imported && p.source_host == identity.name
+        })
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no transferred migration of {name:?} at epoch {epoch}"
+            ))
+        })?;
         self.agent_store.put_record(&AgentRecord {
             name: name.to_owned(),
             digest: pending.digest,
@@ -523,8 +576,21 @@ impl Shared {
     }
 
     /// Target side of `Abort`.
-    pub(crate) fn abort_prepared(&self, name: &str, epoch: u64) -> Result<Response> {
+    pub(crate) fn abort_prepared(
+        &self,
+        identity: &Identity,
+        name: &str,
+        epoch: u64,
+    ) -> Result<Response> {
         let mut pending = lock(&self.pending);
+        if let Some(p) = pending.get(name)
+            && p.source_host != identity.name
+        {
+            return Err(Error::Forbidden(format!(
+                "{identity} may not abort a migration from {:?}",
+                p.source_host
+            )));
+        }
         if pending.get(name).is_some_and(|p| p.epoch == epoch) {
             pending.remove(name);
             drop(pending);
@@ -533,26 +599,83 @@ impl Shared {
         Ok(Response::Aborted)
     }
 
-    /// Source side of `Outcome`.
-    pub(crate) fn outcome(&self, name: &str, epoch: u64) -> Response {
+    /// Source side of `Outcome`: committed only to the host the agent was
+    /// handed to (H1: the epoch alone would tell any host "yes").
+    pub(crate) fn outcome(&self, identity: &Identity, name: &str, epoch: u64) -> Result<Response> {
         let committed = lock(&self.moved)
             .get(name)
-            .is_some_and(|t| t.epoch >= epoch);
-        Response::Outcome { committed }
+            .is_some_and(|t| t.epoch >= epoch && t.host == identity.name);
+        Ok(Response::Outcome { committed })
+    }
+
+    /// Bounds on prepared migrations: at most [`MAX_PREPARED_PER_SOURCE`]
+    /// from one source and [`MAX_PREPARED`] in all, and each one that has
+    /// not received its state within [`PREPARE_EXPIRY`] is dropped. A
+    /// second `Prepare` of an agent another host is migrating here is
+    /// refused; the same source may start over (its earlier attempt failed).
+    fn admit_prepare(&self, identity: &Identity, name: &str) -> Result<()> {
+        let mut pending = lock(&self.pending);
+        let now = Instant::now();
+        pending.retain(|agent, p| {
+            let expired = !p.imported && now.duration_since(p.prepared_at) > PREPARE_EXPIRY;
+            if expired {
+                tracing::info!(agent = %agent, source = %p.source_host, "prepared migration expired");
+            }
+            !expired
+        });
+        if let Some(p) = pending.get(name) {
+            if p.source_host != identity.name {
+                return Err(Error::Conflict(format!(
+                    "another host is already migrating {name:?} here"
+                )));
+            }
+            if p.imported {
+                return Err(Error::Conflict(format!(
+                    "the state of {name:?} arrived here already; waiting for its commit"
+                )));
+            }
+            pending.remove(name);
+        }
+        let from_source = pending
+            .values()
+            .filter(|p| p.source_host == identity.name)
+            .count();
+        if from_source >= MAX_PREPARED_PER_SOURCE {
+            return Err(Error::Conflict(format!(
+                "{identity} has {from_source} migrations prepared here, the most one source may"
+            )));
+        }
+        if pending.len() >= MAX_PREPARED {
+            return Err(Error::Conflict(format!(
+                "{} migrations are prepared here, the most this host takes",
+                pending.len()
+            )));
+        }
+        let hosted = lock(&self.agents).len() + pending.len();
+        if hosted >= self.config.limits.max_agents as usize {
+            return Err(Error::Conflict(format!(
+                "this host runs its maximum of {} agents, prepared migrations included",
+                self.config.limits.max_agents
+            )));
+        }
+        Ok(())
     }
 
     /// After a restart: settle migrations this host had prepared but not
     /// seen committed, by asking their sources.
     pub(crate) async fn settle_prepared(self: &Arc<Self>, prepared: Vec<AgentRecord>) {
         for record in prepared {
-            let Standing::Prepared { source } = &record.standing else {
-                continue;
+            let (source, host) = match &record.standing {
+                Standing::PreparedFrom { host, addr } => (addr, Some(host.as_str())),
+                // Written before records named the source host.
+                Standing::Prepared { source } => (source, None),
+                Standing::Active => continue,
             };
             let answer = async {
                 let addr = source
                     .parse()
                     .map_err(|_| Error::Internal(format!("bad source address {source:?}")))?;
-                let connection = self.connection(addr).await?;
+                let (connection, _) = self.connection(addr, host).await?;
                 call(
                     &connection,
                     &Request::Outcome {

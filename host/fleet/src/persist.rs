@@ -26,6 +26,15 @@ pub enum Standing {
         /// The source host's address.
         source: String,
     },
+    /// A migration from the host named `host`, at `addr`, prepared it here
+    /// and sent its state; it serves only once that host commits. (Records
+    /// written before the source's name was kept are [`Standing::Prepared`].)
+    PreparedFrom {
+        /// The source host's name, from its certificate.
+        host: String,
+        /// The source host's address.
+        addr: String,
+    },
 }
 
 /// One agent as recorded on disk.
@@ -76,25 +85,30 @@ impl AgentStore {
         })
     }
 
-    fn path(&self, name: &str, kind: &str) -> PathBuf {
-        self.dir.join(format!("{name}.{kind}"))
+    /// The file of `kind` for the agent `name`. Names are checked again
+    /// here, whatever checked them before: a name is joined into a path,
+    /// and `../x` or `/x` must never reach the file system.
+    fn path(&self, name: &str, kind: &str) -> Result<PathBuf> {
+        crate::identity::check_name(name)
+            .map_err(|_| Error::BadRequest(format!("{name:?} is not a valid agent name")))?;
+        Ok(self.dir.join(format!("{name}.{kind}")))
     }
 
     /// Writes an agent's record (and clears any tombstone of the same name).
     pub fn put_record(&self, record: &AgentRecord) -> Result<()> {
         let bytes = postcard::to_stdvec(record).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomically(&self.path(&record.name, RECORD), &bytes)?;
-        remove(&self.path(&record.name, TOMBSTONE))
+        write_atomically(&self.path(&record.name, RECORD)?, &bytes)?;
+        remove(&self.path(&record.name, TOMBSTONE)?)
     }
 
     /// Writes an agent's last committed state.
     pub fn put_state(&self, name: &str, state: &[u8]) -> Result<()> {
-        write_atomically(&self.path(name, STATE), state)
+        write_atomically(&self.path(name, STATE)?, state)
     }
 
     /// The agent's last committed state, if one was written.
     pub fn state(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.path(name, STATE);
+        let path = self.path(name, STATE)?;
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -117,13 +131,13 @@ impl AgentStore {
     /// fsynced file.
     pub fn put_tombstone(&self, tombstone: &Tombstone) -> Result<()> {
         let bytes = postcard::to_stdvec(tombstone).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomically(&self.path(&tombstone.name, TOMBSTONE), &bytes)
+        write_atomically(&self.path(&tombstone.name, TOMBSTONE)?, &bytes)
     }
 
     /// Forgets an agent's record and state (release, or an aborted prepare).
     pub fn forget(&self, name: &str) -> Result<()> {
-        remove(&self.path(name, RECORD))?;
-        remove(&self.path(name, STATE))?;
+        remove(&self.path(name, RECORD)?)?;
+        remove(&self.path(name, STATE)?)?;
         sync_dir(&self.dir)
     }
 

@@ -20,6 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::delta::Block;
 use crate::{Error, Result};
 
+mod authz;
+mod check;
+
+pub use authz::{RequestKind, authorize};
+pub use check::Checked;
+
 /// The protocol version this build speaks. Raised whenever a message's
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
@@ -449,8 +455,19 @@ pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// How long one frame may take to arrive once its length header has: a
+/// peer that announces a frame and then trickles (or stops) is cut off
+/// instead of holding a stream and its buffer for ever. 16 MiB in 30 s is
+/// 4.5 Mbit/s, below the thinnest uplink the fleet plans for.
+pub const FRAME_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Bytes a frame's buffer grows by as they arrive: memory follows what the
+/// peer actually sent, never what its length header claims.
+const READ_STEP: usize = 64 << 10;
+
 /// Reads one frame of at most `max` bytes; `None` when the stream ended
-/// cleanly before a frame started.
+/// cleanly before a frame started. The frame's body must arrive within
+/// [`FRAME_DEADLINE`].
 pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
@@ -464,9 +481,24 @@ pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Option<Vec<
             "frame of {len} bytes is over the {max}-byte limit"
         )));
     }
-    let mut buf = vec![0u8; len];
-    recv.read_exact(&mut buf).await.map_err(read_error)?;
-    Ok(Some(buf))
+    let body = async {
+        let mut buf = Vec::with_capacity(len.min(READ_STEP));
+        while buf.len() < len {
+            let start = buf.len();
+            let step = (len - start).min(READ_STEP.max(start));
+            buf.resize(start + step, 0);
+            recv.read_exact(&mut buf[start..])
+                .await
+                .map_err(read_error)?;
+        }
+        Ok(buf)
+    };
+    match tokio::time::timeout(FRAME_DEADLINE, body).await {
+        Ok(result) => result.map(Some),
+        Err(_) => Err(Error::Protocol(format!(
+            "a frame of {len} bytes did not arrive within {FRAME_DEADLINE:?}"
+        ))),
+    }
 }
 
 /// A peer that answers a connection with a stateless reset restarted and
@@ -488,10 +520,11 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decodes a versioned message. A different version is
-/// [`Error::Version`]; anything that does not decode exactly is
+/// Decodes a versioned message and checks it ([`Checked`]). A different
+/// version is [`Error::Version`]; anything that does not decode exactly, or
+/// breaks a rule of its fields (a name that is not a name, a NaN), is
 /// [`Error::Protocol`].
-pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T> {
+pub fn decode<T: for<'de> Deserialize<'de> + Checked>(frame: &[u8]) -> Result<T> {
     let Some((version, body)) = frame.split_first_chunk::<2>() else {
         return Err(Error::Protocol("frame too short for a version".into()));
     };
@@ -510,6 +543,8 @@ pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T> {
             rest.len()
         )));
     }
+    let message: T = message;
+    message.check()?;
     Ok(message)
 }
 

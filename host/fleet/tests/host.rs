@@ -3,98 +3,18 @@
 // Test helpers unwrap freely: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use edgehost_fleet::client::{call, connect, upload};
-use edgehost_fleet::config::{HostLimits, Labels};
-use edgehost_fleet::identity::{Role, init_fleet, issue};
+use edgehost_fleet::config::Labels;
+use edgehost_fleet::identity::Role;
 use edgehost_fleet::protocol::{PROTOCOL_VERSION, Request, Response, encode, read_frame};
-use edgehost_fleet::tls::endpoint;
-use edgehost_fleet::{Credentials, Error, ErrorKind, Host, HostConfig};
+use edgehost_fleet::{Error, ErrorKind, HostConfig};
 use edgehost_runtime::Digest;
-use tokio::sync::oneshot;
 
-struct TestHost {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestHost {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.task.await;
-    }
-}
-
-/// A host configuration for `name` in the fleet whose CA is under `fleet`:
-/// its certificate issued, loopback on an ephemeral port, 100 ms heartbeats.
-fn host_config(fleet: &Path, name: &str) -> HostConfig {
-    let dir = fleet.join(name);
-    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
-    HostConfig {
-        name: Some(name.into()),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.join("data"),
-        cache_dir: None,
-        ca: fleet.join("ca").join("ca.pem"),
-        cert,
-        key,
-        peers: vec![],
-        labels: Labels::default(),
-        limits: HostLimits::default(),
-        metrics_listen: None,
-        heartbeat_ms: 100,
-        llm: None,
-        alm: Default::default(),
-    }
-}
-
-/// Starts a host in this process; it serves until `stop`.
-async fn spawn(config: HostConfig) -> TestHost {
-    let host = Host::start(config).await.unwrap();
-    let addr = host.local_addr();
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        host.run(async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestHost {
-        addr,
-        stop: Some(tx),
-        task,
-    }
-}
-
-async fn start_host(fleet: &Path, name: &str) -> TestHost {
-    spawn(host_config(fleet, name)).await
-}
-
-async fn start_host_with_peers(fleet: &Path, name: &str, peers: Vec<String>) -> TestHost {
-    spawn(HostConfig {
-        peers,
-        ..host_config(fleet, name)
-    })
-    .await
-}
-
-fn new_fleet(dir: &Path) {
-    init_fleet(&dir.join("ca"), "test").unwrap();
-}
-
-fn client_endpoint(fleet: &Path, name: &str) -> quinn::Endpoint {
-    let out = fleet.join("clients");
-    let (cert, key) = issue(&fleet.join("ca"), &out, name, Role::Client).unwrap();
-    let creds = Credentials::load(&fleet.join("ca").join("ca.pem"), &cert, &key).unwrap();
-    endpoint(&creds, "127.0.0.1:0".parse().unwrap(), false).unwrap()
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn upload_deploy_invoke_release() {
@@ -680,69 +600,6 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
     host.stop().await;
 }
 
-/// Invokes `name` with `body` as a client would; returns the response
-/// body and the host that answered.
-async fn invoke(conn: &quinn::Connection, name: &str, body: &[u8]) -> (Vec<u8>, String) {
-    let request = Request::Invoke {
-        name: name.into(),
-        body: body.to_vec(),
-        caller: None,
-        hops: 0,
-    };
-    match call(conn, &request).await.unwrap() {
-        Response::Invoked { body, host } => (body, host),
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn wait_until_peers(conn: &quinn::Connection, n: usize) {
-    for _ in 0..100 {
-        if let Response::Fleet(views) = call(conn, &Request::Fleet).await.unwrap()
-            && views.iter().filter(|v| v.reachable).count() == n
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the hosts never saw each other");
-}
-
-/// Two hosts that know each other, a client connected to both, and the
-/// memory agent's component uploaded to the first.
-struct Pair {
-    /// Holds the hosts' files: keep it alive as long as the hosts.
-    dir: tempfile::TempDir,
-    a: TestHost,
-    b: TestHost,
-    to_a: quinn::Connection,
-    to_b: quinn::Connection,
-    bytes: Vec<u8>,
-    digest: Digest,
-}
-
-async fn two_hosts() -> Pair {
-    let dir = tempfile::tempdir().unwrap();
-    new_fleet(dir.path());
-    let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
-    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
-    let client = client_endpoint(dir.path(), "ops");
-    let (to_a, _) = connect(&client, a.addr).await.unwrap();
-    let (to_b, _) = connect(&client, b.addr).await.unwrap();
-    wait_until_peers(&to_a, 2).await;
-    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
-    let digest = Digest::of(&bytes);
-    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
-    Pair {
-        dir,
-        a,
-        b,
-        to_a,
-        to_b,
-        bytes,
-        digest,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_under_load_loses_no_call_and_answers_none_twice() {
     let Pair {
@@ -951,8 +808,12 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     local.init(&[]).unwrap();
     local.handle(b"remember from the newer epoch").unwrap();
     let state = local.export_state().unwrap();
+    // Only a host may send the migration's steps: they come with alpha's
+    // certificate, as alpha's own handoff would.
+    let as_alpha = endpoint_as(dir.path(), "alpha", Role::Host);
+    let (to_b_as_alpha, _) = connect(&as_alpha, b.addr).await.unwrap();
     call(
-        &to_b,
+        &to_b_as_alpha,
         &Request::Prepare {
             name: "twin".into(),
             digest,
@@ -965,7 +826,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     .unwrap();
     // A pre-copy that does not hash to its digest is refused.
     let garbled = call(
-        &to_b,
+        &to_b_as_alpha,
         &Request::Precopy {
             name: "twin".into(),
             epoch: 2,
@@ -979,7 +840,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
         "{garbled:?}"
     );
     call(
-        &to_b,
+        &to_b_as_alpha,
         &Request::Precopy {
             name: "twin".into(),
             epoch: 2,
@@ -991,7 +852,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     .unwrap();
     // Nothing changed since the pre-copy: the final delta has no block.
     call(
-        &to_b,
+        &to_b_as_alpha,
         &Request::Transfer {
             name: "twin".into(),
             epoch: 2,
@@ -1004,7 +865,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     .unwrap();
     // A wrong epoch is refused.
     let stale = call(
-        &to_b,
+        &to_b_as_alpha,
         &Request::Commit {
             name: "twin".into(),
             epoch: 1,
@@ -1022,7 +883,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
         "{stale:?}"
     );
     call(
-        &to_b,
+        &to_b_as_alpha,
         &Request::Commit {
             name: "twin".into(),
             epoch: 2,

@@ -24,7 +24,7 @@ enum FleetAction {
         #[arg(long, default_value = "edgehost")]
         name: String,
     },
-    /// Issue a certificate for a host or a client, signed by the fleet CA.
+    /// Issue a certificate for a host, an operator or a viewer, signed by the fleet CA.
     Issue {
         /// The host's or client's name (a-z, 0-9, '-').
         name: String,
@@ -42,8 +42,13 @@ enum FleetAction {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
+    /// An edge server running `edgehost serve`.
     Host,
-    Client,
+    /// A tool that deploys, invokes, migrates and releases agents.
+    #[value(alias = "client")]
+    Operator,
+    /// A read-only tool: ps, events, status, dashboards.
+    Viewer,
 }
 
 impl FleetCommand {
@@ -62,7 +67,8 @@ impl FleetCommand {
             } => {
                 let role = match role {
                     RoleArg::Host => Role::Host,
-                    RoleArg::Client => Role::Client,
+                    RoleArg::Operator => Role::Operator,
+                    RoleArg::Viewer => Role::Viewer,
                 };
                 let out = out.unwrap_or_else(|| ca_dir.clone());
                 let (cert, key) =

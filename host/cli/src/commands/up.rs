@@ -141,7 +141,7 @@ impl UpCommand {
             fleet.children.push((name, child));
         }
 
-        issue(&ca_dir, &dir, "operator", Role::Client)?;
+        issue(&ca_dir, &dir, "operator", Role::Operator)?;
         let hosts = addrs
             .iter()
             .map(|a| format!("\"{a}\""))

@@ -1,0 +1,180 @@
+//! What the fleet's integration tests share: hosts started in-process on
+//! loopback, certificates, and a client's view of them.
+
+// Test helpers unwrap freely: a failure is the test failing. Each test
+// binary uses some of them.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use edgehost_fleet::client::{call, connect, upload};
+use edgehost_fleet::config::{HostLimits, Labels};
+use edgehost_fleet::identity::{Role, init_fleet, issue};
+use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::tls::endpoint;
+use edgehost_fleet::{Credentials, Host, HostConfig};
+use edgehost_runtime::Digest;
+use tokio::sync::oneshot;
+
+pub struct TestHost {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestHost {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// A host configuration for `name` in the fleet whose CA is under `fleet`:
+/// its certificate issued, loopback on an ephemeral port, 100 ms heartbeats.
+pub fn host_config(fleet: &Path, name: &str) -> HostConfig {
+    let dir = fleet.join(name);
+    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).unwrap();
+    HostConfig {
+        name: Some(name.into()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        cache_dir: None,
+        ca: fleet.join("ca").join("ca.pem"),
+        cert,
+        key,
+        peers: vec![],
+        labels: Labels::default(),
+        limits: HostLimits::default(),
+        metrics_listen: None,
+        heartbeat_ms: 100,
+        llm: None,
+        alm: Default::default(),
+    }
+}
+
+/// Starts a host in this process; it serves until `stop`.
+pub async fn spawn(config: HostConfig) -> TestHost {
+    let host = Host::start(config).await.unwrap();
+    let addr = host.local_addr();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        host.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestHost {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+pub async fn start_host(fleet: &Path, name: &str) -> TestHost {
+    spawn(host_config(fleet, name)).await
+}
+
+pub async fn start_host_with_peers(fleet: &Path, name: &str, peers: Vec<String>) -> TestHost {
+    spawn(HostConfig {
+        peers,
+        ..host_config(fleet, name)
+    })
+    .await
+}
+
+pub fn new_fleet(dir: &Path) {
+    init_fleet(&dir.join("ca"), "test").unwrap();
+}
+
+pub fn client_endpoint(fleet: &Path, name: &str) -> quinn::Endpoint {
+    let out = fleet.join("clients");
+    let (cert, key) = issue(&fleet.join("ca"), &out, name, Role::Operator).unwrap();
+    let creds = Credentials::load(&fleet.join("ca").join("ca.pem"), &cert, &key).unwrap();
+    endpoint(&creds, "127.0.0.1:0".parse().unwrap(), false).unwrap()
+}
+
+/// Invokes `name` with `body` as a client would; returns the response
+/// body and the host that answered.
+pub async fn invoke(conn: &quinn::Connection, name: &str, body: &[u8]) -> (Vec<u8>, String) {
+    let request = Request::Invoke {
+        name: name.into(),
+        body: body.to_vec(),
+        caller: None,
+        hops: 0,
+    };
+    match call(conn, &request).await.unwrap() {
+        Response::Invoked { body, host } => (body, host),
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn wait_until_peers(conn: &quinn::Connection, n: usize) {
+    for _ in 0..100 {
+        if let Response::Fleet(views) = call(conn, &Request::Fleet).await.unwrap()
+            && views.iter().filter(|v| v.reachable).count() == n
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the hosts never saw each other");
+}
+
+/// Two hosts that know each other, a client connected to both, and the
+/// memory agent's component uploaded to the first.
+pub struct Pair {
+    /// Holds the hosts' files: keep it alive as long as the hosts.
+    pub dir: tempfile::TempDir,
+    pub a: TestHost,
+    pub b: TestHost,
+    pub to_a: quinn::Connection,
+    pub to_b: quinn::Connection,
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
+}
+
+pub async fn two_hosts() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let a = start_host_with_peers(dir.path(), "alpha", vec![]).await;
+    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    let (to_b, _) = connect(&client, b.addr).await.unwrap();
+    wait_until_peers(&to_a, 2).await;
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    Pair {
+        dir,
+        a,
+        b,
+        to_a,
+        to_b,
+        bytes,
+        digest,
+    }
+}
+
+/// An endpoint holding a fresh certificate for `name` with `role`: a
+/// second host key for a running host's name, a host that runs nowhere
+/// (`mallory`), or a viewer.
+pub fn endpoint_as(fleet: &Path, name: &str, role: Role) -> quinn::Endpoint {
+    endpoint(
+        &credentials_as(fleet, name, role),
+        "127.0.0.1:0".parse().unwrap(),
+        false,
+    )
+    .unwrap()
+}
+
+/// A fresh certificate for `name` with `role`, loaded.
+pub fn credentials_as(fleet: &Path, name: &str, role: Role) -> Credentials {
+    let out = fleet.join("identities").join(format!("{role}"));
+    let (cert, key) = issue(&fleet.join("ca"), &out, name, role).unwrap();
+    Credentials::load(&fleet.join("ca").join("ca.pem"), &cert, &key).unwrap()
+}
