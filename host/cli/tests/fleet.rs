@@ -878,8 +878,8 @@ fn a_source_killed_after_the_commit_never_serves_the_agent_again() {
 }
 
 #[test]
-fn a_restarted_host_brings_its_agents_back_with_their_state() {
-    let fleet = LocalFleet::start(3);
+fn fifty_acknowledged_writes_survive_a_kill_9_at_once() {
+    let fleet = LocalFleet::start(2);
     fleet.json(&[
         "push",
         MEMORY_AGENT,
@@ -889,27 +889,146 @@ fn a_restarted_host_brings_its_agents_back_with_their_state() {
         "shanghai",
         "--json",
     ]);
-    for i in 0..3 {
+    for i in 0..50 {
+        let out = fleet.invoke("phoenix", &format!("remember life {i}"));
         assert!(
-            fleet
-                .invoke("phoenix", &format!("remember life {i}"))
-                .status
-                .success()
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        assert_eq!(stdout(&out), format!("noted #{}", i + 1));
     }
-    // Snapshots are written with the heartbeat (200 ms here).
-    std::thread::sleep(Duration::from_millis(800));
+    // No pause: the last answer came back, so its write is on disk.
     fleet.kill("shanghai", "9");
     fleet.wait_for_host("shanghai", false);
     let _shanghai = Reaped(fleet.restart("shanghai"));
     let ps =
         fleet.wait_for(|ps| named(ps, "agents", "phoenix").is_some_and(|a| a["reachable"] == true));
-    let phoenix = named(&ps, "agents", "phoenix").unwrap();
-    assert_eq!(phoenix["host"], "shanghai");
+    assert_eq!(named(&ps, "agents", "phoenix").unwrap()["host"], "shanghai");
+    let expected: Vec<String> = (0..50).map(|i| format!("life {i}")).collect();
     assert_eq!(
         stdout(&fleet.invoke("phoenix", "notes")),
-        "life 0\nlife 1\nlife 2"
+        expected.join("\n")
     );
+}
+
+#[test]
+fn a_source_killed_in_the_middle_of_a_migration_loses_no_acknowledged_write() {
+    let fleet = LocalFleet::start(2);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "anchor",
+        "--to",
+        "shanghai",
+        "--json",
+    ]);
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "runner",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    // 8 MiB of notes, so the pre-copy takes a while, then a stream of
+    // small writes, one CLI process after another, through shanghai.
+    let note = fleet.dir.path().join("note.txt");
+    std::fs::write(&note, format!("remember {}", "m".repeat(1 << 20))).unwrap();
+    for _ in 0..8 {
+        let out = fleet.run(&["invoke", "runner", "--input-file", note.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let shanghai = host_addr(&fleet, "shanghai");
+    let client_config = fleet.client_config();
+    let via = shanghai.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let stream = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..400 {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let out = edgehost_cmd()
+                .args(["invoke", "runner", "--input", &format!("remember w{i}")])
+                .args(["--via", &via])
+                .env("EDGEHOST_CLIENT_CONFIG", &client_config)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                acknowledged.push(format!("w{i}"));
+            }
+        }
+        acknowledged
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let beijing = host_addr(&fleet, "beijing");
+    let migrate = edgehost_cmd()
+        .args(["migrate", "runner", "--to", "shanghai", "--via", &beijing])
+        .env("EDGEHOST_CLIENT_CONFIG", fleet.client_config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ps = fleet.json(&["ps", "--json", "--via", &beijing]);
+        if named(&ps, "agents", "runner").is_some_and(|a| a["status"] != "serving") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the migration never started: {ps:#}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    fleet.kill("beijing", "9");
+    let _ = migrate.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = stream.join().unwrap();
+    assert!(!acknowledged.is_empty(), "no write was acknowledged");
+
+    // Wherever the kill landed, beijing comes back, and exactly one host
+    // serves the agent with every acknowledged write.
+    let _beijing = Reaped(fleet.restart("beijing"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ps = loop {
+        let ps = fleet.ps();
+        let serving: Vec<&Value> = ps["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["name"] == "runner")
+            .collect();
+        if serving.len() == 1 && serving[0]["reachable"] == true {
+            break ps;
+        }
+        assert!(Instant::now() < deadline, "not exactly one owner: {ps:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let owners = ps["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "runner")
+        .count();
+    assert_eq!(owners, 1, "{ps:#}");
+    let notes = stdout(&fleet.invoke("runner", "notes"));
+    for w in &acknowledged {
+        assert!(
+            notes.lines().any(|l| l == w),
+            "acknowledged {w} is lost ({} acknowledged)",
+            acknowledged.len()
+        );
+    }
 }
 
 fn host_addr(fleet: &LocalFleet, host: &str) -> String {

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::client::{call, connect};
 use crate::config::HostConfig;
+use crate::durable::Durability;
 use crate::identity::{Credentials, Identity, Role};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
@@ -50,6 +51,7 @@ pub(crate) enum Gate {
 
 /// One agent on this host.
 pub(crate) struct AgentSlot {
+    pub(crate) name: String,
     pub(crate) instance: Mutex<AgentInstance>,
     pub(crate) digest: Digest,
     pub(crate) descriptor: Descriptor,
@@ -62,6 +64,59 @@ pub(crate) struct AgentSlot {
     pub(crate) state_bytes: AtomicU64,
     pub(crate) held_calls: AtomicU64,
     pub(crate) gate: watch::Sender<Gate>,
+    /// What of its state is on disk; calls are answered once theirs is.
+    pub(crate) durability: Durability,
+}
+
+impl AgentSlot {
+    /// Right after a call, with the instance still held: exports the state
+    /// and returns what [`AgentSlot::make_durable`] must wait for.
+    pub(crate) fn stage(&self, instance: &mut AgentInstance) -> Result<u64> {
+        let state = instance.export_state()?;
+        self.state_bytes
+            .store(state.len() as u64, Ordering::Relaxed);
+        Ok(self.durability.stage(state))
+    }
+
+    /// Returns once the state staged as `seq` is on disk (blocking).
+    pub(crate) fn make_durable(&self, seq: u64, store: &AgentStore) -> Result<()> {
+        self.durability
+            .commit(seq, |state| {
+                // Handed off: the new owner wrote this state before it
+                // acknowledged the transfer; a copy here would be stale.
+                if matches!(*self.gate.borrow(), Gate::Moved(_)) {
+                    return Ok(());
+                }
+                store.put_state(&self.name, state)
+            })
+            .map(|_| ())
+    }
+
+    /// Runs one call and answers it only once its effect on the state is
+    /// durable (blocking; the caller holds `instance`, and this releases it
+    /// before the write so other calls run meanwhile).
+    pub(crate) fn call_durably(
+        &self,
+        mut instance: std::sync::MutexGuard<'_, AgentInstance>,
+        store: &AgentStore,
+        body: Vec<u8>,
+        caller: Option<String>,
+    ) -> Result<Vec<u8>> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let out = instance
+            .handle_from(body, caller)
+            .map_err(|e| Error::Agent(e.to_string()))?;
+        let seq = self.stage(&mut instance).map_err(|e| {
+            Error::Agent(format!(
+                "the call ran, but its state could not be exported to be made durable: {e}"
+            ))
+        })?;
+        drop(instance);
+        self.make_durable(seq, store).map_err(|e| {
+            Error::Internal(format!("the call ran, but its state is not durable: {e}"))
+        })?;
+        Ok(out)
+    }
 }
 
 /// An agent a migration is bringing to this host, not serving yet.
@@ -618,7 +673,7 @@ impl Shared {
             epoch: 1,
             standing: Standing::Active,
         })?;
-        self.install(&name, instance, digest, config, 1);
+        self.install(&name, instance, digest, config, 1, None);
         tracing::info!(agent = %name, %digest, "deployed");
         Ok(Response::Deployed {
             descriptor,
@@ -695,7 +750,8 @@ impl Shared {
         Ok(instance)
     }
 
-    /// Makes `instance` the serving agent `name` at `epoch`.
+    /// Makes `instance` the serving agent `name` at `epoch`; `on_disk` is
+    /// its state as stored, when known.
     pub(crate) fn install(
         &self,
         name: &str,
@@ -703,8 +759,11 @@ impl Shared {
         digest: Digest,
         config: Vec<(String, String)>,
         epoch: u64,
+        on_disk: Option<Vec<u8>>,
     ) {
         let slot = Arc::new(AgentSlot {
+            name: name.to_owned(),
+            durability: Durability::new(on_disk.unwrap_or_default()),
             descriptor: instance.descriptor().clone(),
             instance: Mutex::new(instance),
             digest,
@@ -738,6 +797,7 @@ impl Shared {
             record.digest,
             record.config.clone(),
             record.epoch,
+            state,
         );
         Ok(())
     }
@@ -757,24 +817,12 @@ impl Shared {
             if !all && calls == slot.snapshot_calls.load(Ordering::Relaxed) {
                 continue;
             }
-            let state = lock(&slot.instance).export_state();
-            match state {
-                Ok(state) => {
-                    // A handoff may have started meanwhile: only an agent
-                    // still owned here is written.
-                    if matches!(*slot.gate.borrow(), Gate::Moved(_)) {
-                        continue;
-                    }
-                    match self.agent_store.put_state(&name, &state) {
-                        Ok(()) => {
-                            slot.snapshot_calls.store(calls, Ordering::Relaxed);
-                            slot.state_bytes
-                                .store(state.len() as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => tracing::warn!(agent = %name, "could not write a snapshot: {e}"),
-                    }
-                }
-                Err(e) => tracing::warn!(agent = %name, "could not export a snapshot: {e}"),
+            // Through the same group commit as the calls, so a snapshot
+            // never writes a state older than one a call wrote.
+            let staged = slot.stage(&mut lock(&slot.instance));
+            match staged.and_then(|seq| slot.make_durable(seq, &self.agent_store)) {
+                Ok(()) => slot.snapshot_calls.store(calls, Ordering::Relaxed),
+                Err(e) => tracing::warn!(agent = %name, "could not write a snapshot: {e}"),
             }
         }
     }
@@ -971,13 +1019,13 @@ impl Shared {
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         let start = Instant::now();
         let run_slot = slot.clone();
+        let run_shared = self.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let mut instance = lock(&run_slot.instance);
+            let instance = lock(&run_slot.instance);
             if matches!(*run_slot.gate.borrow(), Gate::Held | Gate::Moved(_)) {
                 return Err(body);
             }
-            run_slot.calls.fetch_add(1, Ordering::Relaxed);
-            Ok(instance.handle_from(body, caller))
+            Ok(run_slot.call_durably(instance, &run_shared.agent_store, body, caller))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -1004,7 +1052,7 @@ impl Shared {
                     .metrics
                     .invocation_errors
                     .fetch_add(1, Ordering::Relaxed);
-                Err(Error::Agent(e.to_string()))
+                Err(e)
             }
         }))
     }
@@ -1171,6 +1219,9 @@ impl Shared {
         }
         let shared = self.clone();
         let _ = tokio::task::spawn_blocking(move || shared.snapshot_all(false)).await;
+        // Off the heartbeat's path: a dead source must not delay it.
+        let shared = self.clone();
+        tokio::spawn(async move { shared.settle_pending().await });
         let report = self.report();
         // Configured seeds are dialled as whoever answers there; a peer we
         // learned of must answer with the certificate of the name it has.
@@ -1263,12 +1314,11 @@ impl Router for FleetRouter {
             .ok_or_else(|| HostError::Failed("the host is shutting down".into()))?;
         let local = lock(&shared.agents).get(to).cloned();
         if let Some(slot) = local {
-            let mut instance = slot.instance.try_lock().map_err(|_| {
+            let instance = slot.instance.try_lock().map_err(|_| {
                 HostError::Failed(format!("{to:?} is busy (a call cycle through {from:?}?)"))
             })?;
-            slot.calls.fetch_add(1, Ordering::Relaxed);
-            return instance
-                .handle_from(body, Some(from.to_owned()))
+            return slot
+                .call_durably(instance, &shared.agent_store, body, Some(from.to_owned()))
                 .map_err(|e| HostError::Failed(e.to_string()));
         }
         let handle = shared.handle.clone();

@@ -26,6 +26,7 @@ pub mod alm;
 pub mod client;
 pub mod config;
 pub mod delta;
+mod durable;
 pub mod host;
 pub mod identity;
 pub mod membership;

@@ -53,6 +53,10 @@ const TRANSFER_STEP: Duration = Duration::from_secs(120);
 const UPLOAD_STEP: Duration = Duration::from_secs(120);
 const PREPARE_STEP: Duration = Duration::from_secs(120);
 
+/// How long a target waits for a `Commit` after the state arrived before it
+/// asks the source itself.
+const SETTLE_AFTER: Duration = Duration::from_secs(2);
+
 /// Prepared migrations a host keeps from one source at once.
 pub const MAX_PREPARED_PER_SOURCE: usize = 16;
 /// Prepared migrations a host keeps in all.
@@ -569,6 +573,7 @@ impl Shared {
             pending.digest,
             pending.config,
             epoch,
+            None,
         );
         lock(&self.moved).remove(name);
         tracing::info!(agent = %name, epoch, "took over");
@@ -601,11 +606,72 @@ impl Shared {
 
     /// Source side of `Outcome`: committed only to the host the agent was
     /// handed to (H1: the epoch alone would tell any host "yes").
+    ///
+    /// While a handoff of the agent is still under way here the answer is
+    /// not known yet, and the target is told to ask again: a "no" must be
+    /// final, since the target drops its copy on it.
     pub(crate) fn outcome(&self, identity: &Identity, name: &str, epoch: u64) -> Result<Response> {
         let committed = lock(&self.moved)
             .get(name)
             .is_some_and(|t| t.epoch >= epoch && t.host == identity.name);
+        if !committed {
+            let moving = lock(&self.agents)
+                .get(name)
+                .is_some_and(|slot| matches!(*slot.gate.borrow(), Gate::Migrating | Gate::Held));
+            if moving {
+                return Err(Error::Conflict(format!(
+                    "{name:?} is still being handed off; ask again"
+                )));
+            }
+        }
         Ok(Response::Outcome { committed })
+    }
+
+    /// H3: a target whose `Commit` never came asks the source, until it
+    /// learns the outcome. Run with every heartbeat for each migration
+    /// whose state arrived more than [`SETTLE_AFTER`] ago.
+    pub(crate) async fn settle_pending(self: &Arc<Self>) {
+        let waiting: Vec<(String, u64, String, String)> = lock(&self.pending)
+            .iter()
+            .filter(|(_, p)| p.imported && p.prepared_at.elapsed() > SETTLE_AFTER)
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    p.epoch,
+                    p.source_host.clone(),
+                    p.source.clone(),
+                )
+            })
+            .collect();
+        for (name, epoch, host, addr) in waiting {
+            let Ok(socket) = addr.parse() else { continue };
+            let ask = Request::Outcome {
+                name: name.clone(),
+                epoch,
+            };
+            let source = Identity {
+                role: crate::identity::Role::Host,
+                name: host.clone(),
+            };
+            match tokio::time::timeout(QUICK_STEP, self.call_peer(socket, Some(&host), &ask)).await
+            {
+                Ok(Ok((Response::Outcome { committed: true }, _))) => {
+                    match self.commit(&source, &name, epoch) {
+                        Ok(_) => {
+                            tracing::info!(agent = %name, "commit learned from the source; serving")
+                        }
+                        Err(e) => tracing::debug!(agent = %name, "settling: {e}"),
+                    }
+                }
+                Ok(Ok((Response::Outcome { committed: false }, _))) => {
+                    tracing::info!(agent = %name, "the source did not commit; dropping the prepared copy");
+                    if let Err(e) = self.abort_prepared(&source, &name, epoch) {
+                        tracing::warn!(agent = %name, "dropping a prepared copy: {e}");
+                    }
+                }
+                other => tracing::debug!(agent = %name, "outcome not known yet: {other:?}"),
+            }
+        }
     }
 
     /// Bounds on prepared migrations: at most [`MAX_PREPARED_PER_SOURCE`]
@@ -629,11 +695,8 @@ impl Shared {
                     "another host is already migrating {name:?} here"
                 )));
             }
-            if p.imported {
-                return Err(Error::Conflict(format!(
-                    "the state of {name:?} arrived here already; waiting for its commit"
-                )));
-            }
+            // The source runs one handoff of an agent at a time: a new
+            // Prepare from it means the earlier attempt ended uncommitted.
             pending.remove(name);
         }
         let from_source = pending

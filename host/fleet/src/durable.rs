@@ -1,0 +1,152 @@
+//! Durable calls: a call that changed an agent's state is answered only
+//! once that state is on disk, so a host killed at any instant comes back
+//! with every write it acknowledged.
+//!
+//! After each call the host exports the agent's state while it still holds
+//! the instance ([`Durability::stage`]): the call's effects and nothing
+//! later. An export equal to the last one means the call changed nothing;
+//! it still waits for the newest staged state, because it may have read an
+//! earlier call's write that is not on disk yet. Writing happens outside the
+//! instance lock ([`Durability::commit`]), as a group commit: whoever holds
+//! the writer lock writes the newest staged state, which covers every call
+//! staged before it, so concurrent calls share one write and one fsync.
+
+use std::sync::Mutex;
+
+use crate::host::lock;
+use crate::{Error, Result};
+
+/// One agent's staged and written states.
+#[derive(Default)]
+pub(crate) struct Durability {
+    staged: Mutex<Staged>,
+    /// The sequence number of the state on disk; held while writing.
+    written: Mutex<u64>,
+}
+
+#[derive(Default)]
+struct Staged {
+    /// Raised by every export that differs from the one before.
+    seq: u64,
+    /// The newest export not yet taken by a writer.
+    pending: Option<Vec<u8>>,
+    /// The newest export, to tell a call that changed nothing.
+    last: Vec<u8>,
+}
+
+impl Durability {
+    /// A durability tracker whose agent's state on disk is `on_disk`
+    /// (empty when unknown: the first call then writes).
+    pub(crate) fn new(on_disk: Vec<u8>) -> Self {
+        Durability {
+            staged: Mutex::new(Staged {
+                seq: 0,
+                pending: None,
+                last: on_disk,
+            }),
+            written: Mutex::new(0),
+        }
+    }
+
+    /// Records `state`, exported right after a call, and returns the
+    /// sequence number the call must see written before it is answered.
+    pub(crate) fn stage(&self, state: Vec<u8>) -> u64 {
+        let mut staged = lock(&self.staged);
+        if state != staged.last {
+            staged.seq += 1;
+            staged.last.clone_from(&state);
+            staged.pending = Some(state);
+        }
+        staged.seq
+    }
+
+    /// Returns once the state numbered `seq` (or a later one) is on disk,
+    /// writing the newest staged state with `write` unless another call's
+    /// write already covers it. Returns the size of what was written, if
+    /// this call wrote.
+    pub(crate) fn commit(
+        &self,
+        seq: u64,
+        write: impl FnOnce(&[u8]) -> Result<()>,
+    ) -> Result<Option<usize>> {
+        let mut written = lock(&self.written);
+        if *written >= seq {
+            return Ok(None);
+        }
+        let (newest, state) = {
+            let mut staged = lock(&self.staged);
+            (staged.seq, staged.pending.take())
+        };
+        let Some(state) = state else {
+            // Nothing staged past what is written: cannot happen while the
+            // writer lock is held, but never worth a wrong answer.
+            return Err(Error::Internal(format!(
+                "state {seq} was staged but is neither written nor pending"
+            )));
+        };
+        match write(&state) {
+            Ok(()) => {
+                *written = newest;
+                Ok(Some(state.len()))
+            }
+            Err(e) => {
+                // Kept for the next writer, unless a newer state replaced it.
+                let mut staged = lock(&self.staged);
+                if staged.pending.is_none() {
+                    staged.pending = Some(state);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_covers_every_state_staged_before_it() {
+        let d = Durability::new(b"v0".to_vec());
+        // A call that changed nothing has nothing to wait for.
+        assert_eq!(d.stage(b"v0".to_vec()), 0);
+        assert_eq!(d.commit(0, |_| panic!("nothing to write")).unwrap(), None);
+        let first = d.stage(b"v1".to_vec());
+        let second = d.stage(b"v2".to_vec());
+        let mut disk = Vec::new();
+        assert_eq!(
+            d.commit(first, |s| {
+                disk = s.to_vec();
+                Ok(())
+            })
+            .unwrap(),
+            Some(2)
+        );
+        assert_eq!(disk, b"v2", "the newest state is what is written");
+        // The second call is covered by the first call's write.
+        assert_eq!(
+            d.commit(second, |_| panic!("already written")).unwrap(),
+            None
+        );
+        // A read after an unwritten write waits for that write.
+        let third = d.stage(b"v3".to_vec());
+        assert_eq!(d.stage(b"v3".to_vec()), third);
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_by_the_next_call() {
+        let d = Durability::new(Vec::new());
+        let seq = d.stage(b"v1".to_vec());
+        assert!(
+            d.commit(seq, |_| Err(Error::Internal("disk full".into())))
+                .is_err()
+        );
+        let mut disk = Vec::new();
+        d.commit(seq, |s| {
+            disk = s.to_vec();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(disk, b"v1");
+    }
+}
