@@ -5,7 +5,11 @@
 //!   mutual TLS, an established connection) -> agent -> back;
 //! - the same with one forwarding hop: client -> host A -> owner B -> back;
 //! - upload throughput of a 64 MiB component (hash-verified, written to disk);
-//! - the mutual-TLS QUIC handshake.
+//! - the mutual-TLS QUIC handshake;
+//! - migration downtime and bytes;
+//! - durable calls: a write answered once its state is fsynced, against a
+//!   read of the same agent, at 64 KiB and 1 MiB, alone and with four
+//!   concurrent writers (group commit).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -273,6 +277,8 @@ async fn run() {
         migrations.push((label, reports));
     }
 
+    let durable = durable_calls(&to_b, digest).await;
+
     println!("edgehost fleet benchmarks (loopback, two hosts in one process, release)");
     println!();
     println!(
@@ -336,6 +342,24 @@ async fn run() {
             rates[rates.len() / 2],
         );
     }
+    println!();
+    println!(
+        "durable calls (the memory agent; a write is answered once its state is fsynced; reads write nothing):"
+    );
+    println!(
+        "| {:<40} | {:>10} | {:>10} | {:>10} |",
+        "call", "p50", "p90", "p99"
+    );
+    println!("|{:-<42}|{:->12}|{:->12}|{:->12}|", "", "", "", "");
+    for (label, s) in &durable {
+        println!(
+            "| {:<40} | {:>10} | {:>10} | {:>10} |",
+            label,
+            fmt(pct(s, 0.5)),
+            fmt(pct(s, 0.9)),
+            fmt(pct(s, 0.99))
+        );
+    }
     for (label, reports) in &migrations {
         let med = |i: usize, predicted: bool| {
             let mut v: Vec<f64> = reports
@@ -363,4 +387,74 @@ async fn run() {
             med(3, true)
         );
     }
+}
+
+/// Latency of reads and durable writes of an agent holding `state` bytes
+/// of notes, alone and with four writers at once.
+async fn durable_calls(conn: &quinn::Connection, digest: Digest) -> Vec<(String, Vec<Duration>)> {
+    let mut rows = Vec::new();
+    for (size_label, state) in [("64 KiB", 64usize << 10), ("1 MiB", 1 << 20)] {
+        let name = format!("ledger-{}", state >> 10);
+        call(
+            conn,
+            &Request::Deploy {
+                name: name.clone(),
+                digest,
+                config: vec![],
+            },
+        )
+        .await
+        .expect("deploy");
+        let mut note = b"remember ".to_vec();
+        note.extend(std::iter::repeat_n(b'n', state));
+        let request = |body: Vec<u8>| Request::Invoke {
+            name: name.clone(),
+            body,
+            caller: None,
+            hops: 0,
+        };
+        call(conn, &request(note)).await.expect("remember");
+        for (what, body) in [
+            ("read (stats)", b"stats".to_vec()),
+            ("write (remember)", b"remember x".to_vec()),
+        ] {
+            let mut samples = Vec::with_capacity(500);
+            for i in 0..520 {
+                let t = Instant::now();
+                call(conn, &request(body.clone())).await.expect("call");
+                if i >= 20 {
+                    samples.push(t.elapsed());
+                }
+            }
+            samples.sort();
+            rows.push((format!("{size_label}, {what}, one caller"), samples));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let conn = conn.clone();
+            let write = request(b"remember y".to_vec());
+            tasks.spawn(async move {
+                let mut samples = Vec::with_capacity(250);
+                for _ in 0..250 {
+                    let t = Instant::now();
+                    call(&conn, &write).await.expect("call");
+                    samples.push(t.elapsed());
+                }
+                samples
+            });
+        }
+        let mut samples = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            samples.extend(done.expect("writer"));
+        }
+        samples.sort();
+        rows.push((
+            format!("{size_label}, write, four callers at once"),
+            samples,
+        ));
+        call(conn, &Request::Release { name })
+            .await
+            .expect("release");
+    }
+    rows
 }

@@ -48,6 +48,15 @@ impl Durability {
         }
     }
 
+    /// Forgets what was staged and not written: the agent was restarted
+    /// from `on_disk`, its state as stored. Calls still waiting for a write
+    /// of the lost state are answered with an error, never as written.
+    pub(crate) fn reset(&self, on_disk: Vec<u8>) {
+        let mut staged = lock(&self.staged);
+        staged.pending = None;
+        staged.last = on_disk;
+    }
+
     /// Records `state`, exported right after a call, and returns the
     /// sequence number the call must see written before it is answered.
     pub(crate) fn stage(&self, state: Vec<u8>) -> u64 {

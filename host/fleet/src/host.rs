@@ -36,6 +36,32 @@ use crate::{Error, Result};
 /// Forwarding an invocation more often than this means a routing loop.
 const MAX_HOPS: u8 = 2;
 
+/// Connections one identity may hold open to a host at once. A tool opens
+/// one per command and a peer host one; the rest is a peer hoarding them.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 32;
+/// Uploads a host receives at once: each holds a temporary file and a
+/// stream until its last chunk arrives.
+pub const MAX_CONCURRENT_UPLOADS: usize = 8;
+/// Calls that may wait for one agent while a handoff holds it; more are
+/// refused at once instead of queueing without end.
+pub const MAX_HELD_CALLS: u64 = 1024;
+
+/// Counts one waiting call for as long as it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Whether an agent takes calls.
 #[derive(Debug, Clone)]
 pub(crate) enum Gate {
@@ -63,10 +89,21 @@ pub(crate) struct AgentSlot {
     pub(crate) snapshot_calls: AtomicU64,
     pub(crate) state_bytes: AtomicU64,
     pub(crate) held_calls: AtomicU64,
+    /// Calls waiting right now for a handoff to finish.
+    pub(crate) holding: AtomicU64,
     pub(crate) gate: watch::Sender<Gate>,
     /// What of its state is on disk; calls are answered once theirs is.
     pub(crate) durability: Durability,
+    /// Restarts after the instance was poisoned: how many, and when the
+    /// next one may happen (H6).
+    pub(crate) restarts: Mutex<(u32, Instant)>,
 }
+
+/// How long after a restart the next one may happen; it doubles with each
+/// restart, up to [`MAX_RESTART_BACKOFF`]. The first restart is immediate,
+/// and an agent that stays healthy twice the longest backoff starts over.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
 
 impl AgentSlot {
     /// Right after a call, with the instance still held: exports the state
@@ -171,6 +208,10 @@ pub(crate) struct Shared {
     pub(crate) refiner: Option<Arc<LlmRefiner>>,
     pub(crate) started: Instant,
     pub(crate) handle: tokio::runtime::Handle,
+    /// Open incoming connections per identity ([`MAX_CONNECTIONS_PER_PEER`]).
+    pub(crate) incoming: Mutex<HashMap<Identity, usize>>,
+    /// Uploads in progress ([`MAX_CONCURRENT_UPLOADS`]).
+    pub(crate) uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running host.
@@ -275,6 +316,8 @@ impl Host {
             refiner,
             started: Instant::now(),
             handle: tokio::runtime::Handle::current(),
+            incoming: Mutex::new(HashMap::new()),
+            uploads: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
         });
         // Bring back what this host owned before a restart.
         let (records, tombstones) = shared.agent_store.load()?;
@@ -375,11 +418,29 @@ async fn serve_connection(shared: Arc<Shared>, connection: Connection) {
             return;
         }
     };
+    {
+        let mut incoming = lock(&shared.incoming);
+        let open = incoming.entry(identity.clone()).or_default();
+        if *open >= MAX_CONNECTIONS_PER_PEER {
+            drop(incoming);
+            tracing::warn!(%identity, "refusing connection: {MAX_CONNECTIONS_PER_PEER} already open");
+            connection.close(3u32.into(), b"too many connections from this identity");
+            return;
+        }
+        *open += 1;
+    }
     tracing::debug!(%identity, remote = %connection.remote_address(), "connected");
     while let Ok((send, recv)) = connection.accept_bi().await {
         let shared = shared.clone();
         let identity = identity.clone();
         tokio::spawn(async move { serve_stream(shared, identity, send, recv).await });
+    }
+    let mut incoming = lock(&shared.incoming);
+    if let Some(open) = incoming.get_mut(&identity) {
+        *open = open.saturating_sub(1);
+        if *open == 0 {
+            incoming.remove(&identity);
+        }
     }
 }
 
@@ -593,6 +654,11 @@ impl Shared {
         if self.store.has(&digest) {
             return Ok(Response::Uploaded { received: 0 });
         }
+        let _slot = self.uploads.clone().try_acquire_owned().map_err(|_| {
+            Error::Conflict(format!(
+                "{MAX_CONCURRENT_UPLOADS} uploads are in progress here; try again shortly"
+            ))
+        })?;
         let mut incoming = self.store.begin(digest, size).await?;
         while incoming.remaining() > 0 {
             let chunk = read_frame(recv, CHUNK_BYTES)
@@ -750,6 +816,36 @@ impl Shared {
         Ok(instance)
     }
 
+    /// H6: replaces the poisoned instance of `slot` with a fresh one that
+    /// holds its last durable state, once the backoff since the last
+    /// restart has passed (blocking; the caller holds the instance).
+    fn revive(self: &Arc<Self>, slot: &AgentSlot, instance: &mut AgentInstance) -> Result<()> {
+        let reason = instance.poisoned().unwrap_or("failed").to_owned();
+        let mut restarts = lock(&slot.restarts);
+        let now = Instant::now();
+        if now > restarts.1 + 2 * MAX_RESTART_BACKOFF {
+            restarts.0 = 0;
+        }
+        if now < restarts.1 {
+            return Err(Error::Agent(format!(
+                "{:?} stopped ({reason}); restarting it from its last durable state in {} ms",
+                slot.name,
+                (restarts.1 - now).as_millis().max(1)
+            )));
+        }
+        let state = self.agent_store.state(&slot.name)?;
+        let component = self.load_component(&slot.digest)?;
+        let fresh = self.start_instance(&component, &slot.name, &slot.config, state.as_deref())?;
+        *instance = fresh;
+        slot.durability.reset(state.unwrap_or_default());
+        let backoff = RESTART_BACKOFF
+            .saturating_mul(1u32 << restarts.0.min(16))
+            .min(MAX_RESTART_BACKOFF);
+        *restarts = (restarts.0.saturating_add(1), now + backoff);
+        tracing::warn!(agent = %slot.name, restarts = restarts.0, "restarted after: {reason}");
+        Ok(())
+    }
+
     /// Makes `instance` the serving agent `name` at `epoch`; `on_disk` is
     /// its state as stored, when known.
     pub(crate) fn install(
@@ -764,6 +860,7 @@ impl Shared {
         let slot = Arc::new(AgentSlot {
             name: name.to_owned(),
             durability: Durability::new(on_disk.unwrap_or_default()),
+            restarts: Mutex::new((0, Instant::now())),
             descriptor: instance.descriptor().clone(),
             instance: Mutex::new(instance),
             digest,
@@ -774,6 +871,7 @@ impl Shared {
             snapshot_calls: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             held_calls: AtomicU64::new(0),
+            holding: AtomicU64::new(0),
             gate: watch::Sender::new(Gate::Open),
         });
         lock(&self.agents).insert(name.to_owned(), slot);
@@ -953,10 +1051,17 @@ impl Shared {
                         }
                     }
                     Gate::Held => {
+                        if slot.holding.load(Ordering::Relaxed) >= MAX_HELD_CALLS {
+                            return Err(Error::Conflict(format!(
+                                "{MAX_HELD_CALLS} calls already wait for {name:?} while it moves"
+                            )));
+                        }
                         if !held {
                             held = true;
                             slot.held_calls.fetch_add(1, Ordering::Relaxed);
                         }
+                        // Counted while it waits, even if the caller goes away.
+                        let _waiting = Waiting::new(&slot.holding);
                         if gate.changed().await.is_err() {
                             return Err(Error::NotFound(format!("{name:?} was released")));
                         }
@@ -1021,9 +1126,14 @@ impl Shared {
         let run_slot = slot.clone();
         let run_shared = self.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let instance = lock(&run_slot.instance);
+            let mut instance = lock(&run_slot.instance);
             if matches!(*run_slot.gate.borrow(), Gate::Held | Gate::Moved(_)) {
                 return Err(body);
+            }
+            if instance.poisoned().is_some()
+                && let Err(e) = run_shared.revive(&run_slot, &mut instance)
+            {
+                return Ok(Err(e));
             }
             Ok(run_slot.call_durably(instance, &run_shared.agent_store, body, caller))
         })
@@ -1078,13 +1188,30 @@ impl Shared {
         let addr: SocketAddr = owner_addr
             .parse()
             .map_err(|_| Error::Internal(format!("peer address {owner_addr:?} is not valid")))?;
+        let agent = name.clone();
         let request = Request::Invoke {
             name,
             body,
             caller,
-            hops: hops + 1,
+            hops: hops.saturating_add(1),
         };
-        match self.call_peer(addr, Some(owner_name), &request).await?.0 {
+        // H7: a forwarded call has a deadline, so a call cycle across hosts
+        // (A calls B calls A, each waiting for the other's instance) ends
+        // with an error instead of wedging both.
+        let deadline = Duration::from_millis(self.config.limits.call_timeout_ms)
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(2));
+        let answer = tokio::time::timeout(
+            deadline,
+            self.call_peer(addr, Some(owner_name), &request),
+        )
+        .await
+        .map_err(|_| {
+            Error::Agent(format!(
+                "{owner_name} did not answer for {agent:?} within {deadline:?} (a call cycle?)"
+            ))
+        })??;
+        match answer.0 {
             Response::Invoked { body, host } => Ok((body, host)),
             other => Err(crate::client::unexpected(&other)),
         }
@@ -1317,9 +1444,14 @@ impl Router for FleetRouter {
             let instance = slot.instance.try_lock().map_err(|_| {
                 HostError::Failed(format!("{to:?} is busy (a call cycle through {from:?}?)"))
             })?;
-            return slot
-                .call_durably(instance, &shared.agent_store, body, Some(from.to_owned()))
-                .map_err(|e| HostError::Failed(e.to_string()));
+            // Through the migration gate like any call: an agent being
+            // handed off takes the path below, which waits while it is held
+            // and follows it to its new owner.
+            if matches!(*slot.gate.borrow(), Gate::Open | Gate::Migrating) {
+                return slot
+                    .call_durably(instance, &shared.agent_store, body, Some(from.to_owned()))
+                    .map_err(|e| HostError::Failed(e.to_string()));
+            }
         }
         let handle = shared.handle.clone();
         handle

@@ -18,6 +18,7 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -200,10 +201,67 @@ pub fn init_fleet(dir: &Path, fleet_name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Issues a certificate for `name` with `role`, signed by the CA in
+/// When a certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// The first instant it is valid.
+    pub not_before: SystemTime,
+    /// The last instant it is valid; after it, every handshake with it fails.
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// From an hour ago (a little clock skew between machines) to `days`
+    /// days from now.
+    pub fn days(days: u32) -> Self {
+        let now = SystemTime::now();
+        Validity {
+            not_before: now - Duration::from_secs(3600),
+            not_after: now + Duration::from_secs(u64::from(days) * 86_400),
+        }
+    }
+
+    /// The default lifetime for `role`: 90 days for a host, 30 for an
+    /// operator or viewer, whose certificate lives on a laptop that can be
+    /// lost.
+    pub fn default_for(role: Role) -> Self {
+        match role {
+            Role::Host => Validity::days(90),
+            Role::Operator | Role::Viewer => Validity::days(30),
+        }
+    }
+}
+
+fn datetime(t: SystemTime) -> Result<time::OffsetDateTime> {
+    let secs = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| Error::Identity(format!("certificate validity: {e}")))
+}
+
+/// Issues a certificate for `name` with `role`, valid for the role's
+/// default lifetime ([`Validity::default_for`]), signed by the CA in
 /// `ca_dir`, and writes `<name>.pem` and `<name>.key` into `out_dir`.
 pub fn issue(ca_dir: &Path, out_dir: &Path, name: &str, role: Role) -> Result<(PathBuf, PathBuf)> {
+    issue_for(ca_dir, out_dir, name, role, Validity::default_for(role))
+}
+
+/// [`issue`] with an explicit validity.
+pub fn issue_for(
+    ca_dir: &Path,
+    out_dir: &Path,
+    name: &str,
+    role: Role,
+    validity: Validity,
+) -> Result<(PathBuf, PathBuf)> {
     check_name(name)?;
+    if validity.not_after <= validity.not_before {
+        return Err(Error::Identity(
+            "a certificate must end after it begins".into(),
+        ));
+    }
     let ca_pem = fs::read_to_string(ca_dir.join("ca.pem"))
         .map_err(|e| Error::io(ca_dir.join("ca.pem"), e))?;
     let ca_key_pem = fs::read_to_string(ca_dir.join("ca.key"))
@@ -220,6 +278,8 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, name: &str, role: Role) -> Result<(P
     dn.push(DnType::CommonName, name);
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.not_before = datetime(validity.not_before)?;
+    params.not_after = datetime(validity.not_after)?;
     params.extended_key_usages = match role {
         Role::Host => vec![
             ExtendedKeyUsagePurpose::ServerAuth,

@@ -1144,3 +1144,62 @@ async fn the_metrics_endpoint_counts_agents_and_calls() {
     );
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_agent_is_restarted_from_its_durable_state_with_a_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let mut config = host_config(dir.path(), "alpha");
+    config.limits.call_timeout_ms = 300;
+    let host = spawn(config).await;
+    let (conn, _) = connect(&client_endpoint(dir.path(), "ops"), host.addr)
+        .await
+        .unwrap();
+    let bytes = std::fs::read(edgehost_tests::HOSTILE_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&conn, digest, &bytes, |_| {}).await.unwrap();
+    call(
+        &conn,
+        &Request::Deploy {
+            name: "wild".into(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let send = |body: &'static str| {
+        let conn = conn.clone();
+        async move {
+            call(
+                &conn,
+                &Request::Invoke {
+                    name: "wild".into(),
+                    body: body.as_bytes().to_vec(),
+                    caller: None,
+                    hops: 0,
+                },
+            )
+            .await
+        }
+    };
+    let body = |r: Result<Response, Error>| match r.unwrap() {
+        Response::Invoked { body, .. } => String::from_utf8(body).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(body(send("echo one").await), "one");
+    // A call that runs past its deadline poisons the instance; the next
+    // call gets a fresh one at once.
+    assert!(send("loop").await.is_err());
+    assert_eq!(body(send("echo two").await), "two");
+    // Poisoned again soon after: the restart waits for its backoff.
+    assert!(send("loop").await.is_err());
+    let early = send("echo three").await;
+    assert!(
+        matches!(&early, Err(Error::Remote { message, .. }) if message.contains("restarting")),
+        "{early:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(body(send("echo three").await), "three");
+    host.stop().await;
+}

@@ -527,3 +527,51 @@ async fn names_and_numbers_that_break_the_rules_are_refused_at_decode() {
     assert!(decode::<Request>(&frame).is_err());
     host.stop().await;
 }
+
+#[tokio::test]
+async fn expired_certificates_are_refused_at_the_handshake() {
+    use edgehost_fleet::identity::{Validity, issue_for};
+    use std::time::SystemTime;
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let host = start_host(dir.path(), "alpha").await;
+    let expired = Validity {
+        not_before: SystemTime::now() - Duration::from_secs(2 * 86_400),
+        not_after: SystemTime::now() - Duration::from_secs(86_400),
+    };
+    let ca = dir.path().join("ca");
+    let load = |name: &str, role: Role| {
+        let out = dir.path().join("expired");
+        let (cert, key) = issue_for(&ca, &out, name, role, expired).unwrap();
+        edgehost_fleet::Credentials::load(&ca.join("ca.pem"), &cert, &key).unwrap()
+    };
+    // An operator whose certificate ran out gets nothing.
+    let old = endpoint(
+        &load("ops", Role::Operator),
+        "127.0.0.1:0".parse().unwrap(),
+        false,
+    )
+    .unwrap();
+    match connect(&old, host.addr).await {
+        Err(_) => {}
+        // The client's side of the handshake may finish before the host's
+        // verdict on its certificate arrives; its first request then fails.
+        Ok((conn, _)) => assert!(call(&conn, &Request::Status).await.is_err()),
+    }
+    // A host serving an expired certificate is not trusted by its clients.
+    let server = endpoint(
+        &load("beta", Role::Host),
+        "127.0.0.1:0".parse().unwrap(),
+        true,
+    )
+    .unwrap();
+    let fresh = client_endpoint(dir.path(), "ops-2");
+    assert!(connect(&fresh, server.local_addr().unwrap()).await.is_err());
+    // Certificates of the default lifetime work.
+    let (conn, _) = connect(&fresh, host.addr).await.unwrap();
+    assert!(matches!(
+        call(&conn, &Request::Status).await.unwrap(),
+        Response::Status(_)
+    ));
+    host.stop().await;
+}

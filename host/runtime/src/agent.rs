@@ -143,10 +143,7 @@ impl AgentState {
             // sockets (the default address check denies every address).
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limiter: MemoryCap {
-                cap_bytes,
-                refused: None,
-            },
+            limiter: MemoryCap::new(cap_bytes),
             services,
             dependencies: Vec::new(),
             clock_origin: Instant::now(),

@@ -41,16 +41,37 @@ impl Default for Limits {
 
 /// Per-store resource limiter: refuses memory growth past the cap and
 /// remembers that it did, so the trap can be reported as what it is.
+///
+/// The cap is on the store's total: every linear memory of every core
+/// instance of the component together, so an agent cannot multiply its
+/// declared memory by spreading it over many memories. Table elements are
+/// counted the same way.
 #[derive(Debug)]
 pub(crate) struct MemoryCap {
-    /// Bytes any one linear memory may reach.
+    /// Bytes all the store's linear memories together may reach.
     pub(crate) cap_bytes: usize,
     /// The size a refused growth asked for, if one was refused.
     pub(crate) refused: Option<usize>,
+    /// Bytes of linear memory the store holds now.
+    pub(crate) memory_bytes: usize,
+    /// Table elements the store holds now.
+    pub(crate) table_elements: usize,
+}
+
+impl MemoryCap {
+    /// A cap of `cap_bytes` on a store that holds nothing yet.
+    pub(crate) fn new(cap_bytes: usize) -> Self {
+        MemoryCap {
+            cap_bytes,
+            refused: None,
+            memory_bytes: 0,
+            table_elements: 0,
+        }
+    }
 }
 
 /// Bounds on tables and instance counts: generous for real components,
-/// finite for hostile ones.
+/// finite for hostile ones. Table elements count across all tables.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 const MAX_INSTANCES: usize = 1_000;
 const MAX_TABLES: usize = 1_000;
@@ -59,30 +80,43 @@ const MAX_MEMORIES: usize = 100;
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap_bytes {
-            self.refused = Some(desired);
+        let total = self
+            .memory_bytes
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.cap_bytes {
+            self.refused = Some(total);
             // Trapping (rather than returning -1 from memory.grow) stops a
             // memory bomb at once with a precise reason instead of letting the
             // guest's allocator abort somewhere else.
             return Err(wasmtime::format_err!(
-                "memory limit: growing to {desired} bytes exceeds the cap of {} bytes",
+                "memory limit: growing to {total} bytes in all exceeds the cap of {} bytes",
                 self.cap_bytes
             ));
         }
+        self.memory_bytes = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        let total = self
+            .table_elements
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -149,14 +183,34 @@ mod tests {
 
     #[test]
     fn memory_cap_refuses_and_remembers() {
-        let mut cap = MemoryCap {
-            cap_bytes: 1 << 20,
-            refused: None,
-        };
+        let mut cap = MemoryCap::new(1 << 20);
         assert!(matches!(cap.memory_growing(0, 1 << 19, None), Ok(true)));
         assert!(cap.refused.is_none());
         assert!(cap.memory_growing(1 << 19, 2 << 20, None).is_err());
         assert_eq!(cap.refused, Some(2 << 20));
+    }
+
+    #[test]
+    fn the_cap_counts_every_memory_of_the_store() {
+        let mut cap = MemoryCap::new(1 << 20);
+        // Four memories of 256 KiB fit; a fifth does not.
+        for _ in 0..4 {
+            assert!(matches!(cap.memory_growing(0, 256 << 10, None), Ok(true)));
+        }
+        assert!(cap.memory_growing(0, 256 << 10, None).is_err());
+        assert_eq!(cap.refused, Some(1_310_720));
+        // Nor does growing one of them.
+        assert!(cap.memory_growing(256 << 10, 512 << 10, None).is_err());
+        // Tables likewise share one budget of elements.
+        assert!(matches!(
+            cap.table_growing(0, MAX_TABLE_ELEMENTS / 2, None),
+            Ok(true)
+        ));
+        assert!(matches!(
+            cap.table_growing(0, MAX_TABLE_ELEMENTS / 2, None),
+            Ok(true)
+        ));
+        assert!(matches!(cap.table_growing(0, 1, None), Ok(false)));
     }
 
     #[test]

@@ -461,10 +461,7 @@ impl PolicyState {
         PolicyState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryCap {
-                cap_bytes,
-                refused: None,
-            },
+            limiter: MemoryCap::new(cap_bytes),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use edgehost_fleet::identity::{Role, init_fleet, issue};
+use edgehost_fleet::identity::{Role, Validity, init_fleet, issue_for};
 
 /// Create a fleet CA or issue certificates from it.
 #[derive(Args)]
@@ -37,6 +37,11 @@ enum FleetAction {
         /// Where to write NAME.pem and NAME.key (default: the CA directory).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Days the certificate is valid (default: 90 for a host, 30 for
+        /// an operator or a viewer). An expired certificate fails every
+        /// handshake.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: Option<u32>,
     },
 }
 
@@ -64,6 +69,7 @@ impl FleetCommand {
                 ca_dir,
                 role,
                 out,
+                days,
             } => {
                 let role = match role {
                     RoleArg::Host => Role::Host,
@@ -71,8 +77,9 @@ impl FleetCommand {
                     RoleArg::Viewer => Role::Viewer,
                 };
                 let out = out.unwrap_or_else(|| ca_dir.clone());
-                let (cert, key) =
-                    issue(&ca_dir, &out, &name, role).context("issuing the certificate")?;
+                let validity = days.map_or(Validity::default_for(role), Validity::days);
+                let (cert, key) = issue_for(&ca_dir, &out, &name, role, validity)
+                    .context("issuing the certificate")?;
                 outln!(
                     "{role} certificate for {name}: {} and {}",
                     cert.display(),
