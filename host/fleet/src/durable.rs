@@ -20,8 +20,9 @@ use crate::{Error, Result};
 #[derive(Default)]
 pub(crate) struct Durability {
     staged: Mutex<Staged>,
-    /// The sequence number of the state on disk; held while writing.
-    written: Mutex<u64>,
+    /// The sequence number of the state on disk, and that state when known;
+    /// held while writing.
+    written: Mutex<(u64, Option<Vec<u8>>)>,
 }
 
 #[derive(Default)]
@@ -36,25 +37,28 @@ struct Staged {
 
 impl Durability {
     /// A durability tracker whose agent's state on disk is `on_disk`
-    /// (empty when unknown: the first call then writes).
-    pub(crate) fn new(on_disk: Vec<u8>) -> Self {
+    /// (`None` when unknown: the first call that changes it then writes it
+    /// whole).
+    pub(crate) fn new(on_disk: Option<Vec<u8>>) -> Self {
         Durability {
             staged: Mutex::new(Staged {
                 seq: 0,
                 pending: None,
-                last: on_disk,
+                last: on_disk.clone().unwrap_or_default(),
             }),
-            written: Mutex::new(0),
+            written: Mutex::new((0, on_disk)),
         }
     }
 
     /// Forgets what was staged and not written: the agent was restarted
     /// from `on_disk`, its state as stored. Calls still waiting for a write
     /// of the lost state are answered with an error, never as written.
-    pub(crate) fn reset(&self, on_disk: Vec<u8>) {
+    pub(crate) fn reset(&self, on_disk: Option<Vec<u8>>) {
+        let mut written = lock(&self.written);
         let mut staged = lock(&self.staged);
         staged.pending = None;
-        staged.last = on_disk;
+        staged.last = on_disk.clone().unwrap_or_default();
+        written.1 = on_disk;
     }
 
     /// Records `state`, exported right after a call, and returns the
@@ -70,16 +74,17 @@ impl Durability {
     }
 
     /// Returns once the state numbered `seq` (or a later one) is on disk,
-    /// writing the newest staged state with `write` unless another call's
-    /// write already covers it. Returns the size of what was written, if
-    /// this call wrote.
+    /// writing the newest staged state with `write(before, after)` unless
+    /// another call's write already covers it (`before` is the state on
+    /// disk, when known). Returns the size of what was written, if this
+    /// call wrote.
     pub(crate) fn commit(
         &self,
         seq: u64,
-        write: impl FnOnce(&[u8]) -> Result<()>,
+        write: impl FnOnce(Option<&[u8]>, &[u8]) -> Result<()>,
     ) -> Result<Option<usize>> {
         let mut written = lock(&self.written);
-        if *written >= seq {
+        if written.0 >= seq {
             return Ok(None);
         }
         let (newest, state) = {
@@ -93,12 +98,16 @@ impl Durability {
                 "state {seq} was staged but is neither written nor pending"
             )));
         };
-        match write(&state) {
+        match write(written.1.as_deref(), &state) {
             Ok(()) => {
-                *written = newest;
-                Ok(Some(state.len()))
+                let size = state.len();
+                *written = (newest, Some(state));
+                Ok(Some(size))
             }
             Err(e) => {
+                // What reached the disk is unknown now (a torn append, say):
+                // the next write is a whole snapshot.
+                written.1 = None;
                 // Kept for the next writer, unless a newer state replaced it.
                 let mut staged = lock(&self.staged);
                 if staged.pending.is_none() {
@@ -116,15 +125,19 @@ mod tests {
 
     #[test]
     fn a_write_covers_every_state_staged_before_it() {
-        let d = Durability::new(b"v0".to_vec());
+        let d = Durability::new(Some(b"v0".to_vec()));
         // A call that changed nothing has nothing to wait for.
         assert_eq!(d.stage(b"v0".to_vec()), 0);
-        assert_eq!(d.commit(0, |_| panic!("nothing to write")).unwrap(), None);
+        assert_eq!(
+            d.commit(0, |_, _| panic!("nothing to write")).unwrap(),
+            None
+        );
         let first = d.stage(b"v1".to_vec());
         let second = d.stage(b"v2".to_vec());
         let mut disk = Vec::new();
         assert_eq!(
-            d.commit(first, |s| {
+            d.commit(first, |before, s| {
+                assert_eq!(before, Some(&b"v0"[..]));
                 disk = s.to_vec();
                 Ok(())
             })
@@ -134,7 +147,7 @@ mod tests {
         assert_eq!(disk, b"v2", "the newest state is what is written");
         // The second call is covered by the first call's write.
         assert_eq!(
-            d.commit(second, |_| panic!("already written")).unwrap(),
+            d.commit(second, |_, _| panic!("already written")).unwrap(),
             None
         );
         // A read after an unwritten write waits for that write.
@@ -144,14 +157,15 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_retried_by_the_next_call() {
-        let d = Durability::new(Vec::new());
+        let d = Durability::new(None);
         let seq = d.stage(b"v1".to_vec());
         assert!(
-            d.commit(seq, |_| Err(Error::Internal("disk full".into())))
+            d.commit(seq, |_, _| Err(Error::Internal("disk full".into())))
                 .is_err()
         );
         let mut disk = Vec::new();
-        d.commit(seq, |s| {
+        d.commit(seq, |before, s| {
+            assert_eq!(before, None);
             disk = s.to_vec();
             Ok(())
         })

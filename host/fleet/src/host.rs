@@ -118,13 +118,13 @@ impl AgentSlot {
     /// Returns once the state staged as `seq` is on disk (blocking).
     pub(crate) fn make_durable(&self, seq: u64, store: &AgentStore) -> Result<()> {
         self.durability
-            .commit(seq, |state| {
+            .commit(seq, |before, state| {
                 // Handed off: the new owner wrote this state before it
                 // acknowledged the transfer; a copy here would be stale.
                 if matches!(*self.gate.borrow(), Gate::Moved(_)) {
                     return Ok(());
                 }
-                store.put_state(&self.name, state)
+                store.append_state(&self.name, before, state)
             })
             .map(|_| ())
     }
@@ -837,7 +837,7 @@ impl Shared {
         let component = self.load_component(&slot.digest)?;
         let fresh = self.start_instance(&component, &slot.name, &slot.config, state.as_deref())?;
         *instance = fresh;
-        slot.durability.reset(state.unwrap_or_default());
+        slot.durability.reset(state);
         let backoff = RESTART_BACKOFF
             .saturating_mul(1u32 << restarts.0.min(16))
             .min(MAX_RESTART_BACKOFF);
@@ -859,7 +859,7 @@ impl Shared {
     ) {
         let slot = Arc::new(AgentSlot {
             name: name.to_owned(),
-            durability: Durability::new(on_disk.unwrap_or_default()),
+            durability: Durability::new(on_disk),
             restarts: Mutex::new((0, Instant::now())),
             descriptor: instance.descriptor().clone(),
             instance: Mutex::new(instance),

@@ -261,8 +261,15 @@ impl Shared {
             len: state.len() as u64,
             blocks: delta::diff(&base, &state),
         })?;
+        // The delta's deadline follows the pace the pre-copy measured on
+        // this very link: four times the expected time for its size, and
+        // never under the quick step's.
+        let expected = Duration::from_secs_f64(
+            precopy_ms / 1e3 * transfer.len() as f64 / precopy.len().max(1) as f64,
+        );
+        let transfer_step = QUICK_STEP.max(expected.saturating_mul(4) + Duration::from_secs(2));
         let sent = Instant::now();
-        let load_ms = match step_encoded(&connection, &transfer, QUICK_STEP).await {
+        let load_ms = match step_encoded(&connection, &transfer, transfer_step).await {
             Ok(Response::Transferred { load_ms }) => load_ms,
             Ok(other) => {
                 self.abort(&connection, name, epoch).await;

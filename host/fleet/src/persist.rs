@@ -74,12 +74,32 @@ pub struct AgentStore {
 
 const RECORD: &str = "record";
 const STATE: &str = "state";
+const LOG: &str = "log";
 const TOMBSTONE: &str = "moved";
+
+mod log;
+
+/// The largest state a log replays to (the runtime's own bound on a state
+/// blob).
+const MAX_STATE_BYTES: usize = 256 << 20;
+
+/// A state log is folded into a new snapshot once it is longer than the
+/// state itself, and at least this long.
+const MIN_LOG_BEFORE_COMPACTION: u64 = 256 << 10;
 
 impl AgentStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // Temporary files a crash left behind: never renamed, so never
+        // part of what the store holds.
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(AgentStore {
             dir: dir.to_owned(),
         })
@@ -101,19 +121,44 @@ impl AgentStore {
         remove(&self.path(&record.name, TOMBSTONE)?)
     }
 
-    /// Writes an agent's last committed state.
+    /// Writes an agent's whole state as its snapshot (and drops its log,
+    /// which extended the snapshot before).
     pub fn put_state(&self, name: &str, state: &[u8]) -> Result<()> {
-        write_atomically(&self.path(name, STATE)?, state)
+        write_atomically(&self.path(name, STATE)?, state)?;
+        remove(&self.path(name, LOG)?)
     }
 
-    /// The agent's last committed state, if one was written.
+    /// Makes `after` the agent's durable state, where `before` is the state
+    /// durable until now (`None` when not known). Appends only the changed
+    /// blocks to the agent's log, with one sync; writes a new snapshot and
+    /// starts a new log when there is none, `before` is unknown, or the log
+    /// has grown longer than the state.
+    pub fn append_state(&self, name: &str, before: Option<&[u8]>, after: &[u8]) -> Result<()> {
+        let log_path = self.path(name, LOG)?;
+        let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
+        let compact = match (before, log_len) {
+            (Some(_), Some(len)) => len > MIN_LOG_BEFORE_COMPACTION.max(after.len() as u64),
+            _ => true,
+        };
+        match before {
+            Some(before) if !compact => log::append(&log_path, before, after).map(|_| ()),
+            _ => {
+                self.put_state(name, after)?;
+                log::create(&log_path, &Digest::of(after))
+            }
+        }
+    }
+
+    /// The agent's last durable state, if one was written: its snapshot
+    /// with its log replayed onto it.
     pub fn state(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(name, STATE)?;
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        let snapshot = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        log::replay(&self.path(name, LOG)?, snapshot, MAX_STATE_BYTES).map(Some)
     }
 
     /// Records that the agent moved away, then forgets its record and
@@ -138,6 +183,7 @@ impl AgentStore {
     pub fn forget(&self, name: &str) -> Result<()> {
         remove(&self.path(name, RECORD)?)?;
         remove(&self.path(name, STATE)?)?;
+        remove(&self.path(name, LOG)?)?;
         sync_dir(&self.dir)
     }
 
@@ -206,11 +252,15 @@ fn sync_dir(dir: &Path) -> Result<()> {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Unique per write: two writers of one file never share a temporary.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.tmp",
+        ".{}.{}-{n}.tmp",
         path.file_name()
             .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        std::process::id()
     ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -289,5 +339,44 @@ mod tests {
             .unwrap();
         std::fs::write(dir.path().join("junk.record"), b"\xff\xff").unwrap();
         assert_eq!(store.load().unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn appended_states_survive_a_reopen_and_compact_into_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AgentStore::open(dir.path()).unwrap();
+        let mut state = vec![1u8; 100_000];
+        // Unknown before: a snapshot and a fresh log.
+        store.append_state("a", None, &state).unwrap();
+        for i in 0..200usize {
+            let before = state.clone();
+            let at = (i * 4096) % state.len();
+            state[at] = i as u8;
+            state.push(i as u8);
+            store.append_state("a", Some(&before), &state).unwrap();
+            if i % 50 == 0 {
+                let reopened = AgentStore::open(dir.path()).unwrap();
+                assert_eq!(reopened.state("a").unwrap().as_deref(), Some(&state[..]));
+            }
+        }
+        // The log was folded into a snapshot at least once: it stays short.
+        let log = std::fs::metadata(dir.path().join("a.log")).unwrap().len();
+        assert!(log <= MIN_LOG_BEFORE_COMPACTION + (64 << 10), "{log}");
+        assert_eq!(store.state("a").unwrap().as_deref(), Some(&state[..]));
+        store.forget("a").unwrap();
+        assert_eq!(store.state("a").unwrap(), None);
+        assert!(!dir.path().join("a.log").exists());
+    }
+
+    #[test]
+    fn names_that_are_not_names_never_become_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AgentStore::open(&dir.path().join("agents")).unwrap();
+        for bad in ["../x", "/tmp/x", "", "a/b", ".."] {
+            assert!(store.put_state(bad, b"x").is_err(), "{bad:?}");
+            assert!(store.state(bad).is_err(), "{bad:?}");
+            assert!(store.forget(bad).is_err(), "{bad:?}");
+        }
+        assert!(!dir.path().join("x.state").exists());
     }
 }

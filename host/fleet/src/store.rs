@@ -12,6 +12,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{Error, Result};
 
+/// The prefix of an upload's temporary file.
+const INCOMING: &str = ".incoming-";
+
 /// The directory of stored components.
 #[derive(Debug, Clone)]
 pub struct ComponentStore {
@@ -22,6 +25,19 @@ impl ComponentStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // Uploads a crash cut short: never renamed into place, never used.
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(INCOMING) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed a partial upload"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "cannot remove a partial upload: {e}")
+                    }
+                }
+            }
+        }
         Ok(ComponentStore {
             dir: dir.to_owned(),
         })
@@ -48,7 +64,11 @@ impl ComponentStore {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!(".incoming-{}-{n}", digest.hex()));
+        let tmp = self.dir.join(format!(
+            "{INCOMING}{}-{}-{n}",
+            digest.hex(),
+            std::process::id()
+        ));
         let file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| Error::io(&tmp, e))?;
@@ -126,6 +146,15 @@ impl Incoming {
         tokio::fs::rename(&self.tmp, &self.target)
             .await
             .map_err(|e| Error::io(&self.target, e))?;
+        // The rename is durable only once the directory is.
+        let dir = self.target.parent().map(Path::to_owned).unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(&dir, e))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
         Ok(self.received)
     }
 }
