@@ -19,6 +19,21 @@ use edgehost_runtime::Digest;
 mod support;
 use support::*;
 
+/// What the memory agent declares, for placement requests.
+fn memory_descriptor() -> edgehost_runtime::Descriptor {
+    edgehost_runtime::Descriptor {
+        kind: "memory".into(),
+        version: "1".into(),
+        demand: edgehost_runtime::ResourceDemand {
+            memory_mib: 1,
+            cpu_millicores: 10,
+            storage_mib: 1,
+            bandwidth_mbps: 1,
+        },
+        dependencies: vec![],
+    }
+}
+
 /// A request of `kind` aimed at `agent` (and `digest`, `report`), at an
 /// epoch that would outrank any owner.
 fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -> Request {
@@ -41,17 +56,7 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
         },
         RequestKind::Release => Request::Release { name },
         RequestKind::Place => Request::Place {
-            descriptor: edgehost_runtime::Descriptor {
-                kind: "memory".into(),
-                version: "1".into(),
-                demand: edgehost_runtime::ResourceDemand {
-                    memory_mib: 1,
-                    cpu_millicores: 10,
-                    storage_mib: 1,
-                    bandwidth_mbps: 1,
-                },
-                dependencies: vec![],
-            },
+            descriptor: memory_descriptor(),
             component_bytes: 1,
         },
         RequestKind::Heartbeat => Request::Heartbeat(report.clone()),
@@ -502,17 +507,7 @@ async fn names_and_numbers_that_break_the_rules_are_refused_at_decode() {
     let placed = call(
         &operator,
         &Request::Place {
-            descriptor: edgehost_runtime::Descriptor {
-                kind: "memory".into(),
-                version: "1".into(),
-                demand: edgehost_runtime::ResourceDemand {
-                    memory_mib: 1,
-                    cpu_millicores: 10,
-                    storage_mib: 1,
-                    bandwidth_mbps: 1,
-                },
-                dependencies: vec![],
-            },
+            descriptor: memory_descriptor(),
             component_bytes: bytes.len() as u64,
         },
     )
