@@ -29,6 +29,8 @@ use crate::protocol::{
     AgentReport, CHUNK_BYTES, ErrorKind, HostReport, Location, MAX_BODY_BYTES, MAX_COMPONENT_BYTES,
     MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode, read_frame, write_frame,
 };
+pub(crate) use crate::slot::{AgentSlot, Gate, Pending};
+use crate::slot::{MAX_RESTART_BACKOFF, RESTART_BACKOFF, Waiting};
 use crate::store::ComponentStore;
 use crate::tls::{endpoint, peer_identity};
 use crate::{Error, Result};
@@ -45,136 +47,6 @@ pub const MAX_CONCURRENT_UPLOADS: usize = 8;
 /// Calls that may wait for one agent while a handoff holds it; more are
 /// refused at once instead of queueing without end.
 pub const MAX_HELD_CALLS: u64 = 1024;
-
-/// Counts one waiting call for as long as it lives.
-struct Waiting<'a>(&'a AtomicU64);
-
-impl<'a> Waiting<'a> {
-    fn new(counter: &'a AtomicU64) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Waiting(counter)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Whether an agent takes calls.
-#[derive(Debug, Clone)]
-pub(crate) enum Gate {
-    /// Serving.
-    Open,
-    /// Serving while a migration prepares the target.
-    Migrating,
-    /// Quiesced for a handoff: new calls wait.
-    Held,
-    /// Handed off: calls go to the new owner.
-    Moved(Tombstone),
-}
-
-/// One agent on this host.
-pub(crate) struct AgentSlot {
-    pub(crate) name: String,
-    pub(crate) instance: Mutex<AgentInstance>,
-    pub(crate) digest: Digest,
-    pub(crate) descriptor: Descriptor,
-    pub(crate) config: Vec<(String, String)>,
-    pub(crate) epoch: u64,
-    pub(crate) started: Instant,
-    pub(crate) calls: AtomicU64,
-    /// Calls answered when the state was last written to disk.
-    pub(crate) snapshot_calls: AtomicU64,
-    pub(crate) state_bytes: AtomicU64,
-    pub(crate) held_calls: AtomicU64,
-    /// Calls waiting right now for a handoff to finish.
-    pub(crate) holding: AtomicU64,
-    pub(crate) gate: watch::Sender<Gate>,
-    /// What of its state is on disk; calls are answered once theirs is.
-    pub(crate) durability: Durability,
-    /// Restarts after the instance was poisoned: how many, and when the
-    /// next one may happen (H6).
-    pub(crate) restarts: Mutex<(u32, Instant)>,
-}
-
-/// How long after a restart the next one may happen; it doubles with each
-/// restart, up to [`MAX_RESTART_BACKOFF`]. The first restart is immediate,
-/// and an agent that stays healthy twice the longest backoff starts over.
-const RESTART_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
-
-impl AgentSlot {
-    /// Right after a call, with the instance still held: exports the state
-    /// and returns what [`AgentSlot::make_durable`] must wait for.
-    pub(crate) fn stage(&self, instance: &mut AgentInstance) -> Result<u64> {
-        let state = instance.export_state()?;
-        self.state_bytes
-            .store(state.len() as u64, Ordering::Relaxed);
-        Ok(self.durability.stage(state))
-    }
-
-    /// Returns once the state staged as `seq` is on disk (blocking).
-    pub(crate) fn make_durable(&self, seq: u64, store: &AgentStore) -> Result<()> {
-        self.durability
-            .commit(seq, |before, state| {
-                // Handed off: the new owner wrote this state before it
-                // acknowledged the transfer; a copy here would be stale.
-                if matches!(*self.gate.borrow(), Gate::Moved(_)) {
-                    return Ok(());
-                }
-                store.append_state(&self.name, before, state)
-            })
-            .map(|_| ())
-    }
-
-    /// Runs one call and answers it only once its effect on the state is
-    /// durable (blocking; the caller holds `instance`, and this releases it
-    /// before the write so other calls run meanwhile).
-    pub(crate) fn call_durably(
-        &self,
-        mut instance: std::sync::MutexGuard<'_, AgentInstance>,
-        store: &AgentStore,
-        body: Vec<u8>,
-        caller: Option<String>,
-    ) -> Result<Vec<u8>> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let out = instance
-            .handle_from(body, caller)
-            .map_err(|e| Error::Agent(e.to_string()))?;
-        let seq = self.stage(&mut instance).map_err(|e| {
-            Error::Agent(format!(
-                "the call ran, but its state could not be exported to be made durable: {e}"
-            ))
-        })?;
-        drop(instance);
-        self.make_durable(seq, store).map_err(|e| {
-            Error::Internal(format!("the call ran, but its state is not durable: {e}"))
-        })?;
-        Ok(out)
-    }
-}
-
-/// An agent a migration is bringing to this host, not serving yet.
-pub(crate) struct Pending {
-    pub(crate) instance: AgentInstance,
-    pub(crate) digest: Digest,
-    pub(crate) config: Vec<(String, String)>,
-    pub(crate) epoch: u64,
-    pub(crate) source: String,
-    /// The source host's name, from the certificate that sent `Prepare`:
-    /// only that host may send the migration's later steps.
-    pub(crate) source_host: String,
-    /// When `Prepare` arrived: a prepared agent whose state never came
-    /// expires.
-    pub(crate) prepared_at: Instant,
-    pub(crate) imported: bool,
-    /// The state sent by `Precopy`, the base of the final delta, and its
-    /// verified digest.
-    pub(crate) base: Vec<u8>,
-    pub(crate) base_digest: Option<Digest>,
-}
 
 pub(crate) struct Shared {
     pub(crate) name: String,

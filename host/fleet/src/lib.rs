@@ -35,6 +35,7 @@ pub mod migration;
 pub mod persist;
 pub mod place;
 pub mod protocol;
+mod slot;
 pub mod store;
 pub mod tls;
 

@@ -96,12 +96,36 @@ async fn three_sites(
     (alpha, near, far, to_alpha)
 }
 
-/// Reports the user of `agent` at `host` and returns ALM's one decision.
+/// Waits (bounded: 15 s) until every host's last CPU sample, as the host
+/// behind `conn` sees it, has been below 50% twice in a row. ALM prices
+/// processing by each host's sampled load, and on a small test machine a
+/// compile in a neighbouring host spikes that sample to 95%: a decision
+/// taken then answers a different question than the one tested.
+async fn wait_until_idle(conn: &quinn::Connection) {
+    let mut quiet = 0;
+    for _ in 0..150 {
+        let idle = match call(conn, &Request::Fleet).await.unwrap() {
+            Response::Fleet(views) => views
+                .iter()
+                .all(|v| v.report.status.cpu_usage_percent < 50.0),
+            other => panic!("{other:?}"),
+        };
+        quiet = if idle { quiet + 1 } else { 0 };
+        if quiet >= 2 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Reports the user of `agent` at `host` and returns ALM's one decision,
+/// taken on an idle fleet.
 async fn attach(
     conn: &quinn::Connection,
     agent: &str,
     host: &str,
 ) -> edgehost_fleet::protocol::Event {
+    wait_until_idle(conn).await;
     let request = Request::Attach {
         agent: agent.into(),
         host: host.into(),
