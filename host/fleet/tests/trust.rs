@@ -128,14 +128,7 @@ async fn status(conn: &quinn::Connection) -> HostReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_authorization_table_holds_cell_by_cell() {
     let dir = tempfile::tempdir().unwrap();
-    new_fleet(dir.path());
-    let host = start_host(dir.path(), "alpha").await;
-    let (operator, _) = connect(&client_endpoint(dir.path(), "ops"), host.addr)
-        .await
-        .unwrap();
-    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
-    let digest = Digest::of(&bytes);
-    upload(&operator, digest, &bytes, |_| {}).await.unwrap();
+    let (host, operator, _, digest) = one_host_with_the_memory_agent(dir.path()).await;
     call(
         &operator,
         &Request::Deploy {
@@ -417,14 +410,7 @@ async fn a_host_certificate_speaks_only_for_its_own_name() {
 #[tokio::test]
 async fn names_and_numbers_that_break_the_rules_are_refused_at_decode() {
     let dir = tempfile::tempdir().unwrap();
-    new_fleet(dir.path());
-    let host = start_host(dir.path(), "alpha").await;
-    let (operator, _) = connect(&client_endpoint(dir.path(), "ops"), host.addr)
-        .await
-        .unwrap();
-    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
-    let digest = Digest::of(&bytes);
-    upload(&operator, digest, &bytes, |_| {}).await.unwrap();
+    let (host, operator, bytes, digest) = one_host_with_the_memory_agent(dir.path()).await;
     let (as_host, _) = connect(&endpoint_as(dir.path(), "beta", Role::Host), host.addr)
         .await
         .unwrap();

@@ -9,48 +9,48 @@
 use crate::identity::{Identity, Role};
 use crate::protocol::Request;
 
-/// The kind of a [`Request`], without its fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// [`Request::Status`].
-    Status,
-    /// [`Request::Fleet`].
-    Fleet,
-    /// [`Request::Has`].
-    Has,
-    /// [`Request::Upload`].
-    Upload,
-    /// [`Request::Deploy`].
-    Deploy,
-    /// [`Request::Invoke`].
-    Invoke,
-    /// [`Request::Release`].
-    Release,
-    /// [`Request::Place`].
-    Place,
-    /// [`Request::Heartbeat`].
-    Heartbeat,
-    /// [`Request::Migrate`].
-    Migrate,
-    /// [`Request::Prepare`].
-    Prepare,
-    /// [`Request::Precopy`].
-    Precopy,
-    /// [`Request::Transfer`].
-    Transfer,
-    /// [`Request::Commit`].
-    Commit,
-    /// [`Request::Abort`].
-    Abort,
-    /// [`Request::Outcome`].
-    Outcome,
-    /// [`Request::Attach`].
-    Attach,
-    /// [`Request::Events`].
-    Events,
-    /// [`Request::SetPolicy`].
-    SetPolicy,
+/// Declares [`RequestKind`] with one variant per [`Request`] variant, its
+/// list [`RequestKind::ALL`], its names, and [`Request::kind`], all from the
+/// one list below, so a new request cannot be left out of any of them.
+macro_rules! request_kinds {
+    ($($kind:ident),* $(,)?) => {
+        /// The kind of a [`Request`], without its fields.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum RequestKind {
+            $(
+                #[doc = concat!("[`Request::", stringify!($kind), "`].")]
+                $kind,
+            )*
+        }
+
+        impl RequestKind {
+            /// Every kind, for tables and tests.
+            pub const ALL: [RequestKind; [$(stringify!($kind)),*].len()] =
+                [$(RequestKind::$kind),*];
+
+            /// The request's name, as in the protocol reference.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(RequestKind::$kind => stringify!($kind),)*
+                }
+            }
+        }
+
+        impl Request {
+            /// What kind of request this is.
+            pub fn kind(&self) -> RequestKind {
+                match self {
+                    $(Request::$kind { .. } => RequestKind::$kind,)*
+                }
+            }
+        }
+    };
 }
+
+request_kinds!(
+    Status, Fleet, Has, Upload, Deploy, Invoke, Release, Place, Heartbeat, Migrate, Prepare,
+    Precopy, Transfer, Commit, Abort, Outcome, Attach, Events, SetPolicy,
+);
 
 const ANYONE: &[Role] = &[Role::Host, Role::Operator, Role::Viewer];
 const HOST_OR_OPERATOR: &[Role] = &[Role::Host, Role::Operator];
@@ -58,29 +58,6 @@ const OPERATOR: &[Role] = &[Role::Operator];
 const HOST: &[Role] = &[Role::Host];
 
 impl RequestKind {
-    /// Every kind, for tables and tests.
-    pub const ALL: [RequestKind; 19] = [
-        RequestKind::Status,
-        RequestKind::Fleet,
-        RequestKind::Has,
-        RequestKind::Upload,
-        RequestKind::Deploy,
-        RequestKind::Invoke,
-        RequestKind::Release,
-        RequestKind::Place,
-        RequestKind::Heartbeat,
-        RequestKind::Migrate,
-        RequestKind::Prepare,
-        RequestKind::Precopy,
-        RequestKind::Transfer,
-        RequestKind::Commit,
-        RequestKind::Abort,
-        RequestKind::Outcome,
-        RequestKind::Attach,
-        RequestKind::Events,
-        RequestKind::SetPolicy,
-    ];
-
     /// The roles that may send this kind of request (docs/security.md has
     /// the same table).
     ///
@@ -96,59 +73,6 @@ impl RequestKind {
             Has | Upload | Invoke | Migrate | Attach => HOST_OR_OPERATOR,
             Deploy | Release | Place | SetPolicy => OPERATOR,
             Heartbeat | Prepare | Precopy | Transfer | Commit | Abort | Outcome => HOST,
-        }
-    }
-
-    /// The request's name, as in the protocol reference.
-    pub fn as_str(self) -> &'static str {
-        use RequestKind::*;
-        match self {
-            Status => "Status",
-            Fleet => "Fleet",
-            Has => "Has",
-            Upload => "Upload",
-            Deploy => "Deploy",
-            Invoke => "Invoke",
-            Release => "Release",
-            Place => "Place",
-            Heartbeat => "Heartbeat",
-            Migrate => "Migrate",
-            Prepare => "Prepare",
-            Precopy => "Precopy",
-            Transfer => "Transfer",
-            Commit => "Commit",
-            Abort => "Abort",
-            Outcome => "Outcome",
-            Attach => "Attach",
-            Events => "Events",
-            SetPolicy => "SetPolicy",
-        }
-    }
-}
-
-impl Request {
-    /// What kind of request this is.
-    pub fn kind(&self) -> RequestKind {
-        match self {
-            Request::Status => RequestKind::Status,
-            Request::Fleet => RequestKind::Fleet,
-            Request::Has { .. } => RequestKind::Has,
-            Request::Upload { .. } => RequestKind::Upload,
-            Request::Deploy { .. } => RequestKind::Deploy,
-            Request::Invoke { .. } => RequestKind::Invoke,
-            Request::Release { .. } => RequestKind::Release,
-            Request::Place { .. } => RequestKind::Place,
-            Request::Heartbeat(_) => RequestKind::Heartbeat,
-            Request::Migrate { .. } => RequestKind::Migrate,
-            Request::Prepare { .. } => RequestKind::Prepare,
-            Request::Precopy { .. } => RequestKind::Precopy,
-            Request::Transfer { .. } => RequestKind::Transfer,
-            Request::Commit { .. } => RequestKind::Commit,
-            Request::Abort { .. } => RequestKind::Abort,
-            Request::Outcome { .. } => RequestKind::Outcome,
-            Request::Attach { .. } => RequestKind::Attach,
-            Request::Events => RequestKind::Events,
-            Request::SetPolicy { .. } => RequestKind::SetPolicy,
         }
     }
 }

@@ -178,3 +178,20 @@ pub fn credentials_as(fleet: &Path, name: &str, role: Role) -> Credentials {
     let (cert, key) = issue(&fleet.join("ca"), &out, name, role).unwrap();
     Credentials::load(&fleet.join("ca").join("ca.pem"), &cert, &key).unwrap()
 }
+
+/// One host, `alpha`, with an operator connected to it and the memory
+/// agent's component uploaded: the host, the connection, the component's
+/// bytes and digest. Keep `dir` alive as long as the host.
+pub async fn one_host_with_the_memory_agent(
+    dir: &Path,
+) -> (TestHost, quinn::Connection, Vec<u8>, Digest) {
+    new_fleet(dir);
+    let host = start_host(dir, "alpha").await;
+    let (operator, _) = connect(&client_endpoint(dir, "ops"), host.addr)
+        .await
+        .unwrap();
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&operator, digest, &bytes, |_| {}).await.unwrap();
+    (host, operator, bytes, digest)
+}
