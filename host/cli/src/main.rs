@@ -1,8 +1,9 @@
 //! `edgehost`: run, inspect and place agents on edge servers.
 //!
 //! Every subcommand lives in `commands/<verb>.rs` as a `<Verb>Command` with an
-//! `execute` method. Errors are printed on one line as `error: ...` and map
-//! to exit code 1; a wrong flag or argument exits with 2.
+//! `execute` method. Errors are printed on one line as `error: ...`; their
+//! exit codes are in [`exit`] (2 for an error and for a wrong flag or
+//! argument, 1 for not found, 3 for refused, 4 for unreachable).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ macro_rules! outln {
 }
 
 mod commands;
+mod exit;
 
 /// Writing to stdout failed: exit at once, quietly when the reader left.
 fn stdout_failed(e: std::io::Error) -> ! {
@@ -30,7 +32,7 @@ fn stdout_failed(e: std::io::Error) -> ! {
         std::process::exit(141);
     }
     eprintln!("error: writing to stdout: {e}");
-    std::process::exit(1);
+    std::process::exit(exit::Code::Error as i32);
 }
 
 /// Places and moves LLM-based AI agents across a fleet of edge servers.
@@ -85,7 +87,7 @@ fn main() -> ExitCode {
             let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
             let _ = std::io::stdout().flush();
             eprintln!("error: {one_line}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_of(&e) as u8)
         }
     }
 }

@@ -65,16 +65,16 @@ fn inspect_and_run_refuse_bad_files_on_one_line() {
 
     for verb in ["inspect", "run"] {
         let o = edgehost(&[verb, garbage.to_str().unwrap()]);
-        assert_one_line_error(&o, 1, "not a WebAssembly file");
+        assert_one_line_error(&o, 2, "not a WebAssembly file");
         let o = edgehost(&[verb, core.to_str().unwrap()]);
-        assert_one_line_error(&o, 1, "core WebAssembly module");
+        assert_one_line_error(&o, 2, "core WebAssembly module");
         let o = edgehost(&[verb, other_world.to_str().unwrap()]);
         let needle = if verb == "inspect" {
             "another world"
         } else {
             "edgehost:agent/guest"
         };
-        assert_one_line_error(&o, 1, needle);
+        assert_one_line_error(&o, 2, needle);
         let o = edgehost(&[verb, missing.to_str().unwrap()]);
         assert_one_line_error(&o, 1, "missing.wasm");
     }
@@ -119,7 +119,7 @@ fn assert_garbage_state_is_refused(agent: &str, needle: &str) {
         "--state-out",
         out.to_str().unwrap(),
     ]);
-    assert_one_line_error(&o, 1, needle);
+    assert_one_line_error(&o, 2, needle);
     assert!(!out.exists(), "a failed run writes no state");
 }
 
@@ -182,9 +182,9 @@ fn run_reports_bad_state_and_hostile_agents_on_one_line() {
         "--timeout-ms",
         "150",
     ]);
-    assert_one_line_error(&o, 1, "ran past its 150 ms deadline");
+    assert_one_line_error(&o, 2, "ran past its 150 ms deadline");
     let o = edgehost(&["run", HOSTILE_AGENT, "--input", "bomb"]);
-    assert_one_line_error(&o, 1, "above its 48 MiB cap");
+    assert_one_line_error(&o, 2, "above its 48 MiB cap");
 }
 
 #[test]
@@ -203,7 +203,7 @@ fn a_python_agent_is_inspected_and_run_like_any_other() {
     );
     // A Python exception is the agent's error, with the Python message.
     let o = edgehost(&["run", PYTHON_FAULTY_AGENT, "--input", "keyerror"]);
-    assert_one_line_error(&o, 1, "KeyError: 'missing'");
+    assert_one_line_error(&o, 2, "KeyError: 'missing'");
 }
 
 #[test]

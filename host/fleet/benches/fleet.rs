@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use edgehost_fleet::client::{call, connect, upload};
 use edgehost_fleet::config::{HostLimits, Labels};
 use edgehost_fleet::identity::{Role, init_fleet, issue};
-use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::protocol::{AgentName, Request, Response};
 use edgehost_fleet::tls::endpoint;
 use edgehost_fleet::{Credentials, Host, HostConfig};
 use edgehost_runtime::Digest;
@@ -95,7 +95,7 @@ async fn run() {
     call(
         &to_b,
         &Request::Deploy {
-            name: "memory".into(),
+            name: "memory".parse().expect("a valid name"),
             digest,
             config: vec![],
         },
@@ -106,7 +106,7 @@ async fn run() {
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     let invoke = Request::Invoke {
-        name: "memory".into(),
+        name: "memory".parse().expect("a valid name"),
         body: b"stats".to_vec(),
         caller: None,
         hops: 0,
@@ -189,7 +189,7 @@ async fn run() {
     call(
         &to_b,
         &Request::Deploy {
-            name: "dialog".into(),
+            name: "dialog".parse().expect("a valid name"),
             digest: python_digest,
             config: vec![],
         },
@@ -207,7 +207,7 @@ async fn run() {
         call(
             &to_b,
             &Request::Invoke {
-                name: agent.into(),
+                name: agent.parse().expect("a valid name"),
                 body: b"forget".to_vec(),
                 caller: None,
                 hops: 0,
@@ -220,7 +220,7 @@ async fn run() {
         call(
             &to_b,
             &Request::Invoke {
-                name: agent.into(),
+                name: agent.parse().expect("a valid name"),
                 body: note,
                 caller: None,
                 hops: 0,
@@ -236,7 +236,7 @@ async fn run() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     n += 1;
                     let write = Request::Invoke {
-                        name: agent.into(),
+                        name: agent.parse().expect("a valid name"),
                         body: format!("remember write {n}").into_bytes(),
                         caller: None,
                         hops: 0,
@@ -257,8 +257,8 @@ async fn run() {
             match call(
                 conn,
                 &Request::Migrate {
-                    name: agent.into(),
-                    to: to.into(),
+                    name: agent.parse().expect("a valid name"),
+                    to: to.parse().expect("a valid name"),
                 },
             )
             .await
@@ -366,9 +366,9 @@ async fn run() {
                 .iter()
                 .map(|r| {
                     if predicted {
-                        r.predicted_ms[i]
+                        r.predicted_ms.parts()[i].1
                     } else {
-                        r.measured_ms[i]
+                        r.measured_ms.parts()[i].1
                     }
                 })
                 .collect();
@@ -394,7 +394,7 @@ async fn run() {
 async fn durable_calls(conn: &quinn::Connection, digest: Digest) -> Vec<(String, Vec<Duration>)> {
     let mut rows = Vec::new();
     for (size_label, state) in [("64 KiB", 64usize << 10), ("1 MiB", 1 << 20)] {
-        let name = format!("ledger-{}", state >> 10);
+        let name: AgentName = format!("ledger-{}", state >> 10).parse().expect("a name");
         call(
             conn,
             &Request::Deploy {

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::host::{Shared, lock};
 use crate::place::{Resident, plan_migrations};
-use crate::protocol::{Event, Request, Response};
+use crate::protocol::{AgentName, Event, HostName, Request, Response};
 use crate::{Error, Result};
 
 /// Events kept per host.
@@ -15,7 +15,11 @@ const MAX_EVENTS: usize = 256;
 
 impl Shared {
     /// `Attach`: the user of `agent` is now at the host named `host`.
-    pub(crate) async fn attach(self: &Arc<Self>, agent: String, host: String) -> Result<Response> {
+    pub(crate) async fn attach(
+        self: &Arc<Self>,
+        agent: AgentName,
+        host: HostName,
+    ) -> Result<Response> {
         let local = lock(&self.agents).contains_key(&agent);
         if !local {
             return self
@@ -53,11 +57,10 @@ impl Shared {
         let owner = owner.ok_or_else(|| {
             Error::NotFound(format!("no reachable host runs an agent named {agent:?}"))
         })?;
-        let addr = owner
-            .addr
-            .parse()
-            .map_err(|_| Error::Internal(format!("peer {} has a bad address", owner.name)))?;
-        Ok(self.call_peer(addr, Some(&owner.name), &request).await?.0)
+        Ok(self
+            .call_peer(owner.addr, Some(&owner.name), &request)
+            .await?
+            .0)
     }
 
     /// Runs ALM for this host's agents (or just `only`), carries out the
@@ -203,8 +206,8 @@ impl Shared {
 }
 
 fn event(
-    host: &str,
-    agent: &str,
+    host: &HostName,
+    agent: &AgentName,
     trigger: &str,
     decision: String,
     net_gain_s: f64,
@@ -215,8 +218,8 @@ fn event(
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0),
-        host: host.to_owned(),
-        agent: agent.to_owned(),
+        host: host.clone(),
+        agent: agent.clone(),
         trigger: trigger.to_owned(),
         decision,
         net_gain_s,

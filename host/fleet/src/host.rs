@@ -26,8 +26,9 @@ use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::persist::{AgentRecord, AgentStore, Standing, Tombstone};
 use crate::protocol::{
-    AgentReport, CHUNK_BYTES, ErrorKind, HostReport, Location, MAX_BODY_BYTES, MAX_COMPONENT_BYTES,
-    MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode, read_frame, write_frame,
+    AgentName, AgentReport, CHUNK_BYTES, ErrorKind, HostName, HostReport, Location, MAX_BODY_BYTES,
+    MAX_COMPONENT_BYTES, MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode,
+    read_frame, write_frame,
 };
 pub(crate) use crate::slot::{AgentSlot, Gate, Pending};
 use crate::slot::{MAX_RESTART_BACKOFF, RESTART_BACKOFF, Waiting};
@@ -49,19 +50,19 @@ pub const MAX_CONCURRENT_UPLOADS: usize = 8;
 pub const MAX_HELD_CALLS: u64 = 1024;
 
 pub(crate) struct Shared {
-    pub(crate) name: String,
+    pub(crate) name: HostName,
     pub(crate) addr: SocketAddr,
     pub(crate) config: HostConfig,
     pub(crate) endpoint: Endpoint,
     pub(crate) runtime: Runtime,
     pub(crate) store: ComponentStore,
-    pub(crate) agents: Mutex<HashMap<String, Arc<AgentSlot>>>,
-    pub(crate) pending: Mutex<HashMap<String, Pending>>,
+    pub(crate) agents: Mutex<HashMap<AgentName, Arc<AgentSlot>>>,
+    pub(crate) pending: Mutex<HashMap<AgentName, Pending>>,
     /// Agents handed off to other hosts: where calls for them go now.
-    pub(crate) moved: Mutex<HashMap<String, Tombstone>>,
+    pub(crate) moved: Mutex<HashMap<AgentName, Tombstone>>,
     pub(crate) agent_store: AgentStore,
     /// Where each agent's user is attached, as clients last reported.
-    pub(crate) attachments: Mutex<HashMap<String, String>>,
+    pub(crate) attachments: Mutex<HashMap<AgentName, HostName>>,
     /// ALM decisions, newest last.
     pub(crate) events: Mutex<std::collections::VecDeque<crate::protocol::Event>>,
     pub(crate) membership: Mutex<Membership>,
@@ -325,8 +326,10 @@ async fn serve_stream(
     let answer = match read_frame(&mut recv, MAX_MESSAGE_BYTES).await {
         Ok(Some(frame)) => match decode::<Request>(&frame) {
             Ok(request) => shared.handle(&identity, request, &mut recv).await,
-            Err(e @ Error::Version { .. }) => refusal(ErrorKind::Version, e),
-            Err(e) => refusal(ErrorKind::BadRequest, e),
+            Err(e) => {
+                let message = crate::one_line(&e);
+                refusal(Error::from(e).kind(), message)
+            }
         },
         Ok(None) => return,
         Err(e) => refusal(ErrorKind::BadRequest, e),
@@ -360,7 +363,8 @@ impl Shared {
         recv: &mut RecvStream,
     ) -> Response {
         // The one authorization check: the table in protocol::authz.
-        if let Err(reason) = authorize(identity, &request) {
+        if let Err(reason) = authorize(identity.role, &request) {
+            let reason = format!("{identity} {reason}");
             return refusal(ErrorKind::Forbidden, reason);
         }
         let result = match request {
@@ -464,7 +468,7 @@ impl Shared {
             .collect();
         HostReport {
             name: self.name.clone(),
-            addr: self.addr.to_string(),
+            addr: self.addr,
             site: self.config.labels.site.clone(),
             location: Location {
                 lat: self.config.labels.lat,
@@ -554,15 +558,10 @@ impl Shared {
 
     async fn deploy(
         self: &Arc<Self>,
-        name: String,
+        name: AgentName,
         digest: Digest,
         config: Vec<(String, String)>,
     ) -> Result<Response> {
-        crate::identity::check_name(&name).map_err(|_| {
-            Error::BadRequest(format!(
-                "{name:?} is not a valid agent name (1-63 of a-z, 0-9, '-')"
-            ))
-        })?;
         {
             let agents = lock(&self.agents);
             if agents.contains_key(&name) {
@@ -634,7 +633,7 @@ impl Shared {
                 name: agent.name.clone(),
                 epoch: agent.epoch,
                 host: report.name.clone(),
-                addr: report.addr.clone(),
+                addr: report.addr.to_string(),
             };
             if let Err(e) = self.agent_store.hand_off(&tombstone) {
                 tracing::error!(agent = %agent.name, "could not record a fenced agent: {e}");
@@ -722,7 +721,7 @@ impl Shared {
     /// its state as stored, when known.
     pub(crate) fn install(
         &self,
-        name: &str,
+        name: &AgentName,
         instance: AgentInstance,
         digest: Digest,
         config: Vec<(String, String)>,
@@ -730,7 +729,7 @@ impl Shared {
         on_disk: Option<Vec<u8>>,
     ) {
         let slot = Arc::new(AgentSlot {
-            name: name.to_owned(),
+            name: name.to_string(),
             durability: Durability::new(on_disk),
             restarts: Mutex::new((0, Instant::now())),
             descriptor: instance.descriptor().clone(),
@@ -746,7 +745,7 @@ impl Shared {
             holding: AtomicU64::new(0),
             gate: watch::Sender::new(Gate::Open),
         });
-        lock(&self.agents).insert(name.to_owned(), slot);
+        lock(&self.agents).insert(name.clone(), slot);
     }
 
     /// Starts a recorded agent with its last committed state (blocking).
@@ -775,7 +774,7 @@ impl Shared {
     /// Writes the state of every agent that answered calls since its last
     /// snapshot (all of them when `all`) to disk (blocking).
     pub(crate) fn snapshot_all(&self, all: bool) {
-        let slots: Vec<(String, Arc<AgentSlot>)> = lock(&self.agents)
+        let slots: Vec<(AgentName, Arc<AgentSlot>)> = lock(&self.agents)
             .iter()
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
@@ -894,11 +893,11 @@ impl Shared {
     /// Runs `name` here if it lives here, else forwards to its owner.
     async fn invoke(
         self: &Arc<Self>,
-        name: String,
+        name: AgentName,
         body: Vec<u8>,
-        caller: Option<String>,
+        caller: Option<AgentName>,
         hops: u8,
-    ) -> Result<(Vec<u8>, String)> {
+    ) -> Result<(Vec<u8>, HostName)> {
         if body.len() > MAX_BODY_BYTES {
             return Err(Error::BadRequest(format!(
                 "body of {} bytes is over the limit",
@@ -942,7 +941,7 @@ impl Shared {
                         return self
                             .forward(
                                 &name,
-                                (&t.host, &t.addr),
+                                (&t.host, t.socket()?),
                                 body.take().unwrap_or_default(),
                                 caller,
                                 hops,
@@ -958,7 +957,7 @@ impl Shared {
             // an agent it handed off went.
             if hops < MAX_HOPS {
                 return self
-                    .forward(&name, (&t.host, &t.addr), body, caller, hops)
+                    .forward(&name, (&t.host, t.socket()?), body, caller, hops)
                     .await;
             }
         }
@@ -978,7 +977,7 @@ impl Shared {
                 "{name:?} could not be reached within {MAX_HOPS} hops"
             )));
         }
-        self.forward(&name, (&owner.name, &owner.addr), body, caller, hops)
+        self.forward(&name, (&owner.name, owner.addr), body, caller, hops)
             .await
     }
 
@@ -988,8 +987,8 @@ impl Shared {
         self: &Arc<Self>,
         slot: &Arc<AgentSlot>,
         body: Vec<u8>,
-        caller: Option<String>,
-    ) -> Result<std::result::Result<Result<(Vec<u8>, String)>, Vec<u8>>> {
+        caller: Option<AgentName>,
+    ) -> Result<std::result::Result<Result<(Vec<u8>, HostName)>, Vec<u8>>> {
         let shared = self.clone();
         self.metrics
             .body_bytes
@@ -1043,26 +1042,22 @@ impl Shared {
     /// the certificate at the address must name that host.
     async fn forward(
         self: &Arc<Self>,
-        name: &str,
-        owner: (&str, &str),
+        name: &AgentName,
+        owner: (&HostName, SocketAddr),
         body: Vec<u8>,
-        caller: Option<String>,
+        caller: Option<AgentName>,
         hops: u8,
-    ) -> Result<(Vec<u8>, String)> {
+    ) -> Result<(Vec<u8>, HostName)> {
         if hops >= MAX_HOPS {
             return Err(Error::NotFound(format!(
                 "{name:?} could not be reached within {MAX_HOPS} hops"
             )));
         }
         self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
-        let name = name.to_owned();
-        let (owner_name, owner_addr) = owner;
-        let addr: SocketAddr = owner_addr
-            .parse()
-            .map_err(|_| Error::Internal(format!("peer address {owner_addr:?} is not valid")))?;
+        let (owner_name, addr) = owner;
         let agent = name.clone();
         let request = Request::Invoke {
-            name,
+            name: name.clone(),
             body,
             caller,
             hops: hops.saturating_add(1),
@@ -1092,7 +1087,7 @@ impl Shared {
     /// Asks every reachable peer for its report now, instead of waiting for
     /// the next heartbeat (bounded: one second).
     pub(crate) async fn refresh_peers(self: &Arc<Self>) {
-        let peers: Vec<(String, String)> = lock(&self.membership)
+        let peers: Vec<(HostName, SocketAddr)> = lock(&self.membership)
             .views(Instant::now())
             .into_iter()
             .filter(|v| v.reachable)
@@ -1102,9 +1097,6 @@ impl Shared {
         for (name, addr) in peers {
             let shared = self.clone();
             asks.spawn(async move {
-                let Ok(addr) = addr.parse::<SocketAddr>() else {
-                    return;
-                };
                 let asked = tokio::time::timeout(
                     Duration::from_secs(1),
                     shared.call_peer(addr, Some(&name), &Request::Status),
@@ -1135,17 +1127,10 @@ impl Shared {
     async fn heard_from(&self, report: HostReport) {
         let restarted = lock(&self.membership).restarted(&report);
         if restarted {
-            self.forget_connection(&report.addr).await;
+            lock(&self.connections).remove(&report.addr);
         }
         self.fence(&report);
         lock(&self.membership).heard_from(report, Instant::now());
-    }
-
-    /// Drops the cached connection to `addr`, if any.
-    async fn forget_connection(&self, addr: &str) {
-        if let Ok(addr) = addr.parse::<SocketAddr>() {
-            lock(&self.connections).remove(&addr);
-        }
     }
 
     /// Sends `request` to the peer at `addr` on the cached connection; if
@@ -1224,14 +1209,14 @@ impl Shared {
         let report = self.report();
         // Configured seeds are dialled as whoever answers there; a peer we
         // learned of must answer with the certificate of the name it has.
-        let mut targets: HashMap<String, Option<String>> = self
+        let mut targets: HashMap<String, Option<HostName>> = self
             .config
             .peers
             .iter()
             .map(|p| (p.clone(), None))
             .collect();
         for (addr, name) in lock(&self.membership).addresses() {
-            targets.insert(addr, Some(name));
+            targets.insert(addr.to_string(), Some(name));
         }
         targets.remove(&self.addr.to_string());
         let mut sends = tokio::task::JoinSet::new();
@@ -1311,7 +1296,10 @@ impl Router for FleetRouter {
             .shared
             .upgrade()
             .ok_or_else(|| HostError::Failed("the host is shutting down".into()))?;
-        let local = lock(&shared.agents).get(to).cloned();
+        // The name comes from the agent: checked like any name from outside.
+        let to = AgentName::new(to).map_err(|e| HostError::UnknownAgent(e.to_string()))?;
+        let from = AgentName::new(from).map_err(|e| HostError::Failed(e.to_string()))?;
+        let local = lock(&shared.agents).get(&to).cloned();
         if let Some(slot) = local {
             let instance = slot.instance.try_lock().map_err(|_| {
                 HostError::Failed(format!("{to:?} is busy (a call cycle through {from:?}?)"))
@@ -1321,13 +1309,13 @@ impl Router for FleetRouter {
             // and follows it to its new owner.
             if matches!(*slot.gate.borrow(), Gate::Open | Gate::Migrating) {
                 return slot
-                    .call_durably(instance, &shared.agent_store, body, Some(from.to_owned()))
+                    .call_durably(instance, &shared.agent_store, body, Some(from))
                     .map_err(|e| HostError::Failed(e.to_string()));
             }
         }
         let handle = shared.handle.clone();
         handle
-            .block_on(shared.invoke(to.to_owned(), body, Some(from.to_owned()), 0))
+            .block_on(shared.invoke(to, body, Some(from), 0))
             .map(|(body, _host)| body)
             .map_err(|e| match e {
                 Error::NotFound(m) => HostError::UnknownAgent(m),

@@ -5,7 +5,7 @@
 //! operator (the role was called "client" before viewers existed; the name
 //! on the certificate stays, so older certificates keep their meaning), and
 //! `<name>.viewer.edgehost` for a read-only viewer. What each role may ask is
-//! the table in [`crate::protocol::RequestKind::allowed`].
+//! the table in [`edgehost_proto::RequestKind::allowed`].
 //! Host certificates also carry `host.edgehost`, the name every connection to
 //! a host verifies, so a host can be dialled by address before its name is
 //! known; the name is read from the certificate after the handshake. Hosts
@@ -20,6 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use edgehost_proto::HostName;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -32,36 +33,14 @@ use crate::{Error, Result};
 /// The name every host certificate is valid for.
 pub const HOST_SERVER_NAME: &str = "host.edgehost";
 
-/// What a certificate holder is to the fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Role {
-    /// An edge server running `edgehost serve`.
-    Host,
-    /// An operator's or user's tool (`edgehost push`, `ps`, `invoke`,
-    /// `migrate`): may change what runs, never speak as a host.
-    Operator,
-    /// A read-only tool (`ps`, `events`, `status`, dashboards): may look,
-    /// never change anything.
-    Viewer,
-}
+pub use edgehost_proto::Role;
 
-impl Role {
-    fn suffix(self) -> &'static str {
-        match self {
-            Role::Host => ".host.edgehost",
-            Role::Operator => ".client.edgehost",
-            Role::Viewer => ".viewer.edgehost",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Host => "host",
-            Role::Operator => "operator",
-            Role::Viewer => "viewer",
-        })
+/// The suffix of the certificate name that carries `role`.
+fn suffix(role: Role) -> &'static str {
+    match role {
+        Role::Host => ".host.edgehost",
+        Role::Operator => ".client.edgehost",
+        Role::Viewer => ".viewer.edgehost",
     }
 }
 
@@ -70,8 +49,10 @@ impl fmt::Display for Role {
 pub struct Identity {
     /// Host or client.
     pub role: Role,
-    /// The name the certificate was issued to.
-    pub name: String,
+    /// The name the certificate was issued to. Every role's names follow
+    /// the host naming rule, so it is kept as a [`HostName`]; for a host it
+    /// is the host's name.
+    pub name: HostName,
 }
 
 impl fmt::Display for Identity {
@@ -83,20 +64,7 @@ impl fmt::Display for Identity {
 /// Checks that `name` can be an identity: 1-63 of `a-z`, `0-9`, `-`, not
 /// starting or ending with `-` (it becomes a DNS label).
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Identity(format!(
-            "{name:?} is not a valid name (1-63 of a-z, 0-9 and '-', not starting or ending with '-')"
-        )))
-    }
+    edgehost_proto::check_name("identity", name).map_err(|e| Error::Identity(e.to_string()))
 }
 
 /// Reads the identity out of a fleet certificate. Fails for a certificate
@@ -115,14 +83,13 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity> {
             continue;
         };
         for role in [Role::Host, Role::Operator, Role::Viewer] {
-            if let Some(n) = dns.strip_suffix(role.suffix()) {
+            if let Some(n) = dns.strip_suffix(suffix(role)) {
                 if found.is_some() {
                     return Err(Error::Identity("certificate names two identities".into()));
                 }
-                found = Some(Identity {
-                    role,
-                    name: n.to_owned(),
-                });
+                let name = HostName::new(n)
+                    .map_err(|e| Error::Identity(format!("certificate name: {e}")))?;
+                found = Some(Identity { role, name });
             }
         }
     }
@@ -269,7 +236,7 @@ pub fn issue_for(
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(tls_err)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(tls_err)?;
 
-    let mut names = vec![format!("{name}{}", role.suffix())];
+    let mut names = vec![format!("{name}{}", suffix(role))];
     if role == Role::Host {
         names.push(HOST_SERVER_NAME.to_owned());
     }
@@ -336,7 +303,7 @@ mod tests {
             creds.identity,
             Identity {
                 role: Role::Host,
-                name: "beijing".into()
+                name: "beijing".parse().unwrap()
             }
         );
         let (cert, key) = issue(dir.path(), dir.path(), "ops", Role::Operator).unwrap();

@@ -8,14 +8,14 @@
 //!
 //! Main types and modules:
 //! - [`Host`] and [`HostConfig`]: the daemon and its configuration.
-//! - [`protocol`]: versioned postcard frames, one QUIC stream per request,
-//!   with a size limit on every frame and blob.
+//! - [`protocol`]: the messages of `edgehost-proto` on QUIC streams, one
+//!   stream per request, with a size limit and a deadline on every frame.
 //! - [`client`]: connecting to hosts, requests, uploads.
 //! - [`membership`]: the peer view and its failure detector.
 //! - [`store`]: content-addressed, hash-verified component storage.
 //! - [`place`]: the live fleet as a placement instance for ALP and ALM.
 //! - [`migration`]: the handoff that moves an agent by its state blob, with
-//!   ownership epochs and a pre-copy ([`delta`]); [`persist`]: what a host keeps on disk to come back
+//!   ownership epochs and a pre-copy (`edgehost_proto::delta`); [`persist`]: what a host keeps on disk to come back
 //!   after a crash; [`alm`]: automatic migration when users move.
 //!
 //! It does not run agents itself (that is `edgehost-runtime`) nor decide
@@ -25,7 +25,6 @@
 pub mod alm;
 pub mod client;
 pub mod config;
-pub mod delta;
 mod durable;
 pub mod host;
 pub mod identity;
@@ -43,6 +42,7 @@ use std::path::Path;
 
 pub use client::Client;
 pub use config::{ClientConfig, HostConfig};
+pub use edgehost_proto::delta;
 pub use host::Host;
 pub use identity::{Credentials, Identity, Role};
 pub use protocol::ErrorKind;
@@ -66,14 +66,10 @@ pub enum Error {
     /// A frame or message broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
-    /// The peer speaks another protocol version.
-    #[error("the peer speaks protocol version {theirs}, this build speaks {ours}")]
-    Version {
-        /// The peer's version.
-        theirs: u16,
-        /// Ours.
-        ours: u16,
-    },
+    /// A frame or message from a peer was refused at decode (another
+    /// version, malformed, a bad name or number).
+    #[error(transparent)]
+    Proto(#[from] edgehost_proto::Error),
     /// The peer's identity may not ask this, or spoke for someone else.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -128,7 +124,8 @@ impl Error {
     /// The protocol's kind for this error, when sent to a peer.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Version { .. } => ErrorKind::Version,
+            Error::Proto(edgehost_proto::Error::Version { .. }) => ErrorKind::Version,
+            Error::Proto(_) => ErrorKind::BadRequest,
             Error::Protocol(_) | Error::BadRequest(_) | Error::Config(_) => ErrorKind::BadRequest,
             Error::Identity(_) | Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::NotFound(_) => ErrorKind::NotFound,
@@ -142,6 +139,19 @@ impl Error {
             | Error::Io { .. } => ErrorKind::Internal,
         }
     }
+}
+
+/// An error and its causes on one line, for an answer to a peer that has
+/// only the message to go on.
+pub(crate) fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
 }
 
 /// Result alias for this crate.

@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{HostReport, PeerView};
+use std::net::SocketAddr;
+
+use crate::protocol::{HostName, HostReport, PeerView};
 
 struct Peer {
     report: HostReport,
@@ -32,14 +34,14 @@ struct Peer {
 
 /// The peers a host knows of.
 pub struct Membership {
-    me: String,
-    peers: HashMap<String, Peer>,
+    me: HostName,
+    peers: HashMap<HostName, Peer>,
     suspect_after: Duration,
 }
 
 impl Membership {
     /// An empty view for the host named `me`.
-    pub fn new(me: String, suspect_after: Duration) -> Self {
+    pub fn new(me: HostName, suspect_after: Duration) -> Self {
         Membership {
             me,
             peers: HashMap::new(),
@@ -116,10 +118,10 @@ impl Membership {
 
     /// Address and name of every known peer, to heartbeat: the
     /// certificate at the address must name the host.
-    pub fn addresses(&self) -> Vec<(String, String)> {
+    pub fn addresses(&self) -> Vec<(SocketAddr, HostName)> {
         self.peers
             .values()
-            .map(|p| (p.report.addr.clone(), p.report.name.clone()))
+            .map(|p| (p.report.addr, p.report.name.clone()))
             .collect()
     }
 

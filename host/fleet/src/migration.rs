@@ -39,7 +39,11 @@ use crate::delta;
 use crate::host::{Gate, Pending, Shared, lock};
 use crate::identity::Identity;
 use crate::persist::{AgentRecord, Standing, Tombstone};
-use crate::protocol::{MigrationReport, Request, Response, encode};
+use std::net::SocketAddr;
+
+use crate::protocol::{
+    AgentName, HostName, MigrationReport, MigrationTimes, Request, Response, encode,
+};
 use crate::{Error, Result};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -88,7 +92,11 @@ async fn step_encoded(
 
 impl Shared {
     /// Source side: moves `name` to the host named `to`.
-    pub(crate) async fn migrate(self: &Arc<Self>, name: String, to: String) -> Result<Response> {
+    pub(crate) async fn migrate(
+        self: &Arc<Self>,
+        name: AgentName,
+        to: HostName,
+    ) -> Result<Response> {
         let local = lock(&self.agents).get(&name).cloned();
         let Some(slot) = local else {
             // Not here: hand the request to the agent's owner.
@@ -100,7 +108,7 @@ impl Shared {
         let target = lock(&self.membership)
             .views(Instant::now())
             .into_iter()
-            .find(|v| v.report.name == to)
+            .find(|v| v.report.name == *to)
             .ok_or_else(|| Error::NotFound(format!("no host named {to:?} in the fleet")))?;
         if !target.reachable {
             return Err(Error::Connect(format!("host {to:?} is unreachable")));
@@ -113,7 +121,7 @@ impl Shared {
                 &name,
                 &slot,
                 &to,
-                &target.report.addr,
+                target.report.addr,
                 target.report.agents.len(),
             )
             .await;
@@ -126,10 +134,16 @@ impl Shared {
 
     /// Forwards a `Migrate` for an agent this host does not run to the host
     /// that does.
-    async fn migrate_elsewhere(self: &Arc<Self>, name: String, to: String) -> Result<Response> {
-        let mut owner = lock(&self.moved)
-            .get(&name)
-            .map(|t| (t.host.clone(), t.addr.clone()));
+    async fn migrate_elsewhere(
+        self: &Arc<Self>,
+        name: AgentName,
+        to: HostName,
+    ) -> Result<Response> {
+        let moved = lock(&self.moved).get(&name).cloned();
+        let mut owner = match moved {
+            Some(t) => Some((t.host.clone(), t.socket()?)),
+            None => None,
+        };
         if owner.is_none() {
             owner = lock(&self.membership)
                 .owner_of(&name, Instant::now())
@@ -144,9 +158,6 @@ impl Shared {
         let (owner, addr) = owner.ok_or_else(|| {
             Error::NotFound(format!("no reachable host runs an agent named {name:?}"))
         })?;
-        let addr = addr
-            .parse()
-            .map_err(|_| Error::Internal("bad peer address".into()))?;
         let request = Request::Migrate { name, to };
         let answer = tokio::time::timeout(
             PREPARE_STEP + UPLOAD_STEP + TRANSFER_STEP,
@@ -159,19 +170,17 @@ impl Shared {
 
     async fn handoff(
         self: &Arc<Self>,
-        name: &str,
+        name: &AgentName,
         slot: &Arc<crate::host::AgentSlot>,
-        to: &str,
-        addr: &str,
+        to: &HostName,
+        addr: SocketAddr,
         agents_on_target: usize,
     ) -> Result<MigrationReport> {
         let epoch = slot
             .epoch
             .checked_add(1)
             .ok_or_else(|| Error::Conflict(format!("{name:?} has run out of epochs")))?;
-        let socket = addr
-            .parse()
-            .map_err(|_| Error::Internal(format!("host {to} has a bad address {addr:?}")))?;
+        let socket = addr;
         // The state goes only to a peer whose certificate names the target.
         let (connection, _) = self.connection(socket, Some(to)).await?;
 
@@ -188,11 +197,11 @@ impl Shared {
                 .map_err(|_| Error::Connect(format!("the upload took over {UPLOAD_STEP:?}")))??;
         }
         let prepare = Request::Prepare {
-            name: name.to_owned(),
+            name: name.clone(),
             digest: slot.digest,
             config: slot.config.clone(),
             epoch,
-            source: self.addr.to_string(),
+            source: self.addr,
         };
         let (initiation_ms, compile_ms, cache_hit) =
             match step(&connection, &prepare, PREPARE_STEP).await {
@@ -221,7 +230,7 @@ impl Shared {
         };
         // Encoded once: what is sent is what is counted.
         let precopy = encode(&Request::Precopy {
-            name: name.to_owned(),
+            name: name.clone(),
             epoch,
             state_digest: Digest::of(&base),
             state: base.clone(),
@@ -255,7 +264,7 @@ impl Shared {
 
         // Transfer: only the blocks that changed since the pre-copy.
         let transfer = encode(&Request::Transfer {
-            name: name.to_owned(),
+            name: name.clone(),
             epoch,
             state_digest: Digest::of(&state),
             len: state.len() as u64,
@@ -290,10 +299,10 @@ impl Shared {
         // Commit point: the tombstone. From here on this host never serves
         // the agent again, whatever happens to the target.
         let tombstone = Tombstone {
-            name: name.to_owned(),
+            name: name.clone(),
             epoch,
-            host: to.to_owned(),
-            addr: addr.to_owned(),
+            host: to.clone(),
+            addr: addr.to_string(),
         };
         if let Err(e) = self.agent_store.put_tombstone(&tombstone) {
             self.abort(&connection, name, epoch).await;
@@ -301,10 +310,10 @@ impl Shared {
                 "migration aborted, could not record the handoff: {e}"
             )));
         }
-        lock(&self.moved).insert(name.to_owned(), tombstone.clone());
+        lock(&self.moved).insert(name.clone(), tombstone.clone());
         lock(&self.agents).remove(name);
         let commit = Request::Commit {
-            name: name.to_owned(),
+            name: name.clone(),
             epoch,
         };
         let committed = step(&connection, &commit, QUICK_STEP).await;
@@ -332,7 +341,7 @@ impl Shared {
         let link_mbps = lock(&self.membership)
             .views(Instant::now())
             .iter()
-            .find(|v| v.report.name == to)
+            .find(|v| v.report.name == *to)
             .map(|v| {
                 v.report
                     .bandwidth_mbps
@@ -340,22 +349,22 @@ impl Shared {
             })
             .unwrap_or(self.config.labels.bandwidth_mbps);
         Ok(MigrationReport {
-            agent: name.to_owned(),
+            agent: name.clone(),
             from: self.name.clone(),
-            to: to.to_owned(),
+            to: to.clone(),
             epoch,
-            measured_ms: [
-                export.as_secs_f64() * 1e3,
+            measured_ms: MigrationTimes {
+                export_ms: export.as_secs_f64() * 1e3,
                 transfer_ms,
                 initiation_ms,
                 load_ms,
-            ],
-            predicted_ms: [
-                export_time_s(state_mb, &params) * 1e3,
-                memory_transfer_s(state_mb, link_mbps) * 1e3,
-                init_time_s(agents_on_target, &params) * 1e3,
-                load_time_s(state_mb, &params) * 1e3,
-            ],
+            },
+            predicted_ms: MigrationTimes {
+                export_ms: export_time_s(state_mb, &params) * 1e3,
+                transfer_ms: memory_transfer_s(state_mb, link_mbps) * 1e3,
+                initiation_ms: init_time_s(agents_on_target, &params) * 1e3,
+                load_ms: load_time_s(state_mb, &params) * 1e3,
+            },
             downtime_ms: downtime.as_secs_f64() * 1e3,
             state_bytes,
             wire_bytes,
@@ -381,9 +390,9 @@ impl Shared {
         .map_err(|e| Error::Agent(format!("export-state failed, migration aborted: {e}")))
     }
 
-    async fn abort(&self, connection: &quinn::Connection, name: &str, epoch: u64) {
+    async fn abort(&self, connection: &quinn::Connection, name: &AgentName, epoch: u64) {
         let abort = Request::Abort {
-            name: name.to_owned(),
+            name: name.clone(),
             epoch,
         };
         if let Err(e) = step(connection, &abort, QUICK_STEP).await {
@@ -397,11 +406,11 @@ impl Shared {
     pub(crate) async fn prepare(
         self: &Arc<Self>,
         identity: &Identity,
-        name: String,
+        name: AgentName,
         digest: Digest,
         config: Vec<(String, String)>,
         epoch: u64,
-        source: String,
+        source: SocketAddr,
     ) -> Result<Response> {
         if lock(&self.agents).contains_key(&name) {
             return Err(Error::Conflict(format!("{name:?} already runs here")));
@@ -496,7 +505,7 @@ impl Shared {
     pub(crate) async fn receive_state(
         self: &Arc<Self>,
         identity: &Identity,
-        name: String,
+        name: AgentName,
         epoch: u64,
         state_digest: Digest,
         len: u64,
@@ -539,7 +548,7 @@ impl Shared {
                 epoch: pending.epoch,
                 standing: Standing::PreparedFrom {
                     host: pending.source_host.clone(),
-                    addr: pending.source.clone(),
+                    addr: pending.source.to_string(),
                 },
             })?;
             Ok::<_, Error>(((name, pending), load))
@@ -556,7 +565,7 @@ impl Shared {
     pub(crate) fn commit(
         self: &Arc<Self>,
         identity: &Identity,
-        name: &str,
+        name: &AgentName,
         epoch: u64,
     ) -> Result<Response> {
         let pending = take_pending(&self.pending, name, |p| {
@@ -568,7 +577,7 @@ impl Shared {
             ))
         })?;
         self.agent_store.put_record(&AgentRecord {
-            name: name.to_owned(),
+            name: name.clone(),
             digest: pending.digest,
             config: pending.config.clone(),
             epoch,
@@ -638,20 +647,12 @@ impl Shared {
     /// learns the outcome. Run with every heartbeat for each migration
     /// whose state arrived more than [`SETTLE_AFTER`] ago.
     pub(crate) async fn settle_pending(self: &Arc<Self>) {
-        let waiting: Vec<(String, u64, String, String)> = lock(&self.pending)
+        let waiting: Vec<(AgentName, u64, HostName, SocketAddr)> = lock(&self.pending)
             .iter()
             .filter(|(_, p)| p.imported && p.prepared_at.elapsed() > SETTLE_AFTER)
-            .map(|(name, p)| {
-                (
-                    name.clone(),
-                    p.epoch,
-                    p.source_host.clone(),
-                    p.source.clone(),
-                )
-            })
+            .map(|(name, p)| (name.clone(), p.epoch, p.source_host.clone(), p.source))
             .collect();
-        for (name, epoch, host, addr) in waiting {
-            let Ok(socket) = addr.parse() else { continue };
+        for (name, epoch, host, socket) in waiting {
             let ask = Request::Outcome {
                 name: name.clone(),
                 epoch,
@@ -787,7 +788,7 @@ impl Shared {
 /// Removes the pending migration of `name` only if `matches` holds: a
 /// request for another epoch must not disturb it.
 fn take_pending(
-    pending: &std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+    pending: &std::sync::Mutex<std::collections::HashMap<AgentName, Pending>>,
     name: &str,
     matches: impl FnOnce(&Pending) -> bool,
 ) -> Option<Pending> {

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use edgehost_proto::{AgentName, HostName};
 use edgehost_runtime::Digest;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +32,7 @@ pub enum Standing {
     /// written before the source's name was kept are [`Standing::Prepared`].)
     PreparedFrom {
         /// The source host's name, from its certificate.
-        host: String,
+        host: HostName,
         /// The source host's address.
         addr: String,
     },
@@ -41,7 +42,7 @@ pub enum Standing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
     /// Its name.
-    pub name: String,
+    pub name: AgentName,
     /// Its component.
     pub digest: Digest,
     /// Its configuration for `init`.
@@ -57,13 +58,25 @@ pub struct AgentRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
     /// The agent.
-    pub name: String,
+    pub name: AgentName,
     /// The epoch it has at its new owner.
     pub epoch: u64,
     /// The new owner's name.
-    pub host: String,
+    pub host: HostName,
     /// The new owner's address.
     pub addr: String,
+}
+
+impl Tombstone {
+    /// The new owner's address, parsed.
+    pub fn socket(&self) -> Result<std::net::SocketAddr> {
+        self.addr.parse().map_err(|_| {
+            Error::Internal(format!(
+                "the recorded address {:?} of {} is not a socket address",
+                self.addr, self.host
+            ))
+        })
+    }
 }
 
 /// The agents directory of a host.
@@ -284,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = AgentStore::open(dir.path()).unwrap();
         let record = AgentRecord {
-            name: "a".into(),
+            name: "a".parse().unwrap(),
             digest: Digest::of(b"c"),
             config: vec![("k".into(), "v".into())],
             epoch: 3,
@@ -300,9 +313,9 @@ mod tests {
 
         store
             .hand_off(&Tombstone {
-                name: "a".into(),
+                name: "a".parse().unwrap(),
                 epoch: 4,
-                host: "b".into(),
+                host: "b".parse().unwrap(),
                 addr: "x:1".into(),
             })
             .unwrap();
@@ -324,9 +337,9 @@ mod tests {
         store.put_state("a", b"memory").unwrap();
         store
             .put_tombstone(&Tombstone {
-                name: "a".into(),
+                name: "a".parse().unwrap(),
                 epoch: 6,
-                host: "b".into(),
+                host: "b".parse().unwrap(),
                 addr: "x:1".into(),
             })
             .unwrap();

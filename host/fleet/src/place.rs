@@ -8,7 +8,7 @@ use edgehost_placement::topology::{GeoParams, Topology};
 use edgehost_placement::{Alm, AlmParams, Alp, AlpParams, Policy};
 use edgehost_runtime::Descriptor;
 
-use crate::protocol::{HostReport, Placement, site_of};
+use crate::protocol::{AgentName, CostParts, HostReport, LatencyParts, Placement, site_of};
 use crate::{Error, Result};
 
 const MIB_PER_GB: f64 = 1024.0;
@@ -28,7 +28,7 @@ fn server_of(report: &HostReport) -> Server {
     });
     let s = &report.status;
     Server {
-        name: report.name.clone(),
+        name: report.name.to_string(),
         site: site_of(report.location),
         capacity: Resources {
             memory_gb: s.memory_total_bytes as f64 / BYTES_PER_GB,
@@ -133,17 +133,21 @@ pub fn place(
         .map_err(|e| Error::Placement(e.to_string()))?;
     Ok(Placement {
         host: hosts[chosen].name.clone(),
-        addr: hosts[chosen].addr.clone(),
+        addr: hosts[chosen].addr,
         algorithm: "antllm".into(),
         policy: policy_name.to_owned(),
         fallbacks,
-        latency_s: [
-            report.latency.tra,
-            report.latency.mig,
-            report.latency.ini,
-            report.latency.pro,
-        ],
-        cost: [report.cost.cpu, report.cost.storage, report.cost.comm],
+        latency_s: LatencyParts {
+            transmit_s: report.latency.tra,
+            migration_s: report.latency.mig,
+            initiation_s: report.latency.ini,
+            processing_s: report.latency.pro,
+        },
+        cost: CostParts {
+            cpu: report.cost.cpu,
+            storage: report.cost.storage,
+            communication: report.cost.comm,
+        },
         objective,
         candidates: hosts.iter().map(|h| h.name.clone()).collect(),
         refinement,
@@ -153,7 +157,7 @@ pub fn place(
 /// One of this host's agents, as ALM sees it.
 pub struct Resident {
     /// Its name.
-    pub name: String,
+    pub name: AgentName,
     /// What it declared.
     pub descriptor: Descriptor,
     /// Size of its state, bytes.
@@ -179,7 +183,7 @@ pub fn plan_migrations(
         .iter()
         .enumerate()
         .map(|(i, r)| Agent {
-            name: r.name.clone(),
+            name: r.name.to_string(),
             task: i,
             demand: demand_of(&r.descriptor),
             compute_gcyc: f64::from(r.descriptor.demand.cpu_millicores) / 1000.0,
@@ -193,7 +197,7 @@ pub fn plan_migrations(
         .iter()
         .enumerate()
         .map(|(i, r)| Task {
-            name: r.name.clone(),
+            name: r.name.to_string(),
             prompt: String::new(),
             file_mb: 0.0,
             agents: vec![i],

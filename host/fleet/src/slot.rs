@@ -5,6 +5,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
+use edgehost_proto::{AgentName, HostName};
 use edgehost_runtime::{AgentInstance, Descriptor, Digest};
 use tokio::sync::watch;
 
@@ -103,11 +106,11 @@ impl AgentSlot {
         mut instance: std::sync::MutexGuard<'_, AgentInstance>,
         store: &AgentStore,
         body: Vec<u8>,
-        caller: Option<String>,
+        caller: Option<AgentName>,
     ) -> Result<Vec<u8>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let out = instance
-            .handle_from(body, caller)
+            .handle_from(body, caller.map(AgentName::into_string))
             .map_err(|e| Error::Agent(e.to_string()))?;
         let seq = self.stage(&mut instance).map_err(|e| {
             Error::Agent(format!(
@@ -128,10 +131,10 @@ pub(crate) struct Pending {
     pub(crate) digest: Digest,
     pub(crate) config: Vec<(String, String)>,
     pub(crate) epoch: u64,
-    pub(crate) source: String,
+    pub(crate) source: SocketAddr,
     /// The source host's name, from the certificate that sent `Prepare`:
     /// only that host may send the migration's later steps.
-    pub(crate) source_host: String,
+    pub(crate) source_host: HostName,
     /// When `Prepare` arrived: a prepared agent whose state never came
     /// expires.
     pub(crate) prepared_at: Instant,

@@ -75,7 +75,7 @@ async fn three_sites(
     call(
         &to_alpha,
         &Request::Deploy {
-            name: "follower".into(),
+            name: "follower".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -85,7 +85,7 @@ async fn three_sites(
     call(
         &to_alpha,
         &Request::Invoke {
-            name: "follower".into(),
+            name: "follower".parse().unwrap(),
             body: b"remember where I began".to_vec(),
             caller: None,
             hops: 0,
@@ -127,8 +127,8 @@ async fn attach(
 ) -> edgehost_fleet::protocol::Event {
     wait_until_idle(conn).await;
     let request = Request::Attach {
-        agent: agent.into(),
-        host: host.into(),
+        agent: agent.parse().unwrap(),
+        host: host.parse().unwrap(),
     };
     decided(call(conn, &request).await.unwrap())
 }

@@ -43,7 +43,7 @@ async fn upload_deploy_invoke_release() {
     let deployed = call(
         &conn,
         &Request::Deploy {
-            name: "mem".into(),
+            name: "mem".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -57,7 +57,7 @@ async fn upload_deploy_invoke_release() {
     let again = call(
         &conn,
         &Request::Deploy {
-            name: "mem".into(),
+            name: "mem".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -75,7 +75,7 @@ async fn upload_deploy_invoke_release() {
     );
 
     let invoke = |body: &str| Request::Invoke {
-        name: "mem".into(),
+        name: "mem".parse().unwrap(),
         body: body.as_bytes().to_vec(),
         caller: None,
         hops: 0,
@@ -88,9 +88,14 @@ async fn upload_deploy_invoke_release() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        call(&conn, &Request::Release { name: "mem".into() })
-            .await
-            .unwrap(),
+        call(
+            &conn,
+            &Request::Release {
+                name: "mem".parse().unwrap()
+            }
+        )
+        .await
+        .unwrap(),
         Response::Released
     ));
     let gone = call(&conn, &invoke("notes")).await;
@@ -321,7 +326,7 @@ async fn hosts_find_each_other_and_route_calls() {
         call(
             conn,
             &Request::Deploy {
-                name: name.into(),
+                name: name.parse().unwrap(),
                 digest,
                 config: vec![],
             },
@@ -336,7 +341,7 @@ async fn hosts_find_each_other_and_route_calls() {
         let r = call(
             &to_a,
             &Request::Invoke {
-                name: "caller".into(),
+                name: "caller".parse().unwrap(),
                 body: b"call memory remember crossed".to_vec(),
                 caller: None,
                 hops: 0,
@@ -354,7 +359,7 @@ async fn hosts_find_each_other_and_route_calls() {
     match call(
         &to_a,
         &Request::Invoke {
-            name: "memory".into(),
+            name: "memory".parse().unwrap(),
             body: b"notes".to_vec(),
             caller: None,
             hops: 0,
@@ -429,7 +434,7 @@ async fn agents_reach_the_configured_llm_and_placements_are_refined() {
     call(
         &conn,
         &Request::Deploy {
-            name: "mem".into(),
+            name: "mem".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -439,7 +444,7 @@ async fn agents_reach_the_configured_llm_and_placements_are_refined() {
     let asked = call(
         &conn,
         &Request::Invoke {
-            name: "mem".into(),
+            name: "mem".parse().unwrap(),
             body: b"when is the meeting?".to_vec(),
             caller: None,
             hops: 0,
@@ -613,7 +618,7 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
     call(
         &to_a,
         &Request::Deploy {
-            name: "counter".into(),
+            name: "counter".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -629,7 +634,7 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
             let r = call(
                 &stream_conn,
                 &Request::Invoke {
-                    name: "counter".into(),
+                    name: "counter".parse().unwrap(),
                     body: format!("remember {i}").into_bytes(),
                     caller: None,
                     hops: 0,
@@ -647,8 +652,8 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
     let report = match call(
         &to_a,
         &Request::Migrate {
-            name: "counter".into(),
-            to: "beta".into(),
+            name: "counter".parse().unwrap(),
+            to: "beta".parse().unwrap(),
         },
     )
     .await
@@ -679,14 +684,15 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
     assert!(
         report
             .measured_ms
+            .parts()
             .iter()
-            .all(|m| m.is_finite() && *m >= 0.0)
+            .all(|(_, m)| m.is_finite() && *m >= 0.0)
     );
     // The memory is intact on beta, which now answers.
     match call(
         &to_b,
         &Request::Invoke {
-            name: "counter".into(),
+            name: "counter".parse().unwrap(),
             body: b"stats".to_vec(),
             caller: None,
             hops: 0,
@@ -728,7 +734,7 @@ async fn a_migration_to_a_dead_target_aborts_and_the_agent_keeps_serving() {
     call(
         &to_a,
         &Request::Deploy {
-            name: "keeper".into(),
+            name: "keeper".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -736,7 +742,7 @@ async fn a_migration_to_a_dead_target_aborts_and_the_agent_keeps_serving() {
     .await
     .unwrap();
     let remember = Request::Invoke {
-        name: "keeper".into(),
+        name: "keeper".parse().unwrap(),
         body: b"remember precious".to_vec(),
         caller: None,
         hops: 0,
@@ -748,15 +754,15 @@ async fn a_migration_to_a_dead_target_aborts_and_the_agent_keeps_serving() {
     let failed = call(
         &to_a,
         &Request::Migrate {
-            name: "keeper".into(),
-            to: "beta".into(),
+            name: "keeper".parse().unwrap(),
+            to: "beta".parse().unwrap(),
         },
     )
     .await;
     assert!(failed.is_err(), "{failed:?}");
     // Nothing moved, nothing was lost: alpha serves with the same memory.
     let notes = Request::Invoke {
-        name: "keeper".into(),
+        name: "keeper".parse().unwrap(),
         body: b"notes".to_vec(),
         caller: None,
         hops: 0,
@@ -786,7 +792,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     call(
         &to_a,
         &Request::Deploy {
-            name: "twin".into(),
+            name: "twin".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -813,11 +819,11 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     call(
         &to_b_as_alpha,
         &Request::Prepare {
-            name: "twin".into(),
+            name: "twin".parse().unwrap(),
             digest,
             config: vec![],
             epoch: 2,
-            source: a.addr.to_string(),
+            source: a.addr,
         },
     )
     .await
@@ -826,7 +832,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     let garbled = call(
         &to_b_as_alpha,
         &Request::Precopy {
-            name: "twin".into(),
+            name: "twin".parse().unwrap(),
             epoch: 2,
             state_digest: Digest::of(b"something else"),
             state: state.clone(),
@@ -840,7 +846,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     call(
         &to_b_as_alpha,
         &Request::Precopy {
-            name: "twin".into(),
+            name: "twin".parse().unwrap(),
             epoch: 2,
             state_digest: Digest::of(&state),
             state: state.clone(),
@@ -852,7 +858,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     call(
         &to_b_as_alpha,
         &Request::Transfer {
-            name: "twin".into(),
+            name: "twin".parse().unwrap(),
             epoch: 2,
             state_digest: Digest::of(&state),
             len: state.len() as u64,
@@ -865,7 +871,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     let stale = call(
         &to_b_as_alpha,
         &Request::Commit {
-            name: "twin".into(),
+            name: "twin".parse().unwrap(),
             epoch: 1,
         },
     )
@@ -883,7 +889,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     call(
         &to_b_as_alpha,
         &Request::Commit {
-            name: "twin".into(),
+            name: "twin".parse().unwrap(),
             epoch: 2,
         },
     )
@@ -904,7 +910,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
     assert!(fenced, "alpha kept a stale copy");
     // Calls through alpha reach the epoch-2 owner.
     let notes = Request::Invoke {
-        name: "twin".into(),
+        name: "twin".parse().unwrap(),
         body: b"notes".to_vec(),
         caller: None,
         hops: 0,
@@ -944,7 +950,7 @@ async fn the_metrics_endpoint_counts_agents_and_calls() {
     call(
         &conn,
         &Request::Deploy {
-            name: "m".into(),
+            name: "m".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -955,7 +961,7 @@ async fn the_metrics_endpoint_counts_agents_and_calls() {
         call(
             &conn,
             &Request::Invoke {
-                name: "m".into(),
+                name: "m".parse().unwrap(),
                 body: b"stats".to_vec(),
                 caller: None,
                 hops: 0,
@@ -997,7 +1003,7 @@ async fn a_poisoned_agent_is_restarted_from_its_durable_state_with_a_backoff() {
     call(
         &conn,
         &Request::Deploy {
-            name: "wild".into(),
+            name: "wild".parse().unwrap(),
             digest,
             config: vec![],
         },
@@ -1010,7 +1016,7 @@ async fn a_poisoned_agent_is_restarted_from_its_durable_state_with_a_backoff() {
             call(
                 &conn,
                 &Request::Invoke {
-                    name: "wild".into(),
+                    name: "wild".parse().unwrap(),
                     body: body.as_bytes().to_vec(),
                     caller: None,
                     hops: 0,

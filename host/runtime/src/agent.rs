@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::limits::{EpochTicker, Limits, MemoryCap, ticks_for};
 use crate::services::{Completion, HostError, Message, Services};
-use crate::{CacheOutcome, ComponentInfo, Digest, Error, Result};
+use crate::{CacheOutcome, ComponentInfo, Descriptor, Digest, Error, ResourceDemand, Result};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -20,32 +20,6 @@ pub(crate) mod bindings {
 }
 
 use bindings::edgehost::agent::types as wit;
-
-/// The resources an agent declares (the cost model's M_a, C_a, S_a, V_a).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResourceDemand {
-    /// Memory, MiB. Enforced as a hard cap.
-    pub memory_mib: u32,
-    /// CPU, thousandths of a core.
-    pub cpu_millicores: u32,
-    /// Storage, MiB.
-    pub storage_mib: u32,
-    /// Bandwidth, Mbit/s.
-    pub bandwidth_mbps: u32,
-}
-
-/// What an agent says about itself (`describe`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    /// The agent's kind.
-    pub kind: String,
-    /// The version of its code.
-    pub version: String,
-    /// Its resource demands.
-    pub demand: ResourceDemand,
-    /// Names of the agents it calls.
-    pub dependencies: Vec<String>,
-}
 
 impl From<wit::Descriptor> for Descriptor {
     fn from(d: wit::Descriptor) -> Self {

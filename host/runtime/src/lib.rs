@@ -29,7 +29,6 @@
 
 mod agent;
 mod cache;
-mod digest;
 mod inspect;
 mod limits;
 pub mod policy;
@@ -38,9 +37,9 @@ mod services;
 
 use std::path::Path;
 
-pub use agent::{AgentComponent, AgentError, AgentInstance, Descriptor, ResourceDemand};
+pub use agent::{AgentComponent, AgentError, AgentInstance};
 pub use cache::{ArtifactCache, CacheOutcome};
-pub use digest::{Digest, ParseDigestError};
+pub use edgehost_proto::{Descriptor, Digest, ParseDigestError, ResourceDemand};
 pub use inspect::{CONTRACT_VERSION, ComponentInfo, Kind};
 pub use limits::Limits;
 pub use policy::{

@@ -75,7 +75,7 @@ impl ClientArgs {
         Ok(Session {
             client,
             connection,
-            host,
+            host: host.to_string(),
             runtime,
         })
     }

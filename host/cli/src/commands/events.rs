@@ -3,9 +3,9 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use edgehost_fleet::protocol::{Event, Request, Response};
+use edgehost_fleet::protocol::{AgentName, Event, HostName, Request, Response};
 
-use super::client::{ClientArgs, resolve};
+use super::client::ClientArgs;
 
 /// What a client reports about itself.
 #[derive(Args)]
@@ -20,10 +20,10 @@ enum ClientAction {
     /// given agents run ALM at once and move them if it pays.
     Attach {
         /// The host the user is attached to now.
-        host: String,
+        host: HostName,
         /// An agent serving this user; repeatable.
         #[arg(long = "agent", value_name = "NAME", required = true)]
-        agents: Vec<String>,
+        agents: Vec<AgentName>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -81,9 +81,7 @@ impl EventsCommand {
         let mut events: Vec<Event> = session.runtime.block_on(async {
             let mut all = Vec::new();
             for view in views.iter().filter(|v| v.reachable) {
-                let Ok(addr) = resolve(&view.report.addr).await else {
-                    continue;
-                };
+                let addr = view.report.addr;
                 let Ok((connection, _)) = session.client.connect(addr).await else {
                     continue;
                 };

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::protocol::{AgentName, Request, Response};
 
 use super::client::ClientArgs;
 
@@ -14,7 +14,7 @@ use super::client::ClientArgs;
 #[derive(Args)]
 pub struct InvokeCommand {
     /// The agent.
-    name: String,
+    name: AgentName,
     #[command(flatten)]
     client: ClientArgs,
     /// The request body, as text.
@@ -75,7 +75,7 @@ impl InvokeCommand {
 #[derive(Args)]
 pub struct ReleaseCommand {
     /// The agent.
-    name: String,
+    name: AgentName,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -88,13 +88,15 @@ impl ReleaseCommand {
         let owner = views
             .iter()
             .find(|v| v.report.agents.iter().any(|a| a.name == self.name))
-            .map(|v| v.report.addr.clone());
+            .map(|v| v.report.addr);
         let Some(addr) = owner else {
             session.close();
-            anyhow::bail!("no host runs an agent named {:?}", self.name);
+            return Err(crate::exit::outcome(
+                crate::exit::Code::NotFound,
+                format!("no host runs an agent named {:?}", self.name),
+            ));
         };
         let result = session.runtime.block_on(async {
-            let addr = super::client::resolve(&addr).await?;
             let (connection, host) = session.client.connect(addr).await?;
             edgehost_fleet::client::call(
                 &connection,

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::protocol::{AgentName, HostName, Request, Response};
 
 use super::client::ClientArgs;
 
@@ -11,10 +11,10 @@ use super::client::ClientArgs;
 #[derive(Args)]
 pub struct MigrateCommand {
     /// The agent.
-    name: String,
+    name: AgentName,
     /// The target host.
     #[arg(long, value_name = "HOST")]
-    to: String,
+    to: HostName,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -55,22 +55,19 @@ impl MigrateCommand {
             "measured",
             "predicted"
         );
-        for (i, part) in ["export", "transfer", "initiation", "load"]
-            .iter()
-            .enumerate()
+        for ((part, measured), (_, predicted)) in report
+            .measured_ms
+            .parts()
+            .into_iter()
+            .zip(report.predicted_ms.parts())
         {
-            outln!(
-                "  {:<12} {:>9.3} ms {:>9.3} ms",
-                part,
-                report.measured_ms[i],
-                report.predicted_ms[i]
-            );
+            outln!("  {part:<12} {measured:>9.3} ms {predicted:>9.3} ms");
         }
         outln!(
             "  {:<12} {:>9.3} ms {:>9.3} ms",
             "total",
-            report.measured_ms.iter().sum::<f64>(),
-            report.predicted_ms.iter().sum::<f64>()
+            report.measured_ms.total_ms(),
+            report.predicted_ms.total_ms()
         );
         outln!(
             "  downtime {:.3} ms ({} call(s) held); state {} bytes, {} bytes on the wire ({} while held), component {}",

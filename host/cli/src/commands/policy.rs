@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use edgehost_runtime::PolicyRuntimeBuilder;
 use edgehost_runtime::policy::check::{self, CheckOptions};
@@ -96,11 +96,14 @@ impl CheckArgs {
             }
             Ok(())
         } else {
-            bail!(
-                "{}: {failed} of {} checks failed",
-                self.file.display(),
-                report.items.len()
-            )
+            Err(crate::exit::outcome(
+                crate::exit::Code::Refused,
+                format!(
+                    "{}: {failed} of {} checks failed",
+                    self.file.display(),
+                    report.items.len()
+                ),
+            ))
         }
     }
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use edgehost_fleet::protocol::{Request, Response};
 use edgehost_runtime::{ComponentInfo, Digest, Kind};
 
-use super::client::{ClientArgs, resolve};
+use super::client::ClientArgs;
 
 /// Make policy plugins the placement policy of every reachable host, from
 /// each host's next decision on.
@@ -51,7 +51,7 @@ impl SetArgs {
             let mut failures = 0;
             for view in views.iter().filter(|v| v.reachable) {
                 let result = async {
-                    let addr = resolve(&view.report.addr).await?;
+                    let addr = view.report.addr;
                     let (connection, _) = session.client.connect(addr).await?;
                     for (digest, bytes) in heuristic.iter().chain(cost_model.iter()) {
                         if let Response::Has(false) = edgehost_fleet::client::call(

@@ -66,8 +66,8 @@ impl PsCommand {
         for v in &views {
             let r = &v.report;
             hosts.push(HostRow {
-                name: r.name.clone(),
-                addr: r.addr.clone(),
+                name: r.name.to_string(),
+                addr: r.addr.to_string(),
                 site: r.site.clone(),
                 reachable: v.reachable,
                 last_seen_s: v.last_seen_s,
@@ -83,8 +83,8 @@ impl PsCommand {
             });
             for a in &r.agents {
                 agents.push(AgentRow {
-                    name: a.name.clone(),
-                    host: r.name.clone(),
+                    name: a.name.to_string(),
+                    host: r.name.to_string(),
                     reachable: v.reachable,
                     digest: a.digest.to_string(),
                     kind: a.descriptor.kind.clone(),

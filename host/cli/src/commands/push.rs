@@ -5,13 +5,14 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use edgehost_fleet::protocol::{Placement, Request, Response};
+use edgehost_fleet::protocol::{AgentName, HostName, Placement, Request, Response};
 use edgehost_runtime::{ComponentInfo, Digest};
 use serde::Serialize;
 
-use super::client::{ClientArgs, resolve};
+use super::client::ClientArgs;
+use crate::exit::{Code, outcome};
 
 /// Deploy an agent component to the fleet.
 #[derive(Args)]
@@ -20,10 +21,10 @@ pub struct PushCommand {
     file: PathBuf,
     /// The agent's name in the fleet (default: the file's name).
     #[arg(long)]
-    name: Option<String>,
+    name: Option<AgentName>,
     /// Deploy to this host instead of letting AntLLM choose.
     #[arg(long, value_name = "HOST", conflicts_with = "auto")]
-    to: Option<String>,
+    to: Option<HostName>,
     /// Let AntLLM choose the host (the default).
     #[arg(long)]
     auto: bool,
@@ -71,10 +72,11 @@ impl PushCommand {
         let start = Instant::now();
         let bytes = std::fs::read(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| default_name(&self.file));
+        let name = match self.name.clone() {
+            Some(name) => name,
+            None => AgentName::new(default_name(&self.file))
+                .map_err(|e| anyhow!("{e} (from the file name; give --name)"))?,
+        };
 
         // Check locally that this is an agent. Placement by AntLLM also
         // needs what it declares, which means compiling it here once (the
@@ -96,17 +98,25 @@ impl PushCommand {
                 let view = views
                     .iter()
                     .find(|v| &v.report.name == host)
-                    .ok_or_else(|| anyhow!("no host named {host:?} in the fleet"))?;
+                    .ok_or_else(|| {
+                        outcome(
+                            Code::NotFound,
+                            format!("no host named {host:?} in the fleet"),
+                        )
+                    })?;
                 if !view.reachable {
-                    bail!("host {host:?} is unreachable");
+                    return Err(outcome(
+                        Code::Unreachable,
+                        format!("host {host:?} is unreachable"),
+                    ));
                 }
-                (host.clone(), view.report.addr.clone(), None)
+                (host.clone(), view.report.addr, None)
             }
             None => match session.call(&Request::Place {
                 descriptor: describe()?,
                 component_bytes: bytes.len() as u64,
             })? {
-                Response::Placement(p) => (p.host.clone(), p.addr.clone(), Some(p)),
+                Response::Placement(p) => (p.host.clone(), p.addr, Some(p)),
                 other => return Err(edgehost_fleet::client::unexpected(&other).into()),
             },
         };
@@ -120,7 +130,7 @@ impl PushCommand {
             let connection = if target_name == session.host {
                 session.connection.clone()
             } else {
-                let addr = resolve(&target_addr).await?;
+                let addr = target_addr;
                 session.client.connect(addr).await?.0
             };
             let uploaded =
@@ -155,8 +165,8 @@ impl PushCommand {
             return Err(edgehost_fleet::client::unexpected(&deployed).into());
         };
         let report = PushReport {
-            agent: name,
-            host: target_name,
+            agent: name.to_string(),
+            host: target_name.to_string(),
             digest,
             uploaded_bytes: uploaded,
             component_bytes: bytes.len() as u64,
@@ -183,15 +193,15 @@ impl PushCommand {
                     p.candidates.len(),
                     p.policy,
                     p.host,
-                    p.latency_s.iter().sum::<f64>(),
-                    p.latency_s[0],
-                    p.latency_s[1],
-                    p.latency_s[2],
-                    p.latency_s[3],
-                    p.cost.iter().sum::<f64>(),
-                    p.cost[0],
-                    p.cost[1],
-                    p.cost[2],
+                    p.latency_s.total_s(),
+                    p.latency_s.transmit_s,
+                    p.latency_s.migration_s,
+                    p.latency_s.initiation_s,
+                    p.latency_s.processing_s,
+                    p.cost.total(),
+                    p.cost.cpu,
+                    p.cost.storage,
+                    p.cost.communication,
                     p.objective
                 );
                 for f in &p.fallbacks {

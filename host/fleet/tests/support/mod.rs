@@ -101,13 +101,13 @@ pub fn client_endpoint(fleet: &Path, name: &str) -> quinn::Endpoint {
 /// body and the host that answered.
 pub async fn invoke(conn: &quinn::Connection, name: &str, body: &[u8]) -> (Vec<u8>, String) {
     let request = Request::Invoke {
-        name: name.into(),
+        name: name.parse().unwrap(),
         body: body.to_vec(),
         caller: None,
         hops: 0,
     };
     match call(conn, &request).await.unwrap() {
-        Response::Invoked { body, host } => (body, host),
+        Response::Invoked { body, host } => (body, host.into_string()),
         other => panic!("{other:?}"),
     }
 }

@@ -1,20 +1,15 @@
 //! What a decoded message must satisfy before anything acts on it.
 //!
 //! postcard gives back any value its types can hold; this module narrows
-//! that to what the fleet means. Every agent and host name is a valid
-//! identity name (so no name can become a path, a second name or an empty
-//! key), every address parses, and every number from a peer's report is
-//! finite and in its range: one peer's NaN or zero must not make every
-//! placement in the fleet fail. [`super::decode`] runs these checks, so a
-//! message that fails them is refused like one that does not decode.
+//! that to what the fleet means. Names and addresses are checked by their
+//! types as they decode ([`crate::AgentName`], [`crate::HostName`],
+//! `SocketAddr`); what is left is every number from a peer's report, which
+//! must be finite and in its range (one peer's NaN or zero must not make
+//! every placement in the fleet fail), and the size of configurations.
+//! [`crate::decode`] runs these checks, so a message that fails them is
+//! refused like one that does not decode.
 
-use std::net::SocketAddr;
-
-use edgehost_telemetry::ServerStatus;
-
-use super::{AgentReport, HostReport, PeerView, Request, Response};
-use crate::identity::check_name;
-use crate::{Error, Result};
+use crate::{AgentReport, Error, HostReport, PeerView, Request, Response, Result, ServerStatus};
 
 /// A message with rules beyond its types.
 pub trait Checked {
@@ -22,28 +17,12 @@ pub trait Checked {
     fn check(&self) -> Result<()>;
 }
 
-fn name(what: &str, value: &str) -> Result<()> {
-    check_name(value).map_err(|_| {
-        let shown: String = value.chars().take(80).collect();
-        Error::Protocol(format!(
-            "{what} {shown:?} is not a valid name (1-63 of a-z, 0-9 and '-', not starting or ending with '-')"
-        ))
-    })
-}
-
-fn addr(what: &str, value: &str) -> Result<()> {
-    value.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
-        let shown: String = value.chars().take(80).collect();
-        Error::Protocol(format!("{what} {shown:?} is not a socket address"))
-    })
-}
-
 /// A finite number within `[min, max]`.
 fn number(what: &str, value: f64, min: f64, max: f64) -> Result<()> {
     if value.is_finite() && value >= min && value <= max {
         Ok(())
     } else {
-        Err(Error::Protocol(format!(
+        Err(Error::Invalid(format!(
             "{what} is {value}, outside [{min}, {max}]"
         )))
     }
@@ -60,14 +39,14 @@ fn config(pairs: &[(String, String)]) -> Result<()> {
     const MAX_KEY: usize = 256;
     const MAX_VALUE: usize = 64 << 10;
     if pairs.len() > MAX_PAIRS {
-        return Err(Error::Protocol(format!(
+        return Err(Error::Invalid(format!(
             "{} configuration entries, more than {MAX_PAIRS}",
             pairs.len()
         )));
     }
     for (k, v) in pairs {
         if k.is_empty() || k.len() > MAX_KEY || v.len() > MAX_VALUE {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Invalid(format!(
                 "configuration entry {:?} is empty or too long",
                 k.chars().take(40).collect::<String>()
             )));
@@ -88,7 +67,7 @@ impl Checked for ServerStatus {
         non_negative("net_rx_bytes_per_sec", self.net_rx_bytes_per_sec)?;
         non_negative("net_tx_bytes_per_sec", self.net_tx_bytes_per_sec)?;
         if self.cpu_cores == 0 {
-            return Err(Error::Protocol("cpu_cores is 0".into()));
+            return Err(Error::Invalid("cpu_cores is 0".into()));
         }
         Ok(())
     }
@@ -96,15 +75,12 @@ impl Checked for ServerStatus {
 
 impl Checked for AgentReport {
     fn check(&self) -> Result<()> {
-        name("agent", &self.name)?;
         non_negative("uptime_s", self.uptime_s)
     }
 }
 
 impl Checked for HostReport {
     fn check(&self) -> Result<()> {
-        name("host", &self.name)?;
-        addr("address", &self.addr)?;
         number("latitude", self.location.lat, -90.0, 90.0)?;
         number("longitude", self.location.lon, -180.0, 180.0)?;
         // Zero bandwidth makes every transfer infinite: refused like NaN.
@@ -128,53 +104,9 @@ impl Checked for PeerView {
 impl Checked for Request {
     fn check(&self) -> Result<()> {
         match self {
-            Request::Status
-            | Request::Fleet
-            | Request::Events
-            | Request::Has { .. }
-            | Request::Upload { .. }
-            | Request::Place { .. }
-            | Request::SetPolicy { .. } => Ok(()),
-            Request::Deploy {
-                name: n, config: c, ..
-            } => {
-                name("agent", n)?;
-                config(c)
-            }
-            Request::Invoke {
-                name: n, caller, ..
-            } => {
-                name("agent", n)?;
-                match caller {
-                    Some(c) => name("calling agent", c),
-                    None => Ok(()),
-                }
-            }
-            Request::Release { name: n }
-            | Request::Precopy { name: n, .. }
-            | Request::Transfer { name: n, .. }
-            | Request::Commit { name: n, .. }
-            | Request::Abort { name: n, .. }
-            | Request::Outcome { name: n, .. } => name("agent", n),
+            Request::Deploy { config: c, .. } | Request::Prepare { config: c, .. } => config(c),
             Request::Heartbeat(report) => report.check(),
-            Request::Migrate { name: n, to } => {
-                name("agent", n)?;
-                name("host", to)
-            }
-            Request::Prepare {
-                name: n,
-                config: c,
-                source,
-                ..
-            } => {
-                name("agent", n)?;
-                config(c)?;
-                addr("source", source)
-            }
-            Request::Attach { agent, host } => {
-                name("agent", agent)?;
-                name("host", host)
-            }
+            _ => Ok(()),
         }
     }
 }
@@ -184,8 +116,8 @@ impl Checked for Response {
         match self {
             Response::Status(report) => report.check(),
             Response::Fleet(views) => views.iter().try_for_each(Checked::check),
-            Response::Invoked { host, .. } => name("host", host),
-            // The rest is read by people (through the CLI), not acted on.
+            // The rest is read by people (through the CLI), not acted on;
+            // its names and addresses are checked by their types.
             _ => Ok(()),
         }
     }
@@ -196,7 +128,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_that_could_become_paths_are_refused() {
+    fn names_that_could_become_paths_do_not_decode() {
+        use crate::{AgentName, decode, encode};
+        #[derive(serde::Serialize)]
+        enum Raw {
+            #[allow(dead_code)]
+            Status,
+            #[allow(dead_code)]
+            Fleet,
+            #[allow(dead_code)]
+            Has,
+            #[allow(dead_code)]
+            Upload,
+            #[allow(dead_code)]
+            Deploy,
+            #[allow(dead_code)]
+            Invoke,
+            Release {
+                name: String,
+            },
+        }
         let long = "a".repeat(10_000);
         for bad in [
             "",
@@ -208,20 +159,16 @@ mod tests {
             "A",
             long.as_str(),
         ] {
-            let request = Request::Release { name: bad.into() };
-            assert!(request.check().is_err(), "{bad:?}");
-            let request = Request::Commit {
-                name: bad.into(),
-                epoch: 2,
-            };
-            assert!(request.check().is_err(), "{bad:?}");
+            let frame = encode(&Raw::Release { name: bad.into() }).unwrap();
+            let err = decode::<Request>(&frame).unwrap_err();
+            assert!(matches!(err, Error::Malformed(_)), "{bad:?}: {err}");
         }
+        let frame = encode(&Raw::Release {
+            name: "memory-1".into(),
+        })
+        .unwrap();
         assert!(
-            Request::Release {
-                name: "memory-1".into()
-            }
-            .check()
-            .is_ok()
+            matches!(decode::<Request>(&frame), Ok(Request::Release { name }) if name == AgentName::new("memory-1").unwrap())
         );
     }
 

@@ -52,7 +52,7 @@ pub fn apply(mut base: Vec<u8>, len: u64, blocks: &[Block], max: usize) -> Resul
         .ok()
         .filter(|&l| l <= max)
         .ok_or_else(|| {
-            Error::Protocol(format!(
+            Error::Delta(format!(
                 "a state of {len} bytes is over the {max}-byte limit"
             ))
         })?;
@@ -61,13 +61,13 @@ pub fn apply(mut base: Vec<u8>, len: u64, blocks: &[Block], max: usize) -> Resul
         let start = block.index as usize * BLOCK_BYTES;
         let expected = len.saturating_sub(start).min(BLOCK_BYTES);
         if start >= len || block.bytes.len() != expected {
-            return Err(Error::Protocol(format!(
+            return Err(Error::Delta(format!(
                 "state block {} does not fit a {len}-byte state",
                 block.index
             )));
         }
         if last.is_some_and(|l| block.index <= l) {
-            return Err(Error::Protocol(
+            return Err(Error::Delta(
                 "state blocks must come in increasing order, once each".into(),
             ));
         }
@@ -134,7 +134,7 @@ mod tests {
             (vec![block(u32::MAX, 1)], 2 * BLOCK_BYTES),
         ] {
             let err = apply(base.clone(), len as u64, &blocks, 1 << 20).unwrap_err();
-            assert!(matches!(err, Error::Protocol(_)), "{err}");
+            assert!(matches!(err, Error::Delta(_)), "{err}");
         }
         let err = apply(base, 2 << 20, &[], 1 << 20).unwrap_err();
         assert!(err.to_string().contains("limit"), "{err}");

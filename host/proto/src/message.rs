@@ -1,0 +1,625 @@
+//! The messages between clients and hosts, and between hosts, and their
+//! versioned encoding.
+//!
+//! One QUIC bidirectional stream per request. Each frame is a 4-byte
+//! big-endian length followed by that many bytes; the first frame of a stream
+//! and the answer start with a 2-byte protocol version, then a postcard
+//! message. An upload's bytes follow its request as further frames of at
+//! most [`CHUNK_BYTES`] each. Every length is checked against a limit before
+//! anything is allocated; a frame over its limit, a message that does not
+//! decode or a peer of another version gets an error answer (when one can
+//! still be sent) and its stream is closed. Nothing it sent takes effect.
+//!
+//! See `docs/protocol.md` for the message reference.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::delta::Block;
+use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, ServerStatus};
+
+/// The protocol version this build speaks. Raised whenever a message's
+/// encoding changes: postcard carries no field names, so hosts of two
+/// versions must refuse each other rather than misread. (2: pre-copy
+/// migration, agent status in reports; 3: addresses as socket addresses.)
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Largest message frame (an invoke request or response carries a body of up
+/// to 16 MiB; everything else is far smaller).
+pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
+/// Largest upload chunk frame.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// Largest component a host accepts.
+pub const MAX_COMPONENT_BYTES: u64 = 512 << 20;
+/// Largest request or response body of an invoke.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// What a client or peer asks a host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// This host's report.
+    Status,
+    /// This host's view of the fleet: its own report and its peers'.
+    Fleet,
+    /// Does this host hold the component with this digest?
+    Has {
+        /// The component's digest.
+        digest: Digest,
+    },
+    /// Store a component; its bytes follow as chunk frames.
+    Upload {
+        /// The digest the bytes must hash to.
+        digest: Digest,
+        /// Their total length.
+        size: u64,
+    },
+    /// Start an agent from a stored component.
+    Deploy {
+        /// The agent's name, unique in the fleet.
+        name: AgentName,
+        /// The component to run.
+        digest: Digest,
+        /// Its configuration for `init`.
+        config: Vec<(String, String)>,
+    },
+    /// Call an agent, wherever it runs.
+    Invoke {
+        /// The agent.
+        name: AgentName,
+        /// The request body.
+        body: Vec<u8>,
+        /// The calling agent, when an agent calls its dependency.
+        caller: Option<AgentName>,
+        /// How many hosts forwarded this already (bounded to stop loops).
+        hops: u8,
+    },
+    /// Stop an agent and forget it.
+    Release {
+        /// The agent.
+        name: AgentName,
+    },
+    /// Where should an agent with this description go?
+    Place {
+        /// What the agent declared.
+        descriptor: Descriptor,
+        /// Size of its component, bytes (what a first deployment ships).
+        component_bytes: u64,
+    },
+    /// A peer's periodic report (hosts only).
+    Heartbeat(HostReport),
+    /// Move an agent that runs here to the host named `to` (sent to the
+    /// agent's current owner).
+    Migrate {
+        /// The agent.
+        name: AgentName,
+        /// The target host's name.
+        to: HostName,
+    },
+    /// Migration, source to target: get ready to receive `name` (compile or
+    /// load the component, instantiate, init) before the source quiesces.
+    Prepare {
+        /// The agent.
+        name: AgentName,
+        /// Its component (the target must hold it).
+        digest: Digest,
+        /// Its configuration.
+        config: Vec<(String, String)>,
+        /// The ownership epoch it will have at the target.
+        epoch: u64,
+        /// The source's address, to ask about the outcome after a crash.
+        source: SocketAddr,
+    },
+    /// Migration, source to target: the state blob of a prepared agent,
+    /// exported while it still serves (the pre-copy). The target keeps it
+    /// in memory as the base of the final delta.
+    Precopy {
+        /// The agent.
+        name: AgentName,
+        /// Its epoch at the target.
+        epoch: u64,
+        /// SHA-256 of `state`.
+        state_digest: Digest,
+        /// The blob made by `export-state`.
+        state: Vec<u8>,
+    },
+    /// Migration, source to target: the final state of the quiesced agent,
+    /// as the blocks that differ from the pre-copy.
+    Transfer {
+        /// The agent.
+        name: AgentName,
+        /// Its epoch at the target.
+        epoch: u64,
+        /// SHA-256 of the final state.
+        state_digest: Digest,
+        /// Length of the final state.
+        len: u64,
+        /// The blocks of the final state that differ from the pre-copy.
+        blocks: Vec<Block>,
+    },
+    /// Migration, source to target: the source has handed the agent off;
+    /// start serving it.
+    Commit {
+        /// The agent.
+        name: AgentName,
+        /// Its epoch at the target.
+        epoch: u64,
+    },
+    /// Migration, source to target: forget the prepared agent.
+    Abort {
+        /// The agent.
+        name: AgentName,
+        /// Its epoch at the target.
+        epoch: u64,
+    },
+    /// Target to source, after a restart: did the migration of `name` to
+    /// `epoch` commit?
+    Outcome {
+        /// The agent.
+        name: AgentName,
+        /// The epoch it was prepared with.
+        epoch: u64,
+    },
+    /// A client reports that the user of `agent` is now attached to the
+    /// host named `host` (sent to any host; forwarded to the owner, which
+    /// runs ALM for the agent at once).
+    Attach {
+        /// The agent.
+        agent: AgentName,
+        /// The host the user is attached to now.
+        host: HostName,
+    },
+    /// The migration decisions this host made.
+    Events,
+    /// Make these stored policy plugins the host's active policy, from the
+    /// next decision on (`None` for both: back to the built-in policy).
+    SetPolicy {
+        /// The heuristic plugin's component, if any.
+        heuristic: Option<Digest>,
+        /// The cost-model plugin's component, if any.
+        cost_model: Option<Digest>,
+    },
+}
+
+/// A host's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to `Status`.
+    Status(HostReport),
+    /// Answer to `Fleet` and `Heartbeat`: the reports this host knows.
+    Fleet(Vec<PeerView>),
+    /// Answer to `Has`.
+    Has(bool),
+    /// Answer to `Upload`: stored (or already there).
+    Uploaded {
+        /// Bytes received on this stream (0 when it was already stored).
+        received: u64,
+    },
+    /// Answer to `Deploy`.
+    Deployed {
+        /// What the agent declared.
+        descriptor: Descriptor,
+        /// Milliseconds spent compiling or loading the artifact.
+        load_ms: f64,
+        /// Whether the artifact came from the host's cache.
+        cache_hit: bool,
+    },
+    /// Answer to `Invoke`: the agent's response body.
+    Invoked {
+        /// The body.
+        body: Vec<u8>,
+        /// The host that ran the agent.
+        host: HostName,
+    },
+    /// Answer to `Release`.
+    Released,
+    /// Answer to `Place`.
+    Placement(Placement),
+    /// Answer to `Migrate`.
+    Migrated(MigrationReport),
+    /// Answer to `Prepare`.
+    Prepared {
+        /// Instantiate + init on the target, milliseconds (T_initiation).
+        initiation_ms: f64,
+        /// Compiling or loading the artifact, milliseconds (outside downtime).
+        compile_ms: f64,
+        /// Whether the artifact came from the target's cache.
+        cache_hit: bool,
+    },
+    /// Answer to `Precopy`.
+    Precopied,
+    /// Answer to `Transfer`.
+    Transferred {
+        /// `import-state` on the target, milliseconds (T_load).
+        load_ms: f64,
+    },
+    /// Answer to `Commit`.
+    Committed,
+    /// Answer to `Abort`.
+    Aborted,
+    /// Answer to `Outcome`.
+    Outcome {
+        /// Whether the source handed the agent off at that epoch.
+        committed: bool,
+    },
+    /// Answer to `Attach`: what ALM decided.
+    Decided(Vec<Event>),
+    /// Answer to `Events`.
+    Events(Vec<Event>),
+    /// Answer to `SetPolicy`: the policy now active and its generation.
+    PolicySet {
+        /// The active policy's description.
+        policy: String,
+        /// How many swaps this host has made.
+        generation: u64,
+    },
+    /// The request failed; nothing changed.
+    Error {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// One line for a human.
+        message: String,
+    },
+}
+
+/// Kinds of refusal, for programs; the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The peer speaks another protocol version.
+    Version,
+    /// The message was malformed or over a limit.
+    BadRequest,
+    /// The peer's identity may not ask this.
+    Forbidden,
+    /// No such agent or component.
+    NotFound,
+    /// The name is taken, or the host is full.
+    Conflict,
+    /// The agent failed or refused.
+    Agent,
+    /// Anything else.
+    Internal,
+}
+
+/// Where a host is, for the cost model's distances.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+}
+
+/// One agent as its host reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// Its name.
+    pub name: AgentName,
+    /// Its component.
+    pub digest: Digest,
+    /// What it declared.
+    pub descriptor: Descriptor,
+    /// Size of its last exported state, bytes (0 until it is exported).
+    pub state_bytes: u64,
+    /// Seconds since it started on this host.
+    pub uptime_s: f64,
+    /// Calls it has answered here.
+    pub calls: u64,
+    /// Its ownership epoch.
+    pub epoch: u64,
+    /// `serving`; `migrating` while a handoff prepares the target and
+    /// pre-copies the state (calls still run); `held` while the final state
+    /// moves (calls wait).
+    pub status: String,
+}
+
+/// One ALM decision, kept for `edgehost events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The host that decided.
+    pub host: HostName,
+    /// The agent.
+    pub agent: AgentName,
+    /// What started the check: `user-moved`, `resource-pressure`, `periodic`.
+    pub trigger: String,
+    /// `moved to HOST`, `stay`, or `failed`.
+    pub decision: String,
+    /// The net gain ALM computed for the move, seconds (0 when staying).
+    pub net_gain_s: f64,
+    /// Why, in a few words each.
+    pub reasons: Vec<String>,
+}
+
+/// What a migration did, measured, next to what the cost model predicted
+/// (eq. 3: export + transfer + initiation + load).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationReport {
+    /// The agent.
+    pub agent: AgentName,
+    /// The source host.
+    pub from: HostName,
+    /// The target host.
+    pub to: HostName,
+    /// The agent's epoch at the target.
+    pub epoch: u64,
+    /// Measured, milliseconds.
+    pub measured_ms: MigrationTimes,
+    /// Predicted by the cost model, milliseconds.
+    pub predicted_ms: MigrationTimes,
+    /// Time during which calls to the agent were held, milliseconds.
+    pub downtime_ms: f64,
+    /// Size of the state blob.
+    pub state_bytes: u64,
+    /// Bytes of state messages on the wire: the pre-copy and the final
+    /// delta, with their framing.
+    pub wire_bytes: u64,
+    /// Of those, the bytes of the final delta: what travelled while calls
+    /// were held.
+    pub delta_bytes: u64,
+    /// The pre-copy, milliseconds: the whole state crossing, hash-checked
+    /// on arrival, while the agent still served (part of `transfer`).
+    pub precopy_ms: f64,
+    /// Compiling (or loading from its cache) the component on the target
+    /// during prepare, milliseconds: before the agent was held, never part
+    /// of the downtime.
+    pub target_compile_ms: f64,
+    /// Whether the target had the compiled artifact in its cache.
+    pub target_cache_hit: bool,
+    /// Bytes of component uploaded to the target (0 when it had it).
+    pub component_bytes_sent: u64,
+    /// Calls that arrived during the handoff and were held, then served by
+    /// the new owner.
+    pub held_calls: u64,
+}
+
+/// A host's report of itself: what the placement engine needs and what
+/// `edgehost ps` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostReport {
+    /// The host's name (from its certificate).
+    pub name: HostName,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its site label.
+    pub site: String,
+    /// Its coordinates.
+    pub location: Location,
+    /// Uplink bandwidth declared for it, Mbit/s (the cost model's eta_e).
+    pub bandwidth_mbps: f64,
+    /// The most agents it accepts.
+    pub max_agents: u32,
+    /// Its resources, as last sampled.
+    pub status: ServerStatus,
+    /// The agents it runs.
+    pub agents: Vec<AgentReport>,
+    /// Digests it is compiling right now.
+    pub compiling: Vec<Digest>,
+    /// Seconds since the host started.
+    pub uptime_s: f64,
+    /// The placement policy this host decides with.
+    pub policy: String,
+}
+
+/// One host as another host sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its latest report.
+    pub report: HostReport,
+    /// Whether it answered recently.
+    pub reachable: bool,
+    /// Seconds since it was last heard from.
+    pub last_seen_s: f64,
+}
+
+/// A placement decision and its reasons.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Placement {
+    /// The chosen host.
+    pub host: HostName,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Which algorithm decided (`antllm`, or `only-host`).
+    pub algorithm: String,
+    /// The policy that scored it.
+    pub policy: String,
+    /// Where a plugged-in policy failed and the built-in one stood in.
+    pub fallbacks: Vec<String>,
+    /// Predicted latency, seconds.
+    pub latency_s: LatencyParts,
+    /// Predicted cost.
+    pub cost: CostParts,
+    /// The objective the engine minimised.
+    pub objective: f64,
+    /// Hosts considered.
+    pub candidates: Vec<HostName>,
+    /// What the LLM refinement did (`None` when no LLM is configured).
+    pub refinement: Option<String>,
+}
+
+/// The parts of a migration's time (eq. 3), milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationTimes {
+    /// `export-state` on the source (T_export).
+    pub export_ms: f64,
+    /// Moving the state to the target (T_m^tra).
+    pub transfer_ms: f64,
+    /// Instantiating and initialising the agent on the target (T_initiation).
+    pub initiation_ms: f64,
+    /// `import-state` on the target (T_load).
+    pub load_ms: f64,
+}
+
+impl MigrationTimes {
+    /// Their sum: the whole migration (eq. 3).
+    pub fn total_ms(&self) -> f64 {
+        self.export_ms + self.transfer_ms + self.initiation_ms + self.load_ms
+    }
+
+    /// Each part with its name, in the order of eq. 3, for tables.
+    pub fn parts(&self) -> [(&'static str, f64); 4] {
+        [
+            ("export", self.export_ms),
+            ("transfer", self.transfer_ms),
+            ("initiation", self.initiation_ms),
+            ("load", self.load_ms),
+        ]
+    }
+}
+
+/// The parts of an agent's predicted latency (eq. 1), seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyParts {
+    /// Transmitting requests and answers (T_tra).
+    pub transmit_s: f64,
+    /// Migrating it there (T_mig).
+    pub migration_s: f64,
+    /// Starting it (T_ini).
+    pub initiation_s: f64,
+    /// Processing its requests (T_pro).
+    pub processing_s: f64,
+}
+
+impl LatencyParts {
+    /// Their sum: the agent's latency (eq. 1).
+    pub fn total_s(&self) -> f64 {
+        self.transmit_s + self.migration_s + self.initiation_s + self.processing_s
+    }
+}
+
+/// The parts of an agent's predicted resource cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostParts {
+    /// CPU.
+    pub cpu: f64,
+    /// Storage.
+    pub storage: f64,
+    /// Communication.
+    pub communication: f64,
+}
+
+impl CostParts {
+    /// Their sum.
+    pub fn total(&self) -> f64 {
+        self.cpu + self.storage + self.communication
+    }
+}
+
+/// Bytes of a frame's length header.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// The length header of a frame of `len` bytes.
+pub fn frame_header(len: usize) -> Result<[u8; FRAME_HEADER_BYTES]> {
+    u32::try_from(len)
+        .map(u32::to_be_bytes)
+        .map_err(|_| Error::FrameTooLarge {
+            len,
+            max: u32::MAX as usize,
+        })
+}
+
+/// The length a frame header announces, refused above `max` before a byte
+/// of the body is read or allocated.
+pub fn frame_len(header: [u8; FRAME_HEADER_BYTES], max: usize) -> Result<usize> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        Err(Error::FrameTooLarge { len, max })
+    } else {
+        Ok(len)
+    }
+}
+
+/// Encodes a message with the protocol version in front.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>> {
+    let mut out = PROTOCOL_VERSION.to_be_bytes().to_vec();
+    postcard::to_io(message, &mut out).map_err(Error::Encode)?;
+    Ok(out)
+}
+
+/// Decodes a versioned message and checks it ([`Checked`]). A different
+/// version is [`Error::Version`]; anything that does not decode exactly, or
+/// breaks a rule of its fields (a name that is not a name, a NaN), is
+/// another error, and nothing in the frame may be acted on.
+pub fn decode<T: for<'de> Deserialize<'de> + Checked>(frame: &[u8]) -> Result<T> {
+    let Some((version, body)) = frame.split_first_chunk::<2>() else {
+        return Err(Error::Truncated);
+    };
+    let version = u16::from_be_bytes(*version);
+    if version != PROTOCOL_VERSION {
+        return Err(Error::Version {
+            theirs: version,
+            ours: PROTOCOL_VERSION,
+        });
+    }
+    let (message, rest) = postcard::take_from_bytes(body).map_err(Error::Malformed)?;
+    if !rest.is_empty() {
+        return Err(Error::Trailing(rest.len()));
+    }
+    let message: T = message;
+    message.check()?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_versions_are_checked() {
+        let name = AgentName::new("a").unwrap();
+        let frame = encode(&Request::Release { name }).unwrap();
+        assert!(
+            matches!(decode::<Request>(&frame).unwrap(), Request::Release { name } if name == "a")
+        );
+
+        let mut other = frame.clone();
+        other[1] = 9;
+        assert!(matches!(
+            decode::<Request>(&other),
+            Err(Error::Version {
+                theirs: 9,
+                ours: PROTOCOL_VERSION
+            })
+        ));
+        assert!(matches!(decode::<Request>(&[0]), Err(Error::Truncated)));
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode::<Request>(&trailing),
+            Err(Error::Trailing(1))
+        ));
+        assert!(matches!(
+            frame_len(frame_header(100).unwrap(), 99),
+            Err(Error::FrameTooLarge { len: 100, max: 99 })
+        ));
+    }
+
+    #[test]
+    fn truncated_and_junk_frames_are_errors_not_panics() {
+        // Every prefix of a valid message and a spread of junk: errors, no panics.
+        let frame = encode(&Request::Deploy {
+            name: AgentName::new("agent").unwrap(),
+            digest: Digest::of(b"x"),
+            config: vec![("k".into(), "v".into())],
+        })
+        .unwrap();
+        for cut in 0..frame.len() {
+            assert!(decode::<Request>(&frame[..cut]).is_err());
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let len = (seed % 64) as usize;
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let mut versioned = PROTOCOL_VERSION.to_be_bytes().to_vec();
+            versioned.extend(junk);
+            let _ = decode::<Request>(&versioned);
+        }
+    }
+}
