@@ -10,7 +10,7 @@ use std::time::Duration;
 use edgehost_fleet::client::{call, call_encoded, connect, upload};
 use edgehost_fleet::identity::Role;
 use edgehost_fleet::protocol::{
-    AgentName, HostReport, PeerView, Request, RequestKind, Response, decode, encode, read_frame,
+    AgentName, HostReport, PeerView, Request, RequestKind, Response, encode, read_frame,
     write_frame,
 };
 use edgehost_fleet::tls::endpoint;
