@@ -352,3 +352,149 @@ fn declarations_beyond_the_host_ceiling_are_refused() {
         Ok(_) => panic!("expected refusal, got an instance"),
     }
 }
+
+/// Little-endian bytes of `words` as a WAT string literal's contents.
+fn wat_words(words: &[u32]) -> String {
+    words
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .map(|b| format!("\\{b:02x}"))
+        .collect()
+}
+
+/// A real agent component whose core module has four linear memories: the
+/// one the canonical ABI uses (one page) and three more, empty at first.
+/// It declares `memory_mib` MiB; each `handle` grows the next of the three
+/// extra memories by `grow_pages` pages (64 KiB each), touches its last
+/// byte and answers "ok".
+fn multi_memory_agent(memory_mib: u32, grow_pages: u32) -> Vec<u8> {
+    // The descriptor `describe` returns, at 64: kind "multi" (at 16),
+    // version "1.0" (at 32), the demand, no dependencies. The answer of
+    // `handle` and `export-state`, at 160: ok, "ok" (at 48). At 128, zeros:
+    // the ok of `init` and `import-state`.
+    let descriptor = wat_words(&[16, 5, 32, 3, memory_mib, 100, 0, 0, 0, 0]);
+    let answer = wat_words(&[0, 48, 2]);
+    let grow = |memory: u32| {
+        format!(
+            "(if (i32.eq (memory.grow {memory} (i32.const {grow_pages})) (i32.const -1))
+               (then unreachable))
+             (i32.store8 {memory} (i32.sub (i32.mul (memory.size {memory}) (i32.const 65536)) (i32.const 1))
+               (i32.const 1))"
+        )
+    };
+    let (grow1, grow2, grow3) = (grow(1), grow(2), grow(3));
+    let wat = format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (memory 0)
+  (memory 0)
+  (memory 0)
+  (global $heap (mut i32) (i32.const 1024))
+  (global $next (mut i32) (i32.const 0))
+  (data (memory 0) (i32.const 16) "multi")
+  (data (memory 0) (i32.const 32) "1.0")
+  (data (memory 0) (i32.const 48) "ok")
+  (data (memory 0) (i32.const 64) "{descriptor}")
+  (data (memory 0) (i32.const 160) "{answer}")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $at i32)
+    (local.set $at
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $at) (local.get 3)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size 0) (i32.const 65536)))
+      (then
+        (if (i32.eq
+              (memory.grow 0 (i32.sub (i32.shr_u (i32.add (global.get $heap) (i32.const 65535)) (i32.const 16))
+                                      (memory.size 0)))
+              (i32.const -1))
+          (then unreachable))))
+    (local.get $at))
+  (func (export "edgehost:agent/guest@0.1.0#describe") (result i32)
+    (i32.const 64))
+  (func (export "edgehost:agent/guest@0.1.0#init") (param i32 i32) (result i32)
+    (i32.const 128))
+  (func (export "edgehost:agent/guest@0.1.0#handle") (param i32 i32 i32 i32 i32) (result i32)
+    (block $done
+      (block $third
+        (block $second
+          (block $first
+            (br_table $first $second $third $done (global.get $next)))
+          {grow1}
+          (br $done))
+        {grow2}
+        (br $done))
+      {grow3})
+    (global.set $next (i32.add (global.get $next) (i32.const 1)))
+    (i32.const 160))
+  (func (export "edgehost:agent/guest@0.1.0#export-state") (result i32)
+    (i32.const 160))
+  (func (export "edgehost:agent/guest@0.1.0#import-state") (param i32 i32) (result i32)
+    (i32.const 128))
+)"#
+    );
+    let mut module = wat::parse_str(&wat).expect("the agent's WAT parses");
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/agent"))
+        .expect("the agent WIT parses");
+    let world = resolve
+        .select_world(&[package], Some("agent"))
+        .expect("the agent world");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embedding the agent world");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("a module of the agent world")
+        .validate(true)
+        .encode()
+        .expect("encoding the component")
+}
+
+#[test]
+fn an_agent_with_several_memories_cannot_exceed_its_cap_in_total() {
+    let rt = runtime();
+    // 4 MiB declared; one page in the first memory, then 1.5 MiB more in
+    // each of three others. Each memory alone stays far below the cap; the
+    // third growth takes the store to 4.5625 MiB in all.
+    let component = rt
+        .load(&multi_memory_agent(4, 24))
+        .expect("the multi-memory agent loads");
+    let mut agent = rt
+        .instantiate(&component, "many", Services::default())
+        .expect("instantiate");
+    assert_eq!(agent.descriptor().demand.memory_mib, 4);
+    agent.init(&[]).expect("init");
+    assert_eq!(agent.handle(b"grow").expect("1.5625 MiB in all"), b"ok");
+    assert_eq!(agent.handle(b"grow").expect("3.0625 MiB in all"), b"ok");
+    match agent.handle(b"grow") {
+        Err(Error::MemoryLimit {
+            agent,
+            call,
+            cap_mib,
+            requested_mib,
+        }) => {
+            assert_eq!((agent.as_str(), call), ("many", "handle"));
+            assert_eq!((cap_mib, requested_mib), (4, 5));
+        }
+        other => panic!("expected a memory-limit error, got {other:?}"),
+    }
+    assert!(agent.poisoned().is_some_and(|r| r.contains("memory")));
+
+    // The same agent with a cap its memories fit in together serves on.
+    let component = rt
+        .load(&multi_memory_agent(5, 24))
+        .expect("the multi-memory agent loads");
+    let mut roomy = rt
+        .instantiate(&component, "roomy", Services::default())
+        .expect("instantiate");
+    roomy.init(&[]).expect("init");
+    for _ in 0..3 {
+        assert_eq!(roomy.handle(b"grow").expect("within 5 MiB"), b"ok");
+    }
+}

@@ -1,14 +1,13 @@
 //! Agents: components of the `agent` world, and their live instances.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::Store;
+use wasmtime_wasi::WasiCtx;
 
-use crate::limits::{EpochTicker, Limits, MemoryCap, ticks_for};
+use crate::limits::Limits;
+use crate::sandbox::{Bounds, Fault, Sandbox, SandboxData, Sandboxed, mib_to_bytes};
 use crate::services::{Completion, HostError, Message, Services};
 use crate::{CacheOutcome, ComponentInfo, Descriptor, Digest, Error, ResourceDemand, Result};
 
@@ -70,7 +69,7 @@ impl From<wit::AgentError> for AgentError {
 #[derive(Clone)]
 pub struct AgentComponent {
     pub(crate) info: ComponentInfo,
-    pub(crate) pre: bindings::AgentPre<AgentState>,
+    pub(crate) pre: bindings::AgentPre<SandboxData<AgentHost>>,
     pub(crate) cache: CacheOutcome,
     pub(crate) load_time: Duration,
 }
@@ -97,49 +96,21 @@ impl AgentComponent {
     }
 }
 
-/// The data of one agent's store: its WASI context (which grants nothing),
-/// its limits and the host services it may use.
-pub struct AgentState {
+/// What an agent's store holds beside the sandbox: its name, the host
+/// services it may use and the dependencies it declared.
+pub(crate) struct AgentHost {
     name: String,
-    wasi: WasiCtx,
-    table: ResourceTable,
-    pub(crate) limiter: MemoryCap,
     services: Services,
     dependencies: Vec<String>,
     clock_origin: Instant,
 }
 
-impl AgentState {
-    pub(crate) fn new(name: String, cap_bytes: usize, services: Services) -> Self {
-        AgentState {
-            name,
-            // No preopened directories, no environment, no arguments, no
-            // sockets (the default address check denies every address).
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-            limiter: MemoryCap::new(cap_bytes),
-            services,
-            dependencies: Vec::new(),
-            clock_origin: Instant::now(),
-        }
-    }
-}
-
-impl WasiView for AgentState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
 /// Longest log line an agent may write; longer lines are cut.
 const MAX_LOG_BYTES: usize = 4096;
 
-impl wit::Host for AgentState {}
+impl wit::Host for AgentHost {}
 
-impl bindings::edgehost::agent::host::Host for AgentState {
+impl bindings::edgehost::agent::host::Host for AgentHost {
     fn log(&mut self, level: wit::Level, message: String) {
         let mut message = message;
         if message.len() > MAX_LOG_BYTES {
@@ -213,16 +184,11 @@ fn to_wit_error(e: HostError) -> wit::HostError {
 /// later call fails with [`Error::Poisoned`] and the owner must start a fresh
 /// instance (from the last exported state).
 pub struct AgentInstance {
-    store: Store<AgentState>,
+    sandboxed: Sandboxed<AgentHost>,
     bindings: bindings::Agent,
     descriptor: Descriptor,
     limits: Limits,
-    timeout: Duration,
-    poisoned: Option<String>,
     digest: Digest,
-    /// Deadlines fire only while the epoch ticker runs: every instance
-    /// keeps it alive, even past the `Runtime` that started it.
-    _ticker: Arc<EpochTicker>,
 }
 
 impl AgentInstance {
@@ -231,27 +197,27 @@ impl AgentInstance {
         name: &str,
         limits: &Limits,
         services: Services,
-        engine: &wasmtime::Engine,
-        ticker: Arc<EpochTicker>,
+        sandbox: &Sandbox<AgentHost>,
     ) -> Result<Self> {
-        let ceiling = mib_to_bytes(limits.max_memory_mib);
-        let mut store = Store::new(engine, AgentState::new(name.to_owned(), ceiling, services));
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(ticks_for(limits.call_timeout));
-        let bindings = match component.pre.instantiate(&mut store) {
-            Ok(b) => b,
-            Err(e) => {
-                return Err(classify(
-                    &mut store,
-                    name,
-                    "instantiate",
-                    limits.call_timeout,
-                    e,
-                ));
-            }
+        let host = AgentHost {
+            name: name.to_owned(),
+            services,
+            dependencies: Vec::new(),
+            clock_origin: Instant::now(),
         };
+        // No preopened directories, no environment, no arguments, no
+        // sockets (the default address check denies every address). Until
+        // the agent declares its memory, the host's ceiling caps it.
+        let mut sandboxed = sandbox.store(
+            host,
+            WasiCtx::builder().build(),
+            Bounds::new(limits.max_memory_mib, limits.call_timeout),
+        );
+        let bindings = sandboxed
+            .call("instantiate", |s| component.pre.instantiate(s))
+            .map_err(|fault| agent_error(name, "instantiate", fault))?;
         let mut instance = AgentInstance {
-            store,
+            sandboxed,
             bindings,
             descriptor: Descriptor {
                 kind: String::new(),
@@ -265,10 +231,7 @@ impl AgentInstance {
                 dependencies: Vec::new(),
             },
             limits: limits.clone(),
-            timeout: limits.call_timeout,
-            poisoned: None,
             digest: component.digest(),
-            _ticker: ticker,
         };
         let descriptor: Descriptor = instance.call("describe", |g, s| g.call_describe(s))?.into();
         let memory = descriptor.demand.memory_mib;
@@ -278,15 +241,15 @@ impl AgentInstance {
                 limits.max_memory_mib
             )));
         }
-        instance.store.data_mut().limiter.cap_bytes = mib_to_bytes(memory);
-        instance.store.data_mut().dependencies = descriptor.dependencies.clone();
+        instance.sandboxed.set_memory_cap(mib_to_bytes(memory));
+        instance.sandboxed.data_mut().host_mut().dependencies = descriptor.dependencies.clone();
         instance.descriptor = descriptor;
         Ok(instance)
     }
 
     /// The agent's name on this host.
     pub fn name(&self) -> &str {
-        &self.store.data().name
+        &self.sandboxed.data().host().name
     }
 
     /// The digest of the component this instance runs.
@@ -301,12 +264,12 @@ impl AgentInstance {
 
     /// The reason this instance was poisoned, if it was.
     pub fn poisoned(&self) -> Option<&str> {
-        self.poisoned.as_deref()
+        self.sandboxed.poisoned()
     }
 
     /// Sets how long each call may run before it is interrupted.
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
+        self.sandboxed.set_timeout(timeout);
     }
 
     /// Calls `init` with the agent's configuration.
@@ -374,75 +337,47 @@ impl AgentInstance {
             .map_err(|e| Error::Agent(e.into()))
     }
 
-    /// Runs one export under the instance's deadline, turning traps and
-    /// broken limits into precise errors and poisoning the instance on them.
+    /// Runs one export in the sandbox, turning traps and broken limits
+    /// into precise errors (the sandbox poisons the instance on them).
     fn call<R>(
         &mut self,
         what: &'static str,
         f: impl FnOnce(
             &bindings::exports::edgehost::agent::guest::Guest,
-            &mut Store<AgentState>,
+            &mut Store<SandboxData<AgentHost>>,
         ) -> wasmtime::Result<R>,
     ) -> Result<R> {
-        if let Some(reason) = &self.poisoned {
-            return Err(Error::Poisoned {
-                agent: self.name().to_owned(),
-                reason: reason.clone(),
-            });
-        }
-        self.store.set_epoch_deadline(ticks_for(self.timeout));
         let guest = self.bindings.edgehost_agent_guest();
-        match f(guest, &mut self.store) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                let name = self.name().to_owned();
-                let err = classify(&mut self.store, &name, what, self.timeout, e);
-                self.poisoned = Some(err.to_string());
-                Err(err)
-            }
-        }
+        self.sandboxed
+            .call(what, |s| f(guest, s))
+            .map_err(|fault| agent_error(&self.sandboxed.data().host().name, what, fault))
     }
 }
 
-/// Names the reason a call into a store failed.
-fn classify(
-    store: &mut Store<AgentState>,
-    agent: &str,
-    call: &'static str,
-    timeout: Duration,
-    e: wasmtime::Error,
-) -> Error {
+/// The error of agent `agent` whose `call` failed with `fault`.
+fn agent_error(agent: &str, call: &'static str, fault: Fault) -> Error {
     let agent = agent.to_owned();
-    if let Some(requested) = store.data_mut().limiter.refused.take() {
-        return Error::MemoryLimit {
+    match fault {
+        Fault::Deadline { timeout_ms } => Error::Deadline {
             agent,
             call,
-            cap_mib: store.data().limiter.cap_bytes >> 20,
-            requested_mib: requested.div_ceil(1 << 20),
-        };
+            timeout_ms,
+        },
+        Fault::MemoryLimit {
+            cap_mib,
+            requested_mib,
+        } => Error::MemoryLimit {
+            agent,
+            call,
+            cap_mib,
+            requested_mib,
+        },
+        Fault::StackOverflow => Error::StackOverflow { agent, call },
+        Fault::Trap(message) => Error::Trap {
+            agent,
+            call,
+            message,
+        },
+        Fault::Poisoned(reason) => Error::Poisoned { agent, reason },
     }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Error::Deadline {
-            agent,
-            call,
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        },
-        Some(Trap::StackOverflow) => Error::StackOverflow { agent, call },
-        Some(trap) => Error::Trap {
-            agent,
-            call,
-            message: trap.to_string(),
-        },
-        None => Error::Trap {
-            agent,
-            call,
-            message: format!("{e:#}"),
-        },
-    }
-}
-
-fn mib_to_bytes(mib: u32) -> usize {
-    usize::try_from(mib)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(1 << 20)
 }

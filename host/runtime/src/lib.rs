@@ -21,8 +21,11 @@
 //! [`Error`] naming the agent and the cause, and poisons only that instance.
 //!
 //! Policy plugins (placement heuristics and cost models, the `policy` world
-//! in `wit/policy/policy.wit`) run here too, under the same kind of limits:
-//! see [`policy`] ([`PolicyRuntime`], [`PolicyComponent`], [`PolicySlot`]).
+//! in `wit/policy/policy.wit`) run here too, in the same sandbox: both worlds
+//! instantiate one generic sandbox (engine, linker, cache, epoch ticker, a
+//! memory cap on every memory and table of a store together, deadlines and
+//! trap classification), so a protection added for one is had by both. See
+//! [`policy`] ([`PolicyRuntime`], [`PolicyComponent`], [`PolicySlot`]).
 //!
 //! It deliberately does not decide where agents run, speak to the network or
 //! persist state: those belong to the placement engine and the fleet.
@@ -33,6 +36,7 @@ mod inspect;
 mod limits;
 pub mod policy;
 mod runtime;
+mod sandbox;
 mod services;
 
 use std::path::Path;

@@ -39,23 +39,26 @@ impl Default for Limits {
     }
 }
 
-/// Per-store resource limiter: refuses memory growth past the cap and
-/// remembers that it did, so the trap can be reported as what it is.
+/// Per-store resource limiter: refuses growth past the cap and remembers
+/// that it did, so the trap can be reported as what it is.
 ///
-/// The cap is on the store's total: every linear memory of every core
-/// instance of the component together, so an agent cannot multiply its
-/// declared memory by spreading it over many memories. Table elements are
-/// counted the same way.
+/// The cap is on the store's total: every linear memory and every table of
+/// every core instance of the component together, so a guest cannot multiply
+/// its declared memory by spreading it over many memories or tables. Each
+/// table element is charged [`TABLE_ELEMENT_BYTES`], what it costs the host.
+/// How many instances, memories and tables a store may create at all is
+/// what wasmtime asks this limiter for ([`ResourceLimiter::instances`] and
+/// the like) and enforces at instantiation.
 #[derive(Debug)]
 pub(crate) struct MemoryCap {
-    /// Bytes all the store's linear memories together may reach.
+    /// Bytes all the store's memories and tables together may reach.
     pub(crate) cap_bytes: usize,
-    /// The size a refused growth asked for, if one was refused.
+    /// The total a refused growth asked for, if one was refused.
     pub(crate) refused: Option<usize>,
     /// Bytes of linear memory the store holds now.
-    pub(crate) memory_bytes: usize,
-    /// Table elements the store holds now.
-    pub(crate) table_elements: usize,
+    memory_bytes: usize,
+    /// Bytes of table elements the store holds now.
+    table_bytes: usize,
 }
 
 impl MemoryCap {
@@ -65,14 +68,41 @@ impl MemoryCap {
             cap_bytes,
             refused: None,
             memory_bytes: 0,
-            table_elements: 0,
+            table_bytes: 0,
         }
+    }
+
+    /// Bytes the store's memories and tables hold now.
+    pub(crate) fn used_bytes(&self) -> usize {
+        self.memory_bytes.saturating_add(self.table_bytes)
+    }
+
+    /// Admits a growth of one memory or table from `current` to `desired`
+    /// bytes when the store's total stays within the cap, returning the new
+    /// total of its kind (`held` is that kind's total now); otherwise
+    /// records the refusal and returns the error that traps the guest.
+    fn admit(&mut self, held: usize, current: usize, desired: usize) -> wasmtime::Result<usize> {
+        let kind = held.saturating_sub(current).saturating_add(desired);
+        let total = self.used_bytes().saturating_sub(held).saturating_add(kind);
+        if total > self.cap_bytes {
+            self.refused = Some(total);
+            // Trapping (rather than failing the grow instruction) stops a
+            // memory bomb at once with a precise reason instead of letting
+            // the guest's allocator abort somewhere else.
+            return Err(wasmtime::format_err!(
+                "memory limit: growing to {total} bytes of memories and tables in all exceeds the cap of {} bytes",
+                self.cap_bytes
+            ));
+        }
+        Ok(kind)
     }
 }
 
-/// Bounds on tables and instance counts: generous for real components,
-/// finite for hostile ones. Table elements count across all tables.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// What one table element costs the host: a pointer.
+pub(crate) const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// How many instances, memories and tables one store may create: generous
+/// for real components, finite for hostile ones.
 const MAX_INSTANCES: usize = 1_000;
 const MAX_TABLES: usize = 1_000;
 const MAX_MEMORIES: usize = 100;
@@ -84,21 +114,7 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .memory_bytes
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > self.cap_bytes {
-            self.refused = Some(total);
-            // Trapping (rather than returning -1 from memory.grow) stops a
-            // memory bomb at once with a precise reason instead of letting the
-            // guest's allocator abort somewhere else.
-            return Err(wasmtime::format_err!(
-                "memory limit: growing to {total} bytes in all exceeds the cap of {} bytes",
-                self.cap_bytes
-            ));
-        }
-        self.memory_bytes = total;
+        self.memory_bytes = self.admit(self.memory_bytes, current, desired)?;
         Ok(true)
     }
 
@@ -108,14 +124,11 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .table_elements
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > MAX_TABLE_ELEMENTS {
-            return Ok(false);
-        }
-        self.table_elements = total;
+        self.table_bytes = self.admit(
+            self.table_bytes,
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )?;
         Ok(true)
     }
 
@@ -188,29 +201,33 @@ mod tests {
         assert!(cap.refused.is_none());
         assert!(cap.memory_growing(1 << 19, 2 << 20, None).is_err());
         assert_eq!(cap.refused, Some(2 << 20));
+        // The refused growth left the count as it was.
+        assert_eq!(cap.used_bytes(), 1 << 19);
     }
 
     #[test]
-    fn the_cap_counts_every_memory_of_the_store() {
+    fn the_cap_counts_every_memory_and_table_of_the_store() {
         let mut cap = MemoryCap::new(1 << 20);
         // Four memories of 256 KiB fit; a fifth does not.
         for _ in 0..4 {
             assert!(matches!(cap.memory_growing(0, 256 << 10, None), Ok(true)));
         }
         assert!(cap.memory_growing(0, 256 << 10, None).is_err());
-        assert_eq!(cap.refused, Some(1_310_720));
+        assert_eq!(cap.refused.take(), Some(1_310_720));
         // Nor does growing one of them.
         assert!(cap.memory_growing(256 << 10, 512 << 10, None).is_err());
-        // Tables likewise share one budget of elements.
-        assert!(matches!(
-            cap.table_growing(0, MAX_TABLE_ELEMENTS / 2, None),
-            Ok(true)
-        ));
-        assert!(matches!(
-            cap.table_growing(0, MAX_TABLE_ELEMENTS / 2, None),
-            Ok(true)
-        ));
-        assert!(matches!(cap.table_growing(0, 1, None), Ok(false)));
+        assert!(cap.refused.take().is_some());
+        // A table takes from the same budget: full memories leave it none.
+        assert!(cap.table_growing(0, 1, None).is_err());
+        assert_eq!(cap.refused.take(), Some((1 << 20) + TABLE_ELEMENT_BYTES));
+
+        let mut cap = MemoryCap::new(1 << 20);
+        let half = (1 << 19) / TABLE_ELEMENT_BYTES;
+        assert!(matches!(cap.table_growing(0, half, None), Ok(true)));
+        assert!(matches!(cap.table_growing(0, half, None), Ok(true)));
+        assert_eq!(cap.used_bytes(), 1 << 20);
+        assert!(cap.table_growing(half, half + 1, None).is_err());
+        assert!(cap.memory_growing(0, 1, None).is_err());
     }
 
     #[test]

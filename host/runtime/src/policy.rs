@@ -26,18 +26,16 @@ mod slot;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgehost_placement::cost::{CostModel, PlanReport};
 use edgehost_placement::heuristic::{Heuristic, HeuristicMatrix};
 use edgehost_placement::{Instance, MigrationContext, Plan, Policy};
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::Store;
+use wasmtime_wasi::WasiCtx;
 
-use crate::cache::ArtifactCache;
 use crate::inspect::{CONTRACT_VERSION, POLICY_COST_EXPORT, POLICY_HEURISTIC_EXPORT};
-use crate::limits::{EpochTicker, MemoryCap, ticks_for};
+use crate::sandbox::{Bounds, Fault, Sandbox, SandboxData, Sandboxed};
 use crate::{CacheOutcome, ComponentInfo, Digest, Error, Kind, Result};
 
 pub use slot::PolicySlot;
@@ -161,6 +159,24 @@ impl std::fmt::Display for PluginFault {
     }
 }
 
+impl From<Fault> for PluginFault {
+    fn from(fault: Fault) -> Self {
+        match fault {
+            Fault::Deadline { timeout_ms } => PluginFault::Deadline { timeout_ms },
+            Fault::MemoryLimit {
+                cap_mib,
+                requested_mib,
+            } => PluginFault::MemoryLimit {
+                cap_mib,
+                requested_mib,
+            },
+            Fault::StackOverflow => PluginFault::StackOverflow,
+            Fault::Trap(m) => PluginFault::Trap(m),
+            Fault::Poisoned(m) => PluginFault::Poisoned(m),
+        }
+    }
+}
+
 impl PluginFault {
     /// Whether the fault leaves the instance's memory in an unknown state
     /// (a trap or a broken limit), so the instance must not be used again.
@@ -199,30 +215,21 @@ impl PolicyRuntimeBuilder {
 
     /// Creates the engine, the linker, the cache and the epoch ticker.
     pub fn build(self) -> Result<PolicyRuntime> {
-        let engine = crate::runtime::sandbox_engine(self.limits.max_stack_bytes)?;
         // The policy world imports nothing but WASI's cli and io, which
-        // Rust's standard library always brings.
-        let linker = crate::runtime::wasi_linker(&engine)?;
-        let cache = ArtifactCache::open(&self.cache_dir, &engine)?;
-        let ticker =
-            EpochTicker::start(engine.clone()).map_err(|e| Error::io("epoch thread", e))?;
+        // Rust's standard library always brings and the sandbox links.
+        let sandbox = Sandbox::new(&self.cache_dir, self.limits.max_stack_bytes, |_| Ok(()))?;
         Ok(PolicyRuntime {
-            engine,
-            linker,
-            cache,
+            sandbox: Arc::new(sandbox),
             limits: self.limits,
-            ticker: Arc::new(ticker),
         })
     }
 }
 
 /// Loads policy plugins.
 pub struct PolicyRuntime {
-    engine: Engine,
-    linker: Linker<PolicyState>,
-    cache: ArtifactCache,
+    /// Shared with every component it loads, which start stores from it.
+    sandbox: Arc<Sandbox<PolicyHost>>,
     limits: PolicyLimits,
-    ticker: Arc<EpochTicker>,
 }
 
 impl PolicyRuntime {
@@ -248,17 +255,12 @@ impl PolicyRuntime {
     pub fn load(&self, bytes: &[u8], name: &str) -> Result<PolicyComponent> {
         let info = ComponentInfo::scan(bytes)?;
         info.expect_policy()?;
-        let start = Instant::now();
-        let (component, cache) = self
-            .cache
-            .load_or_compile(&self.engine, &info.digest, bytes)?;
-        let load_time = start.elapsed();
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let loaded = self.sandbox.load(bytes, &info, |e| {
             Error::WrongWorld(format!(
                 "policy {name:?} imports what a policy may not: {e:#}"
             ))
         })?;
-        let pre = bindings::PolicyPre::new(pre).map_err(|e| {
+        let pre = bindings::PolicyPre::new(loaded.pre).map_err(|e| {
             Error::WrongWorld(format!(
                 "policy {name:?} has exports that do not match: {e:#}"
             ))
@@ -268,11 +270,10 @@ impl PolicyRuntime {
                 name: name.to_owned(),
                 info,
                 pre,
-                engine: self.engine.clone(),
+                sandbox: self.sandbox.clone(),
                 limits: self.limits.clone(),
-                cache,
-                load_time,
-                _ticker: self.ticker.clone(),
+                cache: loaded.cache,
+                load_time: loaded.load_time,
             }),
         })
     }
@@ -322,14 +323,13 @@ impl ComponentInfo {
 struct ComponentInner {
     name: String,
     info: ComponentInfo,
-    pre: bindings::PolicyPre<PolicyState>,
-    engine: Engine,
+    pre: bindings::PolicyPre<SandboxData<PolicyHost>>,
+    /// Where its stores come from, alive even if the runtime that loaded
+    /// it is gone.
+    sandbox: Arc<Sandbox<PolicyHost>>,
     limits: PolicyLimits,
     cache: CacheOutcome,
     load_time: Duration,
-    /// Deadlines only fire while the ticker runs: every component keeps it
-    /// alive, even if the runtime that loaded it is gone.
-    _ticker: Arc<EpochTicker>,
 }
 
 /// A compiled policy plugin, cheap to clone and to instantiate.
@@ -441,77 +441,54 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
-/// The data of one plugin store: a WASI context that grants nothing (no
-/// files, sockets, environment, arguments or stdio) with frozen clocks and
-/// constant "randomness", and the memory cap.
-pub struct PolicyState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryCap,
-}
+/// What a plugin's store holds beside the sandbox: nothing, since the
+/// policy world imports nothing of the host beyond WASI.
+pub(crate) struct PolicyHost;
 
-impl PolicyState {
-    fn new(cap_bytes: usize) -> Self {
-        let mut wasi = WasiCtx::builder();
-        wasi.wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .secure_random(wasmtime_wasi::Deterministic::new(vec![0]))
-            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0]))
-            .insecure_random_seed(0);
-        PolicyState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: MemoryCap::new(cap_bytes),
-        }
-    }
-}
-
-impl WasiView for PolicyState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
+/// A WASI context that grants nothing (no files, sockets, environment,
+/// arguments or stdio), with frozen clocks and constant "randomness", so a
+/// plugin cannot tell two calls apart.
+fn frozen_wasi() -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    wasi.wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .secure_random(wasmtime_wasi::Deterministic::new(vec![0]))
+        .insecure_random(wasmtime_wasi::Deterministic::new(vec![0]))
+        .insecure_random_seed(0);
+    wasi.build()
 }
 
 /// One live plugin instance: its own store, memory and limits. Calls check
 /// every answer; a trap or broken limit poisons the instance, a bad answer
 /// or a `policy-error` does not.
 pub struct PolicyInstance {
-    store: Store<PolicyState>,
+    sandboxed: Sandboxed<PolicyHost>,
     bindings: bindings::Policy,
     name: String,
-    timeout: Duration,
-    poisoned: Option<String>,
 }
 
 impl PolicyInstance {
     fn start(component: &PolicyComponent) -> Result<Self> {
         let inner = &component.inner;
-        let cap = usize::try_from(inner.limits.memory_mib)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(1 << 20);
-        let mut store = Store::new(&inner.engine, PolicyState::new(cap));
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(ticks_for(inner.limits.call_timeout));
-        let bindings = inner.pre.instantiate(&mut store).map_err(|e| {
-            let fault = match classify(&mut store, inner.limits.call_timeout, e) {
-                PluginFault::Trap(m) => PluginFault::Instantiate(m),
-                other => other,
-            };
-            Error::Plugin {
+        let mut sandboxed = inner.sandbox.store(
+            PolicyHost,
+            frozen_wasi(),
+            Bounds::new(inner.limits.memory_mib, inner.limits.call_timeout),
+        );
+        let bindings = sandboxed
+            .call("instantiate", |s| inner.pre.instantiate(s))
+            .map_err(|fault| Error::Plugin {
                 plugin: inner.name.clone(),
                 call: "instantiate",
-                fault,
-            }
-        })?;
+                fault: match fault {
+                    Fault::Trap(m) => PluginFault::Instantiate(m),
+                    other => other.into(),
+                },
+            })?;
         Ok(PolicyInstance {
-            store,
+            sandboxed,
             bindings,
             name: inner.name.clone(),
-            timeout: inner.limits.call_timeout,
-            poisoned: None,
         })
     }
 
@@ -522,12 +499,12 @@ impl PolicyInstance {
 
     /// The reason this instance was poisoned, if it was.
     pub fn poisoned(&self) -> Option<&str> {
-        self.poisoned.as_deref()
+        self.sandboxed.poisoned()
     }
 
     /// Sets how long each call may run before it is interrupted.
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
+        self.sandboxed.set_timeout(timeout);
     }
 
     /// The heuristic's scores, row-major, `agents x servers` of them, each
@@ -613,14 +590,15 @@ impl PolicyInstance {
         })
     }
 
-    /// Runs one export under the deadline and memory cap, turning traps,
-    /// broken limits and `policy-error`s into precise errors.
+    /// Runs one export in the sandbox, turning traps, broken limits and
+    /// `policy-error`s into precise errors (the sandbox poisons the instance
+    /// on traps and broken limits).
     fn call<R>(
         &mut self,
         call: &'static str,
         f: impl FnOnce(
             &bindings::Policy,
-            &mut Store<PolicyState>,
+            &mut Store<SandboxData<PolicyHost>>,
         ) -> wasmtime::Result<std::result::Result<R, wit::PolicyError>>,
     ) -> Result<R> {
         let fail = |fault| Error::Plugin {
@@ -628,56 +606,13 @@ impl PolicyInstance {
             call,
             fault,
         };
-        if let Some(reason) = &self.poisoned {
-            return Err(fail(PluginFault::Poisoned(reason.clone())));
-        }
-        self.store.set_epoch_deadline(ticks_for(self.timeout));
-        match f(&self.bindings, &mut self.store) {
+        let bindings = &self.bindings;
+        match self.sandboxed.call(call, |s| f(bindings, s)) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(fail(PluginFault::Refused(convert::refusal(e)))),
-            Err(e) => {
-                let fault = classify(&mut self.store, self.timeout, e);
-                if fault.poisons() {
-                    self.poisoned = Some(fault.to_string());
-                }
-                Err(fail(fault))
-            }
+            Err(fault) => Err(fail(fault.into())),
         }
     }
-}
-
-/// Names the reason a call into a plugin's store failed.
-fn classify(store: &mut Store<PolicyState>, timeout: Duration, e: wasmtime::Error) -> PluginFault {
-    if let Some(requested) = store.data_mut().limiter.refused.take() {
-        return PluginFault::MemoryLimit {
-            cap_mib: store.data().limiter.cap_bytes >> 20,
-            requested_mib: requested.div_ceil(1 << 20),
-        };
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PluginFault::Deadline {
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        },
-        Some(Trap::StackOverflow) => PluginFault::StackOverflow,
-        Some(trap) => PluginFault::Trap(trap.to_string()),
-        None => PluginFault::Trap(one_line(&format!("{e:#}"))),
-    }
-}
-
-/// Text from a plugin or wasmtime, on one line and at most a few hundred
-/// bytes, so a hostile plugin cannot flood a report.
-pub(crate) fn one_line(text: &str) -> String {
-    const MAX: usize = 400;
-    let mut out = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if out.len() > MAX {
-        let mut cut = MAX;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push_str("...");
-    }
-    out
 }
 
 /// Checks a list of numbers: its length, that each is finite and, when

@@ -4,8 +4,9 @@ use edgehost_placement::cost::{EadTerms, Latency, PlanReport, ResourceCost};
 use edgehost_placement::model::Resources;
 use edgehost_placement::{Instance, MigrationContext, Plan};
 
+use super::PluginFault;
 use super::bindings::edgehost::policy::types as wit;
-use super::{PluginFault, one_line};
+use crate::sandbox::one_line;
 
 /// Indices and counts cross the boundary as u32; an instance with more
 /// than four billion of anything cannot be built in a host's memory, so
