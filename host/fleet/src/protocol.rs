@@ -185,6 +185,13 @@ pub enum Request {
         /// The cost-model plugin's component, if any.
         cost_model: Option<Digest>,
     },
+    /// The fleet's revocation list, a DER X.509 CRL signed by the fleet CA
+    /// (`edgehost fleet revoke`, and hosts passing it on). Taken only if
+    /// it verifies and its number is higher than the one held.
+    Revocations {
+        /// The CRL, DER, at most [`crate::revocation::MAX_LIST_BYTES`].
+        list: Vec<u8>,
+    },
 }
 
 /// A host's answer.
@@ -265,6 +272,12 @@ pub enum Response {
         kind: ErrorKind,
         /// One line for a human.
         message: String,
+    },
+    /// Answer to `Revocations`: the number of the list the host holds
+    /// now (the one sent, or a newer one it already had).
+    Revocations {
+        /// The CRL number.
+        number: u64,
     },
 }
 

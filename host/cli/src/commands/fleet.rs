@@ -2,9 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use edgehost_fleet::identity::{Role, Validity, init_fleet, issue_for};
+use edgehost_fleet::HostConfig;
+use edgehost_fleet::identity::{
+    Role, Validity, init_fleet, issue_for, read_identity, reissue_into,
+};
+use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::revocation::{RevocationList, revoke};
+
+use super::client::{ClientArgs, resolve};
 
 /// Create a fleet CA or issue certificates from it.
 #[derive(Args)]
@@ -40,6 +47,34 @@ enum FleetAction {
         /// Days the certificate is valid (default: 90 for a host, 30 for
         /// an operator or a viewer). An expired certificate fails every
         /// handshake.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: Option<u32>,
+    },
+    /// Revoke every certificate issued to NAME: add them to the fleet's
+    /// revocation list (DIR/crl.pem, signed by the CA) and send the list to
+    /// every reachable host, which refuses them from then on and passes the
+    /// list to its peers.
+    Revoke {
+        /// The host's or client's name.
+        name: String,
+        /// The directory holding the fleet CA.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Renew a host's certificate and key in place: write a fresh pair
+    /// over the files its configuration names. The running host notices
+    /// the change at its next heartbeat and uses the new certificate for
+    /// new connections, without a restart; its agents keep running.
+    Rotate {
+        /// The host's configuration (host.toml): which files to replace.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// The directory holding the fleet CA.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// Days the new certificate is valid (default: 90).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: Option<u32>,
     },
@@ -86,7 +121,128 @@ impl FleetCommand {
                     key.display()
                 );
             }
+            FleetAction::Revoke {
+                name,
+                ca_dir,
+                client,
+            } => {
+                let list = revoke(&ca_dir, &name).context("revoking")?;
+                outln!(
+                    "revocation list #{} ({} certificate(s)) written to {}",
+                    list.number(),
+                    list.len(),
+                    ca_dir.join(edgehost_fleet::revocation::CA_LIST_FILE).display()
+                );
+                if client.is_configured() {
+                    distribute(&client, &list)?;
+                } else {
+                    outln!(
+                        "not sent to any host: give --client-config PATH (or set EDGEHOST_CLIENT_CONFIG) to send it"
+                    );
+                }
+            }
+            FleetAction::Rotate {
+                config,
+                ca_dir,
+                days,
+            } => {
+                let host = HostConfig::from_file(&config)?;
+                let identity = read_identity(&host.cert)?;
+                if identity.role != Role::Host {
+                    bail!(
+                        "{} holds a {} certificate, not a host's",
+                        host.cert.display(),
+                        identity.role
+                    );
+                }
+                if let Some(configured) = &host.name
+                    && configured != &identity.name
+                {
+                    bail!(
+                        "{} names host {configured:?} but its certificate was issued to {:?}",
+                        config.display(),
+                        identity.name
+                    );
+                }
+                let validity = days.map_or(Validity::default_for(Role::Host), Validity::days);
+                let issued = reissue_into(
+                    &ca_dir,
+                    &identity.name,
+                    Role::Host,
+                    validity,
+                    &host.cert,
+                    &host.key,
+                )
+                .context("issuing the new certificate")?;
+                let days_valid = validity
+                    .not_after
+                    .duration_since(std::time::SystemTime::now())
+                    .map_or(0, |d| d.as_secs() / 86_400);
+                outln!(
+                    "host {}: new certificate (serial {}) valid for {days_valid} days written to {} and {}; the running host takes it up at its next heartbeat",
+                    identity.name,
+                    issued
+                        .serial
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
+                    host.cert.display(),
+                    host.key.display()
+                );
+            }
         }
         Ok(())
     }
+}
+
+/// Sends `list` to every host the connected host can reach, itself first.
+fn distribute(client: &ClientArgs, list: &RevocationList) -> Result<()> {
+    let session = client.connect()?;
+    let views = session.fleet()?;
+    let outcome = session.runtime.block_on(async {
+        let mut lines = Vec::new();
+        let mut failures = 0;
+        for view in views.iter().filter(|v| v.reachable) {
+            let result = async {
+                let addr = resolve(&view.report.addr).await?;
+                let (connection, _) = session.client.connect(addr).await?;
+                let request = Request::Revocations {
+                    list: list.der().to_vec(),
+                };
+                match edgehost_fleet::client::call(&connection, &request).await? {
+                    Response::Revocations { number } if number >= list.number() => {
+                        Ok(format!("holds revocation list #{number}"))
+                    }
+                    Response::Revocations { number } => Err(anyhow!(
+                        "still holds revocation list #{number}, older than #{}",
+                        list.number()
+                    )),
+                    other => Err(anyhow::Error::from(edgehost_fleet::client::unexpected(
+                        &other,
+                    ))),
+                }
+            }
+            .await;
+            match result {
+                Ok(line) => lines.push(format!("{}: {line}", view.report.name)),
+                Err(e) => {
+                    failures += 1;
+                    lines.push(format!("{}: failed: {e:#}", view.report.name));
+                }
+            }
+        }
+        (lines, failures)
+    });
+    session.close();
+    let (lines, failures) = outcome;
+    for line in &lines {
+        outln!("{line}");
+    }
+    if failures > 0 {
+        bail!(
+            "{failures} of {} host(s) did not take the list; their peers pass it on when they reach them",
+            lines.len()
+        );
+    }
+    Ok(())
 }

@@ -175,6 +175,17 @@ impl Checked for Request {
                 name("agent", agent)?;
                 name("host", host)
             }
+            Request::Revocations { list } => {
+                if list.len() > crate::revocation::MAX_LIST_BYTES {
+                    Err(Error::Protocol(format!(
+                        "a revocation list of {} bytes is over the {}-byte limit",
+                        list.len(),
+                        crate::revocation::MAX_LIST_BYTES
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 }
