@@ -7,6 +7,11 @@
 //! after the full handshake, and a replayed flight cannot deploy or invoke
 //! anything.
 //!
+//! Sessions are never resumed, in either direction: a resumed TLS 1.3
+//! session presents no certificate, so it would skip the checks below and
+//! the certificate's expiry. Connections are long-lived and cached, so the
+//! full handshake is rare.
+//!
 //! A host's verifiers also consult its revocation list
 //! ([`crate::revocation`]) at every handshake, incoming and outgoing, so a
 //! revoked certificate fails the handshake like an expired one. Its
@@ -99,6 +104,10 @@ fn server_crypto_checking(
         .map_err(|e| Error::Identity(format!("host certificate: {e}")))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.max_early_data_size = 0;
+    // No resumption: a resumed session skips the certificate, and with it
+    // the check of its expiry and of the revocation list.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -132,6 +141,7 @@ fn client_config_checking(
         .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())
         .map_err(|e| Error::Identity(format!("certificate: {e}")))?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
+    crypto.resumption = rustls::client::Resumption::disabled();
     let quic = QuicClientConfig::try_from(crypto).map_err(|e| Error::Identity(e.to_string()))?;
     let mut config = ClientConfig::new(Arc::new(quic));
     config.transport_config(transport());
@@ -333,11 +343,12 @@ mod tests {
     use crate::identity::{Role, init_fleet, issue};
 
     #[test]
-    fn servers_never_accept_early_data() {
+    fn servers_never_accept_early_data_nor_resume_sessions() {
         let dir = tempfile::tempdir().unwrap();
         init_fleet(dir.path(), "t").unwrap();
         let (cert, key) = issue(dir.path(), dir.path(), "h", Role::Host).unwrap();
         let creds = Credentials::load(&dir.path().join("ca.pem"), &cert, &key).unwrap();
         assert_eq!(server_crypto(&creds).unwrap().max_early_data_size, 0);
+        assert_eq!(server_crypto(&creds).unwrap().send_tls13_tickets, 0);
     }
 }
