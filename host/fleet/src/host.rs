@@ -274,6 +274,9 @@ impl Host {
             tasks.spawn(async move { s.settle_prepared(prepared).await });
         }
         if let Some(metrics_addr) = shared.config.metrics_listen {
+            if !metrics_addr.ip().is_loopback() {
+                tracing::warn!(%metrics_addr, "the metrics endpoint has no authentication and listens beyond loopback");
+            }
             let listener = tokio::net::TcpListener::bind(metrics_addr)
                 .await
                 .map_err(|e| Error::io(metrics_addr.to_string(), e))?;
