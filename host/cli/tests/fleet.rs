@@ -1204,7 +1204,11 @@ fn fleet_revoke_and_fleet_rotate_work_on_a_running_fleet() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout(&out).contains("valid for 119 days") || stdout(&out).contains("valid for 120 days"));
+    assert!(
+        stdout(&out).contains("valid for 120 days"),
+        "{}",
+        stdout(&out)
+    );
     assert_ne!(std::fs::read(&cert).unwrap(), before);
     std::thread::sleep(Duration::from_secs(1));
     fleet.wait_for(|ps| {

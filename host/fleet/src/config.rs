@@ -299,9 +299,10 @@ mod tests {
 
     #[test]
     fn the_metrics_endpoint_is_off_unless_configured() {
-        let config: HostConfig =
-            toml::from_str("data_dir = \"d\"\nca = \"ca.pem\"\ncert = \"h.pem\"\nkey = \"h.key\"\n")
-                .unwrap();
+        let config: HostConfig = toml::from_str(
+            "data_dir = \"d\"\nca = \"ca.pem\"\ncert = \"h.pem\"\nkey = \"h.key\"\n",
+        )
+        .unwrap();
         assert_eq!(config.metrics_listen, None);
     }
 }

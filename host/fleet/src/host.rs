@@ -29,10 +29,10 @@ use crate::protocol::{
     AgentReport, CHUNK_BYTES, ErrorKind, HostReport, Location, MAX_BODY_BYTES, MAX_COMPONENT_BYTES,
     MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode, read_frame, write_frame,
 };
+use crate::revocation::{HOST_LIST_FILE, Offered, Revocations};
 pub(crate) use crate::slot::{AgentSlot, Gate, Pending};
 use crate::slot::{MAX_RESTART_BACKOFF, RESTART_BACKOFF, Waiting};
 use crate::store::ComponentStore;
-use crate::revocation::{HOST_LIST_FILE, Offered, Revocations};
 use crate::tls::{bind, host_client_config, host_server_config, peer_certificate, peer_identity};
 use crate::{Error, Result};
 

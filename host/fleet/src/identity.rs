@@ -347,10 +347,7 @@ pub fn serial_of(cert: &[u8]) -> Result<Vec<u8>> {
 
 /// `serial` without leading zero bytes.
 pub(crate) fn normal_serial(serial: &[u8]) -> Vec<u8> {
-    let start = serial
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(serial.len());
+    let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
     serial[start..].to_vec()
 }
 
@@ -380,7 +377,8 @@ pub fn issued_serials(ca_dir: &Path, name: &str) -> Result<Vec<Vec<u8>>> {
     let mut serials = Vec::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
-        let (Some(serial), Some(_role), Some(holder)) = (fields.next(), fields.next(), fields.next())
+        let (Some(serial), Some(_role), Some(holder)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -399,7 +397,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

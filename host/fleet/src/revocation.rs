@@ -89,12 +89,7 @@ impl RevocationList {
         };
         let revoked = crl
             .iter_revoked_certificates()
-            .map(|r| {
-                (
-                    normal_serial(r.raw_serial()),
-                    r.revocation_date.timestamp(),
-                )
-            })
+            .map(|r| (normal_serial(r.raw_serial()), r.revocation_date.timestamp()))
             .collect();
         Ok(RevocationList {
             der: der.to_vec(),
@@ -261,9 +256,10 @@ impl Revocations {
     /// start having forgotten what was revoked.
     pub fn open(ca: CertificateDer<'static>, file: PathBuf) -> Result<Self> {
         let current = match fs::read(&file) {
-            Ok(der) => Some(Arc::new(RevocationList::verify(&der, &ca).map_err(
-                |e| Error::Identity(format!("{}: {e}", file.display())),
-            )?)),
+            Ok(der) => Some(Arc::new(
+                RevocationList::verify(&der, &ca)
+                    .map_err(|e| Error::Identity(format!("{}: {e}", file.display())))?,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(&file, e)),
         };

@@ -185,7 +185,11 @@ pub fn endpoint(creds: &Credentials, addr: SocketAddr, serve: bool) -> Result<En
 
 /// Binds a host's endpoint on `addr`, serving with `server` and dialling
 /// with `client` by default.
-pub fn bind(server: Option<ServerConfig>, client: ClientConfig, addr: SocketAddr) -> Result<Endpoint> {
+pub fn bind(
+    server: Option<ServerConfig>,
+    client: ClientConfig,
+    addr: SocketAddr,
+) -> Result<Endpoint> {
     let socket = udp_socket(addr)?;
     let mut endpoint = Endpoint::new(
         EndpointConfig::default(),

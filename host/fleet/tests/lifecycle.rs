@@ -115,9 +115,10 @@ async fn revoked_operators_and_hosts_are_refused_where_the_list_was_sent_and_whe
     // of the stolen laptop is closed.
     assert!(refused(&stolen, a.addr).await);
     assert!(refused(&as_rogue, a.addr).await);
-    eventually("the stolen laptop's connection to alpha closing", async || {
-        call(&stolen_at_a, &Request::Status).await.is_err()
-    })
+    eventually(
+        "the stolen laptop's connection to alpha closing",
+        async || call(&stolen_at_a, &Request::Status).await.is_err(),
+    )
     .await;
 
     // Beta never got the list from an operator: it gets it from alpha,
@@ -127,9 +128,10 @@ async fn revoked_operators_and_hosts_are_refused_where_the_list_was_sent_and_whe
     })
     .await;
     assert!(refused(&as_rogue, b.addr).await);
-    eventually("the stolen laptop's connection to beta closing", async || {
-        call(&stolen_at_b, &Request::Status).await.is_err()
-    })
+    eventually(
+        "the stolen laptop's connection to beta closing",
+        async || call(&stolen_at_b, &Request::Status).await.is_err(),
+    )
     .await;
     // Beta holds list #2 now (offering the same list changes nothing).
     assert_eq!(offer(&to_b, list.der()).await.unwrap(), 2);

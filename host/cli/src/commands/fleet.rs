@@ -80,6 +80,9 @@ enum FleetAction {
     },
 }
 
+/// Days a host certificate is valid by default ([`Validity::default_for`]).
+const HOST_DAYS: u32 = 90;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
     /// An edge server running `edgehost serve`.
@@ -131,7 +134,9 @@ impl FleetCommand {
                     "revocation list #{} ({} certificate(s)) written to {}",
                     list.number(),
                     list.len(),
-                    ca_dir.join(edgehost_fleet::revocation::CA_LIST_FILE).display()
+                    ca_dir
+                        .join(edgehost_fleet::revocation::CA_LIST_FILE)
+                        .display()
                 );
                 if client.is_configured() {
                     distribute(&client, &list)?;
@@ -164,7 +169,7 @@ impl FleetCommand {
                         identity.name
                     );
                 }
-                let validity = days.map_or(Validity::default_for(Role::Host), Validity::days);
+                let validity = Validity::days(days.unwrap_or(HOST_DAYS));
                 let issued = reissue_into(
                     &ca_dir,
                     &identity.name,
@@ -174,10 +179,7 @@ impl FleetCommand {
                     &host.key,
                 )
                 .context("issuing the new certificate")?;
-                let days_valid = validity
-                    .not_after
-                    .duration_since(std::time::SystemTime::now())
-                    .map_or(0, |d| d.as_secs() / 86_400);
+                let days_valid = days.unwrap_or(HOST_DAYS);
                 outln!(
                     "host {}: new certificate (serial {}) valid for {days_valid} days written to {} and {}; the running host takes it up at its next heartbeat",
                     identity.name,

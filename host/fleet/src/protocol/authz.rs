@@ -48,8 +48,26 @@ macro_rules! request_kinds {
 }
 
 request_kinds!(
-    Status, Fleet, Has, Upload, Deploy, Invoke, Release, Place, Heartbeat, Migrate, Prepare,
-    Precopy, Transfer, Commit, Abort, Outcome, Attach, Events, SetPolicy, Revocations,
+    Status,
+    Fleet,
+    Has,
+    Upload,
+    Deploy,
+    Invoke,
+    Release,
+    Place,
+    Heartbeat,
+    Migrate,
+    Prepare,
+    Precopy,
+    Transfer,
+    Commit,
+    Abort,
+    Outcome,
+    Attach,
+    Events,
+    SetPolicy,
+    Revocations,
 );
 
 const ANYONE: &[Role] = &[Role::Host, Role::Operator, Role::Viewer];
