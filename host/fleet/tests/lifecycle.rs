@@ -265,13 +265,40 @@ async fn served_certificate(ops: &quinn::Endpoint, addr: SocketAddr) -> (Vec<u8>
     )
 }
 
+/// A host of the fleet that records the serial of every certificate that
+/// dials it, and hangs up, so its callers dial again.
+fn recording_peer(fleet: &Path) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let creds = credentials_as(fleet, "recorder", Role::Host);
+    let server = endpoint(&creds, "127.0.0.1:0".parse().unwrap(), true).unwrap();
+    let addr = server.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            let Ok(conn) = incoming.await else { continue };
+            if let Ok(cert) = peer_certificate(&conn) {
+                record
+                    .lock()
+                    .unwrap()
+                    .push(serial_of(cert.as_ref()).unwrap());
+            }
+            conn.close(0u32.into(), b"recorded");
+        }
+    });
+    (addr, seen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_without_a_restart_and_the_agent_stays() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path();
     new_fleet(fleet);
     let ca = fleet.join("ca");
-    let config = host_config(fleet, "alpha");
+    let (recorder, dialled_with) = recording_peer(fleet);
+    let config = HostConfig {
+        peers: vec![recorder.to_string()],
+        ..host_config(fleet, "alpha")
+    };
     let host = spawn(config.clone()).await;
     let ops = client_endpoint(fleet, "ops");
     let (before, _) = connect(&ops, host.addr).await.unwrap();
@@ -299,6 +326,12 @@ async fn a_rotated_certificate_is_served_without_a_restart_and_the_agent_stays()
     .await;
     let (_, new_not_after) = served_certificate(&ops, host.addr).await;
     assert!(new_not_after > old_not_after);
+    // It dials its peers with the new certificate too.
+    assert!(dialled_with.lock().unwrap().contains(&old_serial));
+    eventually("the host dialling with its new certificate", async || {
+        dialled_with.lock().unwrap().contains(&issued)
+    })
+    .await;
 
     // The connection opened before the rotation still works, and the agent
     // kept its memory; a new connection reaches it too.
