@@ -1344,6 +1344,23 @@ impl Shared {
                 let config = lock(&self.dial).clone();
                 let dialled = connect_with(&self.endpoint, config, addr).await?;
                 lock(&self.connections).insert(addr, dialled.clone());
+                // A list that arrived while this handshake was finishing
+                // found nothing to close; it is checked again once cached.
+                if self.revokes_peer(&dialled.0) {
+                    let mut connections = lock(&self.connections);
+                    if connections
+                        .get(&addr)
+                        .is_some_and(|(c, _)| c.stable_id() == dialled.0.stable_id())
+                    {
+                        connections.remove(&addr);
+                    }
+                    drop(connections);
+                    dialled.0.close(4u32.into(), b"certificate revoked");
+                    return Err(Error::Identity(format!(
+                        "{addr} presented a revoked certificate ({})",
+                        dialled.1
+                    )));
+                }
                 dialled
             }
         };
