@@ -27,7 +27,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::watch;
 
-use crate::identity::{hex, issued_serials, normal_serial, replace_file};
+use crate::identity::{issued_serials, normal_serial, replace_file};
 use crate::{Error, Result};
 
 /// The CA directory's current list, as PEM.
@@ -309,16 +309,7 @@ impl Revocations {
             replace_file(file, der, false)?;
         }
         let number = list.number();
-        tracing::info!(
-            number,
-            revoked = list.len(),
-            "new revocation list: {}",
-            list.revoked
-                .keys()
-                .map(|s| hex(s))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        tracing::info!(number, revoked = list.len(), "new revocation list");
         *self
             .current
             .write()

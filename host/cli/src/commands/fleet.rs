@@ -32,6 +32,7 @@ enum FleetAction {
         name: String,
     },
     /// Issue a certificate for a host, an operator or a viewer, signed by the fleet CA.
+    /// Its serial is recorded in DIR/issued.txt, so `fleet revoke` can find it.
     Issue {
         /// The host's or client's name (a-z, 0-9, '-').
         name: String,
