@@ -1125,3 +1125,99 @@ fn a_client_move_that_does_not_pay_moves_nothing() {
     );
     assert_eq!(fleet.host_of("homebody").as_deref(), Some("beijing"));
 }
+
+#[test]
+fn fleet_revoke_and_fleet_rotate_work_on_a_running_fleet() {
+    let fleet = LocalFleet::start(2);
+    let dir = fleet.dir.path();
+    let ca = dir.join("ca");
+    let ca_arg = ca.to_str().unwrap();
+    let laptop = dir.join("laptop");
+    let issued = edgehost_cmd()
+        .args(["fleet", "issue", "laptop", "--role", "operator", "--ca-dir"])
+        .arg(&ca)
+        .arg("--out")
+        .arg(&laptop)
+        .output()
+        .unwrap();
+    assert!(issued.status.success());
+    let ours = std::fs::read_to_string(fleet.client_config()).unwrap();
+    let hosts_line = ours.lines().find(|l| l.starts_with("hosts")).unwrap();
+    let laptop_config = dir.join("laptop.toml");
+    std::fs::write(
+        &laptop_config,
+        format!(
+            "ca = \"ca/ca.pem\"\ncert = \"laptop/laptop.pem\"\nkey = \"laptop/laptop.key\"\n{hosts_line}\n"
+        ),
+    )
+    .unwrap();
+    let ps_as_laptop = || {
+        edgehost_cmd()
+            .args(["ps", "--client-config"])
+            .arg(&laptop_config)
+            .output()
+            .unwrap()
+    };
+    assert!(ps_as_laptop().status.success());
+
+    // A name the CA never issued: one line, nothing written.
+    let err = one_line_error(&fleet.run(&["fleet", "revoke", "nobody", "--ca-dir", ca_arg]));
+    assert!(err.contains("nobody"), "{err}");
+    assert!(!ca.join("crl.pem").exists());
+
+    let out = fleet.run(&["fleet", "revoke", "laptop", "--ca-dir", ca_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = stdout(&out);
+    assert!(printed.contains("revocation list #1"), "{printed}");
+    assert_eq!(
+        printed.matches("holds revocation list #1").count(),
+        2,
+        "{printed}"
+    );
+    assert!(!ps_as_laptop().status.success());
+    // The operator who revoked is still welcome.
+    assert_eq!(fleet.ps()["hosts"].as_array().unwrap().len(), 2);
+
+    // Rotating a host's certificate: new files, the host keeps serving and
+    // its peer keeps reaching it.
+    let ps = fleet.ps();
+    let name = ps["hosts"][0]["name"].as_str().unwrap().to_owned();
+    let config = dir.join(&name).join("host.toml");
+    let cert = dir.join(&name).join(format!("{name}.pem"));
+    let before = std::fs::read(&cert).unwrap();
+    let out = fleet.run(&[
+        "fleet",
+        "rotate",
+        "--config",
+        config.to_str().unwrap(),
+        "--ca-dir",
+        ca_arg,
+        "--days",
+        "120",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("valid for 120 days"),
+        "{}",
+        stdout(&out)
+    );
+    assert_ne!(std::fs::read(&cert).unwrap(), before);
+    std::thread::sleep(Duration::from_secs(1));
+    fleet.wait_for(|ps| {
+        ps["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["reachable"] == true)
+            .count()
+            == 2
+    });
+}

@@ -23,6 +23,26 @@ pub async fn connect(endpoint: &Endpoint, addr: SocketAddr) -> Result<(Connectio
     let connecting = endpoint
         .connect(addr, HOST_SERVER_NAME)
         .map_err(|e| Error::Connect(format!("{addr}: {e}")))?;
+    finish_connect(connecting, addr).await
+}
+
+/// [`connect`] with `config` instead of the endpoint's default: a host
+/// dials with the configuration of the certificate it holds now.
+pub async fn connect_with(
+    endpoint: &Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+) -> Result<(Connection, Identity)> {
+    let connecting = endpoint
+        .connect_with(config, addr, HOST_SERVER_NAME)
+        .map_err(|e| Error::Connect(format!("{addr}: {e}")))?;
+    finish_connect(connecting, addr).await
+}
+
+async fn finish_connect(
+    connecting: quinn::Connecting,
+    addr: SocketAddr,
+) -> Result<(Connection, Identity)> {
     let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| Error::Connect(format!("{addr}: no answer within {CONNECT_TIMEOUT:?}")))?

@@ -42,7 +42,9 @@ pub struct HostConfig {
     /// Limits on what this host accepts.
     #[serde(default)]
     pub limits: HostLimits,
-    /// TCP address of the Prometheus metrics endpoint; none disables it.
+    /// TCP address of the Prometheus metrics endpoint; none (the default)
+    /// disables it. It has no authentication: give a loopback address, or
+    /// one on a management network.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
     /// How often hosts exchange reports, milliseconds.
@@ -289,4 +291,18 @@ impl ClientConfig {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_endpoint_is_off_unless_configured() {
+        let config: HostConfig = toml::from_str(
+            "data_dir = \"d\"\nca = \"ca.pem\"\ncert = \"h.pem\"\nkey = \"h.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.metrics_listen, None);
+    }
 }

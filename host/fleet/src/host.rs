@@ -18,7 +18,7 @@ use edgehost_telemetry::{Sampler, ServerStatus};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::watch;
 
-use crate::client::{call, connect};
+use crate::client::{call, connect_with};
 use crate::config::HostConfig;
 use crate::durable::Durability;
 use crate::identity::{Credentials, Identity, Role};
@@ -30,10 +30,11 @@ use crate::protocol::{
     MAX_COMPONENT_BYTES, MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode,
     read_frame, write_frame,
 };
+use crate::revocation::{HOST_LIST_FILE, Offered, Revocations};
 pub(crate) use crate::slot::{AgentSlot, Gate, Pending};
 use crate::slot::{MAX_RESTART_BACKOFF, RESTART_BACKOFF, Waiting};
 use crate::store::ComponentStore;
-use crate::tls::{endpoint, peer_identity};
+use crate::tls::{bind, host_client_config, host_server_config, peer_certificate, peer_identity};
 use crate::{Error, Result};
 
 /// Forwarding an invocation more often than this means a routing loop.
@@ -85,6 +86,23 @@ pub(crate) struct Shared {
     pub(crate) incoming: Mutex<HashMap<Identity, usize>>,
     /// Uploads in progress ([`MAX_CONCURRENT_UPLOADS`]).
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
+    /// The revocation list this host holds; its TLS verifiers read it.
+    pub(crate) revocations: Arc<Revocations>,
+    /// What this host dials peers with: rebuilt when its certificate is
+    /// rotated, so it is taken for each dial rather than fixed at bind.
+    pub(crate) dial: Mutex<quinn::ClientConfig>,
+    /// Modification times of the certificate and key in use.
+    pub(crate) credential_stamp: Mutex<Option<CredentialStamp>>,
+    /// The revocation list number each peer (by name) last said it holds.
+    pub(crate) peer_revocations: Mutex<HashMap<HostName, u64>>,
+}
+
+/// Modification times of a host's certificate and key files.
+pub(crate) type CredentialStamp = (std::time::SystemTime, std::time::SystemTime);
+
+fn credential_stamp(config: &HostConfig) -> Option<CredentialStamp> {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((modified(&config.cert)?, modified(&config.key)?))
 }
 
 /// A running host.
@@ -129,7 +147,17 @@ impl Host {
                 ..Limits::default()
             })
             .build()?;
-        let endpoint = endpoint(&creds, config.listen, true)?;
+        let revocations = Arc::new(Revocations::open(
+            creds.ca.clone(),
+            config.data_dir.join(HOST_LIST_FILE),
+        )?);
+        let dial = host_client_config(&creds, &revocations)?;
+        let endpoint = bind(
+            Some(host_server_config(&creds, &revocations)?),
+            dial.clone(),
+            config.listen,
+        )?;
+        let stamp = credential_stamp(&config);
         let addr = endpoint
             .local_addr()
             .map_err(|e| Error::io(config.listen.to_string(), e))?;
@@ -191,6 +219,10 @@ impl Host {
             handle: tokio::runtime::Handle::current(),
             incoming: Mutex::new(HashMap::new()),
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
+            revocations,
+            dial: Mutex::new(dial),
+            credential_stamp: Mutex::new(stamp),
+            peer_revocations: Mutex::new(HashMap::new()),
         });
         // Bring back what this host owned before a restart.
         let (records, tombstones) = shared.agent_store.load()?;
@@ -243,6 +275,9 @@ impl Host {
             tasks.spawn(async move { s.settle_prepared(prepared).await });
         }
         if let Some(metrics_addr) = shared.config.metrics_listen {
+            if !metrics_addr.ip().is_loopback() {
+                tracing::warn!(%metrics_addr, "the metrics endpoint has no authentication and listens beyond loopback");
+            }
             let listener = tokio::net::TcpListener::bind(metrics_addr)
                 .await
                 .map_err(|e| Error::io(metrics_addr.to_string(), e))?;
@@ -303,10 +338,28 @@ async fn serve_connection(shared: Arc<Shared>, connection: Connection) {
         *open += 1;
     }
     tracing::debug!(%identity, remote = %connection.remote_address(), "connected");
-    while let Ok((send, recv)) = connection.accept_bi().await {
-        let shared = shared.clone();
-        let identity = identity.clone();
-        tokio::spawn(async move { serve_stream(shared, identity, send, recv).await });
+    // A new revocation list closes this connection if it revokes the peer;
+    // so does one that arrived while the handshake was finishing.
+    let mut lists = shared.revocations.subscribe();
+    let mut watching = true;
+    let mut revoked = shared.revokes_peer(&connection);
+    while !revoked {
+        tokio::select! {
+            accepted = connection.accept_bi() => {
+                let Ok((send, recv)) = accepted else { break };
+                let shared = shared.clone();
+                let identity = identity.clone();
+                tokio::spawn(async move { serve_stream(shared, identity, send, recv).await });
+            }
+            changed = lists.changed(), if watching => match changed {
+                Ok(()) => revoked = shared.revokes_peer(&connection),
+                Err(_) => watching = false,
+            },
+        }
+    }
+    if revoked {
+        tracing::warn!(%identity, "closing a connection: its certificate is revoked");
+        connection.close(4u32.into(), b"certificate revoked");
     }
     let mut incoming = lock(&shared.incoming);
     if let Some(open) = incoming.get_mut(&identity) {
@@ -432,6 +485,7 @@ impl Shared {
             Request::Events => Ok(Response::Events(
                 lock(&self.events).iter().cloned().collect(),
             )),
+            Request::Revocations { list } => self.take_revocations(list).await,
             Request::Heartbeat(report) => {
                 if report.name != identity.name {
                     Err(Error::Forbidden(format!(
@@ -445,6 +499,99 @@ impl Shared {
             }
         };
         result.unwrap_or_else(|e| refusal(e.kind(), e))
+    }
+
+    /// Offers a revocation list to this host; a newer one closes the
+    /// connections this host dialled to identities it revokes (those it
+    /// accepted close themselves, in `serve_connection`).
+    async fn take_revocations(&self, list: Vec<u8>) -> Result<Response> {
+        let revocations = self.revocations.clone();
+        let offered = tokio::task::spawn_blocking(move || revocations.offer(&list))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let number = match offered {
+            Offered::Applied(number) => {
+                lock(&self.connections).retain(|addr, (connection, identity)| {
+                    let revoked = self.revokes_peer(connection);
+                    if revoked {
+                        tracing::warn!(%identity, %addr, "closing a connection: its certificate is revoked");
+                        connection.close(4u32.into(), b"certificate revoked");
+                    }
+                    !revoked
+                });
+                number
+            }
+            Offered::Kept(number) => number,
+        };
+        Ok(Response::Revocations { number })
+    }
+
+    /// Whether the list held revokes the certificate `connection`'s peer
+    /// presented.
+    fn revokes_peer(&self, connection: &Connection) -> bool {
+        peer_certificate(connection).is_ok_and(|cert| self.revocations.is_revoked(&cert))
+    }
+
+    /// Passes this host's revocation list to the peer at `addr` if the peer
+    /// may not have it yet: the gossip that reaches a host that missed the
+    /// operator's `fleet revoke`.
+    async fn gossip_revocations(&self, addr: SocketAddr, peer: &Identity) {
+        let Some(list) = self.revocations.current() else {
+            return;
+        };
+        let known = lock(&self.peer_revocations)
+            .get(&peer.name)
+            .copied()
+            .unwrap_or(0);
+        if known >= list.number() {
+            return;
+        }
+        let request = Request::Revocations {
+            list: list.der().to_vec(),
+        };
+        match self.call_peer(addr, Some(&peer.name), &request).await {
+            Ok((Response::Revocations { number }, _)) => {
+                lock(&self.peer_revocations).insert(peer.name.clone(), number);
+            }
+            Ok((other, _)) => tracing::debug!(%peer, "odd answer to a revocation list: {other:?}"),
+            Err(e) => tracing::debug!(%peer, "passing on the revocation list failed: {e}"),
+        }
+    }
+
+    /// Swaps in the certificate and key when their files changed since they
+    /// were loaded (`edgehost fleet rotate`): new connections, both ways,
+    /// use the new certificate; open ones and the agents are untouched. A
+    /// pair that does not load yet (a rotation half written) is tried again
+    /// at the next heartbeat.
+    fn reload_credentials(&self) {
+        let stamp = credential_stamp(&self.config);
+        if stamp.is_none() || *lock(&self.credential_stamp) == stamp {
+            return;
+        }
+        match self.rebuild_tls() {
+            Ok(()) => {
+                *lock(&self.credential_stamp) = stamp;
+                tracing::info!(cert = %self.config.cert.display(), "certificate reloaded");
+            }
+            Err(e) => tracing::warn!("the certificate files changed but cannot be used: {e}"),
+        }
+    }
+
+    fn rebuild_tls(&self) -> Result<()> {
+        let creds = Credentials::load(&self.config.ca, &self.config.cert, &self.config.key)?;
+        if creds.identity.role != Role::Host || creds.identity.name != self.name {
+            return Err(Error::Identity(format!(
+                "{} now holds the certificate of {}, not of host {:?}",
+                self.config.cert.display(),
+                creds.identity,
+                self.name
+            )));
+        }
+        let server = host_server_config(&creds, &self.revocations)?;
+        let client = host_client_config(&creds, &self.revocations)?;
+        self.endpoint.set_server_config(Some(server));
+        *lock(&self.dial) = client;
+        Ok(())
     }
 
     pub(crate) fn report(&self) -> HostReport {
@@ -1127,6 +1274,7 @@ impl Shared {
     async fn heard_from(&self, report: HostReport) {
         let restarted = lock(&self.membership).restarted(&report);
         if restarted {
+            lock(&self.peer_revocations).remove(&report.name);
             lock(&self.connections).remove(&report.addr);
         }
         self.fence(&report);
@@ -1178,8 +1326,26 @@ impl Shared {
         let (connection, identity) = match cached {
             Some(found) => found,
             None => {
-                let dialled = connect(&self.endpoint, addr).await?;
+                let config = lock(&self.dial).clone();
+                let dialled = connect_with(&self.endpoint, config, addr).await?;
                 lock(&self.connections).insert(addr, dialled.clone());
+                // A list that arrived while this handshake was finishing
+                // found nothing to close; it is checked again once cached.
+                if self.revokes_peer(&dialled.0) {
+                    let mut connections = lock(&self.connections);
+                    if connections
+                        .get(&addr)
+                        .is_some_and(|(c, _)| c.stable_id() == dialled.0.stable_id())
+                    {
+                        connections.remove(&addr);
+                    }
+                    drop(connections);
+                    dialled.0.close(4u32.into(), b"certificate revoked");
+                    return Err(Error::Identity(format!(
+                        "{addr} presented a revoked certificate ({})",
+                        dialled.1
+                    )));
+                }
                 dialled
             }
         };
@@ -1194,6 +1360,7 @@ impl Shared {
     }
 
     async fn heartbeat(self: &Arc<Self>) {
+        self.reload_credentials();
         // Refresh our own telemetry first.
         let shared = self.clone();
         if let Ok(Ok(status)) =
@@ -1233,10 +1400,16 @@ impl Shared {
                     shared
                         .call_peer(addr, expect.as_deref(), &Request::Heartbeat(report))
                         .await
+                        .map(|(answer, identity)| (answer, identity, addr))
                 };
                 let timeout = Duration::from_millis(shared.config.heartbeat_ms.max(500));
                 match tokio::time::timeout(timeout, result).await {
-                    Ok(Ok((Response::Fleet(views), identity))) => {
+                    Ok(Ok((Response::Fleet(views), identity, addr))) => {
+                        let _ = tokio::time::timeout(
+                            timeout,
+                            shared.gossip_revocations(addr, &identity),
+                        )
+                        .await;
                         let mut views = views.into_iter();
                         // The first view is the answering host's own report.
                         if let Some(own) = views.next() {

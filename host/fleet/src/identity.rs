@@ -96,6 +96,13 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity> {
     found.ok_or_else(|| Error::Identity("certificate names no edgehost identity".into()))
 }
 
+/// The identity in the first certificate of the PEM file `path`.
+pub fn read_identity(path: &Path) -> Result<Identity> {
+    let cert = CertificateDer::from_pem_file(path)
+        .map_err(|e| Error::Identity(format!("{}: {e}", path.display())))?;
+    identity_of(&cert)
+}
+
 /// A certificate chain and its private key, as loaded from PEM files.
 pub struct Credentials {
     /// The holder's certificate (the fleet CA is not included).
@@ -223,18 +230,42 @@ pub fn issue_for(
     role: Role,
     validity: Validity,
 ) -> Result<(PathBuf, PathBuf)> {
+    let issued = issue_pem(ca_dir, name, role, validity)?;
+    fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let (cert_path, key_path) = credential_paths(out_dir, name);
+    write_private(&key_path, issued.key_pem.as_bytes())?;
+    write_file(&cert_path, issued.cert_pem.as_bytes())?;
+    Ok((cert_path, key_path))
+}
+
+/// A certificate and key just issued, as PEM.
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+    /// Its serial number, as DER content bytes.
+    pub serial: Vec<u8>,
+}
+
+/// The file in a CA directory that records every serial the CA issued, one
+/// `<serial-hex> <role> <name>` line each: a CRL revokes serials, and this
+/// is how revoking a name finds all of them.
+pub const ISSUED_FILE: &str = "issued.txt";
+
+/// Issues a certificate for `name` with `role` and `validity`, signed by the
+/// CA in `ca_dir`, records its serial there ([`ISSUED_FILE`]) and returns it
+/// without writing it anywhere else.
+pub fn issue_pem(ca_dir: &Path, name: &str, role: Role, validity: Validity) -> Result<Issued> {
     check_name(name)?;
     if validity.not_after <= validity.not_before {
         return Err(Error::Identity(
             "a certificate must end after it begins".into(),
         ));
     }
-    let ca_pem = fs::read_to_string(ca_dir.join("ca.pem"))
+    let issuer_pem = fs::read_to_string(ca_dir.join("ca.pem"))
         .map_err(|e| Error::io(ca_dir.join("ca.pem"), e))?;
-    let ca_key_pem = fs::read_to_string(ca_dir.join("ca.key"))
-        .map_err(|e| Error::io(ca_dir.join("ca.key"), e))?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(tls_err)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(tls_err)?;
+    let issuer = ca_issuer(ca_dir, &issuer_pem)?;
 
     let mut names = vec![format!("{name}{}", suffix(role))];
     if role == Role::Host {
@@ -256,11 +287,127 @@ pub fn issue_for(
     };
     let key = KeyPair::generate().map_err(tls_err)?;
     let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
-    fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let (cert_path, key_path) = credential_paths(out_dir, name);
-    write_private(&key_path, key.serialize_pem().as_bytes())?;
-    write_file(&cert_path, cert.pem().as_bytes())?;
-    Ok((cert_path, key_path))
+    let serial = serial_of(cert.der())?;
+    record_issued(ca_dir, &serial, role, name)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        serial,
+    })
+}
+
+/// The CA of `ca_dir` as a signer.
+pub(crate) fn ca_issuer(ca_dir: &Path, ca_pem: &str) -> Result<Issuer<'static, KeyPair>> {
+    let ca_key_pem = fs::read_to_string(ca_dir.join("ca.key"))
+        .map_err(|e| Error::io(ca_dir.join("ca.key"), e))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(tls_err)?;
+    Issuer::from_ca_cert_pem(ca_pem, ca_key).map_err(tls_err)
+}
+
+/// The serial number of a certificate, as DER content bytes without
+/// leading zero bytes (so a CRL entry and a certificate compare equal).
+pub fn serial_of(cert: &[u8]) -> Result<Vec<u8>> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| Error::Identity(format!("unreadable certificate: {e}")))?;
+    Ok(normal_serial(parsed.raw_serial()))
+}
+
+/// `serial` without leading zero bytes.
+pub(crate) fn normal_serial(serial: &[u8]) -> Vec<u8> {
+    let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
+    serial[start..].to_vec()
+}
+
+fn record_issued(ca_dir: &Path, serial: &[u8], role: Role, name: &str) -> Result<()> {
+    use std::io::Write;
+    let path = ca_dir.join(ISSUED_FILE);
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // One write per line: appends of a few dozen bytes do not interleave.
+    let line = format!("{} {role} {name}\n", hex(serial));
+    f.write_all(line.as_bytes())
+        .map_err(|e| Error::io(&path, e))?;
+    f.sync_all().map_err(|e| Error::io(&path, e))
+}
+
+/// The serials the CA in `ca_dir` recorded for `name`, any role.
+pub fn issued_serials(ca_dir: &Path, name: &str) -> Result<Vec<Vec<u8>>> {
+    let path = ca_dir.join(ISSUED_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let mut serials = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(serial), Some(_role), Some(holder)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if holder == name {
+            let bytes = unhex(serial).ok_or_else(|| {
+                Error::Identity(format!("{}: bad serial {serial:?}", path.display()))
+            })?;
+            serials.push(bytes);
+        }
+    }
+    Ok(serials)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Issues a fresh certificate and key for `name` with `role` and replaces
+/// the files at `cert_path` and `key_path` with them, each atomically (a
+/// temporary file renamed over the old one). The key is replaced first; a
+/// reader that sees the new key beside the old certificate finds a pair
+/// that does not match and tries again later.
+pub fn reissue_into(
+    ca_dir: &Path,
+    name: &str,
+    role: Role,
+    validity: Validity,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<Issued> {
+    let issued = issue_pem(ca_dir, name, role, validity)?;
+    replace_file(key_path, issued.key_pem.as_bytes(), true)?;
+    replace_file(cert_path, issued.cert_pem.as_bytes(), false)?;
+    Ok(issued)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, flushes it and renames
+/// it over `path`.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("{} is not a file path", path.display())))?;
+    let tmp = path.with_file_name(format!(".{}.new", file_name.to_string_lossy()));
+    if private {
+        write_private(&tmp, bytes)?;
+    } else {
+        write_file(&tmp, bytes)?;
+    }
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 fn tls_err(e: rcgen::Error) -> Error {

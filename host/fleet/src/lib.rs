@@ -17,6 +17,8 @@
 //! - [`migration`]: the handoff that moves an agent by its state blob, with
 //!   ownership epochs and a pre-copy (`edgehost_proto::delta`); [`persist`]: what a host keeps on disk to come back
 //!   after a crash; [`alm`]: automatic migration when users move.
+//! - [`revocation`]: the CA-signed list of revoked certificates every host
+//!   holds and passes on.
 //!
 //! It does not run agents itself (that is `edgehost-runtime`) nor decide
 //! placements (that is `edgehost-placement`); it connects the two across
@@ -34,6 +36,7 @@ pub mod migration;
 pub mod persist;
 pub mod place;
 pub mod protocol;
+pub mod revocation;
 mod slot;
 pub mod store;
 pub mod tls;

@@ -6,6 +6,18 @@
 //! configuration leaves `max_early_data_size` at 0, so every message is sent
 //! after the full handshake, and a replayed flight cannot deploy or invoke
 //! anything.
+//!
+//! Sessions are never resumed, in either direction: a resumed TLS 1.3
+//! session presents no certificate, so it would skip the checks below and
+//! the certificate's expiry. Connections are long-lived and cached, so the
+//! full handshake is rare.
+//!
+//! A host's verifiers also consult its revocation list
+//! ([`crate::revocation`]) at every handshake, incoming and outgoing, so a
+//! revoked certificate fails the handshake like an expired one. Its
+//! configurations are built from files that can change while it runs
+//! (`edgehost fleet rotate`), so they are made by functions the host calls
+//! again, not once at bind.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +28,16 @@ use quinn::{
     ClientConfig, Endpoint, EndpointConfig, MtuDiscoveryConfig, ServerConfig, TransportConfig,
     VarInt,
 };
-use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 
 use crate::identity::{Credentials, Identity, identity_of};
+use crate::revocation::Revocations;
 use crate::{Error, Result};
 
 /// The ALPN protocol name of edgehost's QUIC protocol.
@@ -63,9 +79,23 @@ fn transport() -> Arc<TransportConfig> {
 
 /// The rustls server configuration of a host.
 pub fn server_crypto(creds: &Credentials) -> Result<rustls::ServerConfig> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(creds)?, provider())
+    server_crypto_checking(creds, None)
+}
+
+fn server_crypto_checking(
+    creds: &Credentials,
+    revocations: Option<&Arc<Revocations>>,
+) -> Result<rustls::ServerConfig> {
+    let webpki = WebPkiClientVerifier::builder_with_provider(roots(creds)?, provider())
         .build()
         .map_err(|e| Error::Identity(format!("client verifier: {e}")))?;
+    let verifier: Arc<dyn ClientCertVerifier> = match revocations {
+        Some(revocations) => Arc::new(RevokingClientVerifier {
+            inner: webpki,
+            revocations: revocations.clone(),
+        }),
+        None => webpki,
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Identity(e.to_string()))?
@@ -74,36 +104,93 @@ pub fn server_crypto(creds: &Credentials) -> Result<rustls::ServerConfig> {
         .map_err(|e| Error::Identity(format!("host certificate: {e}")))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.max_early_data_size = 0;
+    // No resumption: a resumed session skips the certificate, and with it
+    // the check of its expiry and of the revocation list.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
 /// The QUIC client configuration for dialling hosts.
 pub fn client_config(creds: &Credentials) -> Result<ClientConfig> {
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider())
+    client_config_checking(creds, None)
+}
+
+fn client_config_checking(
+    creds: &Credentials,
+    revocations: Option<&Arc<Revocations>>,
+) -> Result<ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Identity(e.to_string()))?
-        .with_root_certificates(roots(creds)?)
+        .map_err(|e| Error::Identity(e.to_string()))?;
+    let builder = match revocations {
+        Some(revocations) => {
+            let inner = WebPkiServerVerifier::builder_with_provider(roots(creds)?, provider())
+                .build()
+                .map_err(|e| Error::Identity(format!("server verifier: {e}")))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(RevokingServerVerifier {
+                    inner,
+                    revocations: revocations.clone(),
+                }))
+        }
+        None => builder.with_root_certificates(roots(creds)?),
+    };
+    let mut crypto = builder
         .with_client_auth_cert(creds.chain.clone(), creds.key.clone_key())
         .map_err(|e| Error::Identity(format!("certificate: {e}")))?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
+    crypto.resumption = rustls::client::Resumption::disabled();
     let quic = QuicClientConfig::try_from(crypto).map_err(|e| Error::Identity(e.to_string()))?;
     let mut config = ClientConfig::new(Arc::new(quic));
     config.transport_config(transport());
     Ok(config)
 }
 
+fn quic_server(crypto: rustls::ServerConfig) -> Result<ServerConfig> {
+    let quic = QuicServerConfig::try_from(crypto).map_err(|e| Error::Identity(e.to_string()))?;
+    let mut server = ServerConfig::with_crypto(Arc::new(quic));
+    server.transport_config(transport());
+    Ok(server)
+}
+
+/// A host's QUIC server configuration: `creds`, and client certificates
+/// checked against `revocations` as well as the fleet CA.
+pub fn host_server_config(
+    creds: &Credentials,
+    revocations: &Arc<Revocations>,
+) -> Result<ServerConfig> {
+    quic_server(server_crypto_checking(creds, Some(revocations))?)
+}
+
+/// A host's QUIC client configuration for dialling peers: `creds`, and
+/// server certificates checked against `revocations` as well as the CA.
+pub fn host_client_config(
+    creds: &Credentials,
+    revocations: &Arc<Revocations>,
+) -> Result<ClientConfig> {
+    client_config_checking(creds, Some(revocations))
+}
+
 /// Binds a QUIC endpoint on `addr`: a server too when `serve` is true.
 pub fn endpoint(creds: &Credentials, addr: SocketAddr, serve: bool) -> Result<Endpoint> {
-    let socket = udp_socket(addr)?;
     let server = if serve {
-        let quic = QuicServerConfig::try_from(server_crypto(creds)?)
-            .map_err(|e| Error::Identity(e.to_string()))?;
-        let mut server = ServerConfig::with_crypto(Arc::new(quic));
-        server.transport_config(transport());
-        Some(server)
+        Some(quic_server(server_crypto(creds)?)?)
     } else {
         None
     };
+    bind(server, client_config(creds)?, addr)
+}
+
+/// Binds a host's endpoint on `addr`, serving with `server` and dialling
+/// with `client` by default.
+pub fn bind(
+    server: Option<ServerConfig>,
+    client: ClientConfig,
+    addr: SocketAddr,
+) -> Result<Endpoint> {
+    let socket = udp_socket(addr)?;
     let mut endpoint = Endpoint::new(
         EndpointConfig::default(),
         server,
@@ -111,8 +198,120 @@ pub fn endpoint(creds: &Credentials, addr: SocketAddr, serve: bool) -> Result<En
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(|e| Error::io(addr.to_string(), e))?;
-    endpoint.set_default_client_config(client_config(creds)?);
+    endpoint.set_default_client_config(client);
     Ok(endpoint)
+}
+
+/// The fleet CA's verdict on a client certificate, then the revocation
+/// list's.
+#[derive(Debug)]
+struct RevokingClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revocations: Arc<Revocations>,
+}
+
+impl ClientCertVerifier for RevokingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.revocations.is_revoked(end_entity) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The fleet CA's verdict on a host's certificate, then the revocation
+/// list's.
+#[derive(Debug)]
+struct RevokingServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    revocations: Arc<Revocations>,
+}
+
+impl ServerCertVerifier for RevokingServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        if self.revocations.is_revoked(end_entity) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
@@ -128,16 +327,18 @@ fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// The identity in the certificate the peer of `connection` presented.
-pub fn peer_identity(connection: &quinn::Connection) -> Result<Identity> {
-    let certs = connection
+/// The certificate the peer of `connection` presented.
+pub fn peer_certificate(connection: &quinn::Connection) -> Result<CertificateDer<'static>> {
+    connection
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .ok_or_else(|| Error::Identity("peer presented no certificate".into()))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Error::Identity("peer presented no certificate".into()))?;
-    identity_of(leaf)
+        .and_then(|certs| certs.first().cloned())
+        .ok_or_else(|| Error::Identity("peer presented no certificate".into()))
+}
+
+/// The identity in the certificate the peer of `connection` presented.
+pub fn peer_identity(connection: &quinn::Connection) -> Result<Identity> {
+    identity_of(&peer_certificate(connection)?)
 }
 
 #[cfg(test)]
@@ -146,11 +347,12 @@ mod tests {
     use crate::identity::{Role, init_fleet, issue};
 
     #[test]
-    fn servers_never_accept_early_data() {
+    fn servers_never_accept_early_data_nor_resume_sessions() {
         let dir = tempfile::tempdir().unwrap();
         init_fleet(dir.path(), "t").unwrap();
         let (cert, key) = issue(dir.path(), dir.path(), "h", Role::Host).unwrap();
         let creds = Credentials::load(&dir.path().join("ca.pem"), &cert, &key).unwrap();
         assert_eq!(server_crypto(&creds).unwrap().max_early_data_size, 0);
+        assert_eq!(server_crypto(&creds).unwrap().send_tls13_tickets, 0);
     }
 }

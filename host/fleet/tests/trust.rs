@@ -106,6 +106,9 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
             heuristic: Some(digest),
             cost_model: None,
         },
+        RequestKind::Revocations => Request::Revocations {
+            list: b"not a revocation list".to_vec(),
+        },
     }
 }
 
@@ -177,8 +180,8 @@ async fn the_authorization_table_holds_cell_by_cell() {
             refused += 1;
         }
     }
-    // 7 host-only kinds for the operator, 16 for the viewer, 4 for a host.
-    assert_eq!(refused, 7 + 16 + 4);
+    // 7 host-only kinds for the operator, 17 for the viewer, 4 for a host.
+    assert_eq!(refused, 7 + 17 + 4);
     // An operator naming a calling agent is refused too.
     let posing = Request::Invoke {
         name: "mem".parse().unwrap(),

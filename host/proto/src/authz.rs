@@ -74,8 +74,26 @@ macro_rules! request_kinds {
 }
 
 request_kinds!(
-    Status, Fleet, Has, Upload, Deploy, Invoke, Release, Place, Heartbeat, Migrate, Prepare,
-    Precopy, Transfer, Commit, Abort, Outcome, Attach, Events, SetPolicy,
+    Status,
+    Fleet,
+    Has,
+    Upload,
+    Deploy,
+    Invoke,
+    Release,
+    Place,
+    Heartbeat,
+    Migrate,
+    Prepare,
+    Precopy,
+    Transfer,
+    Commit,
+    Abort,
+    Outcome,
+    Attach,
+    Events,
+    SetPolicy,
+    Revocations,
 );
 
 const ANYONE: &[Role] = &[Role::Host, Role::Operator, Role::Viewer];
@@ -91,12 +109,14 @@ impl RequestKind {
     /// and attach requests for agents another host owns, the component a
     /// migration needs, and the host-only messages. Deploying, releasing,
     /// placing and swapping the policy are an operator's acts; a host never
-    /// sends them, so a compromised host cannot use them on its peers.
+    /// sends them, so a compromised host cannot use them on its peers. A
+    /// revocation list is trusted for its CA signature, not its sender, so
+    /// operators send it and hosts pass it on.
     pub fn allowed(self) -> &'static [Role] {
         use RequestKind::*;
         match self {
             Status | Fleet | Events => ANYONE,
-            Has | Upload | Invoke | Migrate | Attach => HOST_OR_OPERATOR,
+            Has | Upload | Invoke | Migrate | Attach | Revocations => HOST_OR_OPERATOR,
             Deploy | Release | Place | SetPolicy => OPERATOR,
             Heartbeat | Prepare | Precopy | Transfer | Commit | Abort | Outcome => HOST,
         }

@@ -9,7 +9,10 @@
 //! [`crate::decode`] runs these checks, so a message that fails them is
 //! refused like one that does not decode.
 
-use crate::{AgentReport, Error, HostReport, PeerView, Request, Response, Result, ServerStatus};
+use crate::{
+    AgentReport, Error, HostReport, MAX_REVOCATION_LIST_BYTES, PeerView, Request, Response, Result,
+    ServerStatus,
+};
 
 /// A message with rules beyond its types.
 pub trait Checked {
@@ -106,6 +109,12 @@ impl Checked for Request {
         match self {
             Request::Deploy { config: c, .. } | Request::Prepare { config: c, .. } => config(c),
             Request::Heartbeat(report) => report.check(),
+            Request::Revocations { list } if list.len() > MAX_REVOCATION_LIST_BYTES => {
+                Err(Error::Invalid(format!(
+                    "a revocation list of {} bytes is over the {MAX_REVOCATION_LIST_BYTES}-byte limit",
+                    list.len()
+                )))
+            }
             _ => Ok(()),
         }
     }

@@ -31,6 +31,9 @@ pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Largest component a host accepts.
 pub const MAX_COMPONENT_BYTES: u64 = 512 << 20;
+/// Largest revocation list a host takes (a CRL of tens of thousands of
+/// serials is far smaller).
+pub const MAX_REVOCATION_LIST_BYTES: usize = 1 << 20;
 /// Largest request or response body of an invoke.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
@@ -178,6 +181,13 @@ pub enum Request {
         /// The cost-model plugin's component, if any.
         cost_model: Option<Digest>,
     },
+    /// The fleet's revocation list, a DER X.509 CRL signed by the fleet CA
+    /// (`edgehost fleet revoke`, and hosts passing it on). Taken only if
+    /// it verifies and its number is higher than the one held.
+    Revocations {
+        /// The CRL, DER, at most [`MAX_REVOCATION_LIST_BYTES`].
+        list: Vec<u8>,
+    },
 }
 
 /// A host's answer.
@@ -258,6 +268,12 @@ pub enum Response {
         kind: ErrorKind,
         /// One line for a human.
         message: String,
+    },
+    /// Answer to `Revocations`: the number of the list the host holds
+    /// now (the one sent, or a newer one it already had).
+    Revocations {
+        /// The CRL number.
+        number: u64,
     },
 }
 

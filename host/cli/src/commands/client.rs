@@ -38,6 +38,11 @@ pub struct Session {
 }
 
 impl ClientArgs {
+    /// Whether a client configuration was given (flag or environment).
+    pub fn is_configured(&self) -> bool {
+        self.client_config.is_some()
+    }
+
     /// Connects to the first host that answers.
     pub fn connect(&self) -> Result<Session> {
         let Some(path) = &self.client_config else {

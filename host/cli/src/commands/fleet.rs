@@ -2,9 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use edgehost_fleet::identity::{Role, Validity, init_fleet, issue_for};
+use edgehost_fleet::HostConfig;
+use edgehost_fleet::identity::{
+    Role, Validity, init_fleet, issue_for, read_identity, reissue_into,
+};
+use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::revocation::{RevocationList, revoke};
+
+use super::client::ClientArgs;
 
 /// Create a fleet CA or issue certificates from it.
 #[derive(Args)]
@@ -25,6 +32,7 @@ enum FleetAction {
         name: String,
     },
     /// Issue a certificate for a host, an operator or a viewer, signed by the fleet CA.
+    /// Its serial is recorded in DIR/issued.txt, so `fleet revoke` can find it.
     Issue {
         /// The host's or client's name (a-z, 0-9, '-').
         name: String,
@@ -43,7 +51,38 @@ enum FleetAction {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: Option<u32>,
     },
+    /// Revoke every certificate issued to NAME: add them to the fleet's
+    /// revocation list (DIR/crl.pem, signed by the CA) and send the list to
+    /// every reachable host, which refuses them from then on and passes the
+    /// list to its peers.
+    Revoke {
+        /// The host's or client's name.
+        name: String,
+        /// The directory holding the fleet CA.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Renew a host's certificate and key in place: write a fresh pair
+    /// over the files its configuration names. The running host notices
+    /// the change at its next heartbeat and uses the new certificate for
+    /// new connections, without a restart; its agents keep running.
+    Rotate {
+        /// The host's configuration (host.toml): which files to replace.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// The directory holding the fleet CA.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// Days the new certificate is valid (default: 90).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: Option<u32>,
+    },
 }
+
+/// Days a host certificate is valid by default ([`Validity::default_for`]).
+const HOST_DAYS: u32 = 90;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
@@ -86,7 +125,127 @@ impl FleetCommand {
                     key.display()
                 );
             }
+            FleetAction::Revoke {
+                name,
+                ca_dir,
+                client,
+            } => {
+                let list = revoke(&ca_dir, &name).context("revoking")?;
+                outln!(
+                    "revocation list #{} ({} certificate(s)) written to {}",
+                    list.number(),
+                    list.len(),
+                    ca_dir
+                        .join(edgehost_fleet::revocation::CA_LIST_FILE)
+                        .display()
+                );
+                if client.is_configured() {
+                    distribute(&client, &list)?;
+                } else {
+                    outln!(
+                        "not sent to any host: give --client-config PATH (or set EDGEHOST_CLIENT_CONFIG) to send it"
+                    );
+                }
+            }
+            FleetAction::Rotate {
+                config,
+                ca_dir,
+                days,
+            } => {
+                let host = HostConfig::from_file(&config)?;
+                let identity = read_identity(&host.cert)?;
+                if identity.role != Role::Host {
+                    bail!(
+                        "{} holds a {} certificate, not a host's",
+                        host.cert.display(),
+                        identity.role
+                    );
+                }
+                if let Some(configured) = &host.name
+                    && configured != &identity.name
+                {
+                    bail!(
+                        "{} names host {configured:?} but its certificate was issued to {:?}",
+                        config.display(),
+                        identity.name
+                    );
+                }
+                let validity = Validity::days(days.unwrap_or(HOST_DAYS));
+                let issued = reissue_into(
+                    &ca_dir,
+                    &identity.name,
+                    Role::Host,
+                    validity,
+                    &host.cert,
+                    &host.key,
+                )
+                .context("issuing the new certificate")?;
+                let days_valid = days.unwrap_or(HOST_DAYS);
+                outln!(
+                    "host {}: new certificate (serial {}) valid for {days_valid} days written to {} and {}; the running host takes it up at its next heartbeat",
+                    identity.name,
+                    issued
+                        .serial
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
+                    host.cert.display(),
+                    host.key.display()
+                );
+            }
         }
         Ok(())
     }
+}
+
+/// Sends `list` to every host the connected host can reach, itself first.
+fn distribute(client: &ClientArgs, list: &RevocationList) -> Result<()> {
+    let session = client.connect()?;
+    let views = session.fleet()?;
+    let outcome = session.runtime.block_on(async {
+        let mut lines = Vec::new();
+        let mut failures = 0;
+        for view in views.iter().filter(|v| v.reachable) {
+            let result = async {
+                let addr = view.report.addr;
+                let (connection, _) = session.client.connect(addr).await?;
+                let request = Request::Revocations {
+                    list: list.der().to_vec(),
+                };
+                match edgehost_fleet::client::call(&connection, &request).await? {
+                    Response::Revocations { number } if number >= list.number() => {
+                        Ok(format!("holds revocation list #{number}"))
+                    }
+                    Response::Revocations { number } => Err(anyhow!(
+                        "still holds revocation list #{number}, older than #{}",
+                        list.number()
+                    )),
+                    other => Err(anyhow::Error::from(edgehost_fleet::client::unexpected(
+                        &other,
+                    ))),
+                }
+            }
+            .await;
+            match result {
+                Ok(line) => lines.push(format!("{}: {line}", view.report.name)),
+                Err(e) => {
+                    failures += 1;
+                    lines.push(format!("{}: failed: {e:#}", view.report.name));
+                }
+            }
+        }
+        (lines, failures)
+    });
+    session.close();
+    let (lines, failures) = outcome;
+    for line in &lines {
+        outln!("{line}");
+    }
+    if failures > 0 {
+        bail!(
+            "{failures} of {} host(s) did not take the list; their peers pass it on when they reach them",
+            lines.len()
+        );
+    }
+    Ok(())
 }
