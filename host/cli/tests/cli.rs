@@ -232,3 +232,40 @@ fn status_reports_this_machine() {
     assert!(v["memory_total_bytes"].as_u64().unwrap() > 0);
     assert!(v["net_rx_bytes_per_sec"].as_f64().is_some());
 }
+
+#[test]
+fn exit_codes_tell_unreachable_and_bad_names_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let ca_str = ca.to_str().unwrap();
+    assert!(edgehost(&["fleet", "init", ca_str]).status.success());
+    let issued = edgehost(&[
+        "fleet", "issue", "ops", "--role", "operator", "--ca-dir", ca_str,
+    ]);
+    assert!(issued.status.success(), "{}", stderr(&issued));
+    // A port nothing listens on: no host of the fleet answers.
+    let config = dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        "ca = \"ca/ca.pem\"\ncert = \"ca/ops.pem\"\nkey = \"ca/ops.key\"\nhosts = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let o = edgehost(&["ps", "--client-config", config]);
+    assert_one_line_error(&o, 4, "127.0.0.1:9");
+
+    // A name that breaks the naming rule is refused before anything is
+    // sent, like a wrong flag.
+    let long = "a".repeat(10_000);
+    for bad in ["../x", "/etc/passwd", "a/b", "", "Upper", long.as_str()] {
+        let o = edgehost(&["invoke", bad, "--input", "x", "--client-config", config]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("not a valid name"),
+            "{bad:?}: {}",
+            stderr(&o)
+        );
+        let o = edgehost(&["migrate", "memory", "--to", bad, "--client-config", config]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+    }
+}
