@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use edgehost_fleet::protocol::{PeerView, Request, Response};
+use edgehost_fleet::protocol::{HostName, PeerView, Request, Response};
 use edgehost_fleet::{Client, ClientConfig, Credentials};
 
 /// How to reach the fleet.
@@ -111,8 +111,50 @@ impl Session {
         }
     }
 
+    /// Runs `step` on a connection of its own to every host the connected
+    /// host can reach, one host after another: each host's name with what
+    /// `step` answered there.
+    pub fn on_every_reachable_host<T>(
+        &self,
+        step: impl AsyncFn(&quinn::Connection) -> Result<T>,
+    ) -> Result<Vec<(HostName, Result<T>)>> {
+        let views = self.fleet()?;
+        Ok(self.runtime.block_on(async {
+            let mut answers = Vec::new();
+            for view in views.iter().filter(|v| v.reachable) {
+                let answer = async {
+                    let (connection, _) = self.client.connect(view.report.addr).await?;
+                    step(&connection).await
+                }
+                .await;
+                answers.push((view.report.name.clone(), answer));
+            }
+            answers
+        }))
+    }
+
     /// Closes the connection cleanly.
     pub fn close(self) {
         self.runtime.block_on(self.client.close());
     }
+}
+
+/// Prints one line per host (`NAME: what it said` or `NAME: failed: why`);
+/// when any host failed, the error says how many, with `consequence`.
+pub fn print_per_host(answers: Vec<(HostName, Result<String>)>, consequence: &str) -> Result<()> {
+    let hosts = answers.len();
+    let mut failures = 0;
+    for (host, answer) in answers {
+        match answer {
+            Ok(line) => outln!("{host}: {line}"),
+            Err(e) => {
+                failures += 1;
+                outln!("{host}: failed: {e:#}");
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} of {hosts} host(s) {consequence}");
+    }
+    Ok(())
 }

@@ -77,22 +77,22 @@ impl EventsCommand {
     /// Collects the events of every reachable host, oldest first.
     pub fn execute(self) -> Result<()> {
         let session = self.client.connect()?;
-        let views = session.fleet()?;
-        let mut events: Vec<Event> = session.runtime.block_on(async {
-            let mut all = Vec::new();
-            for view in views.iter().filter(|v| v.reachable) {
-                let addr = view.report.addr;
-                let Ok((connection, _)) = session.client.connect(addr).await else {
-                    continue;
-                };
-                if let Ok(Response::Events(events)) =
-                    edgehost_fleet::client::call(&connection, &Request::Events).await
-                {
-                    all.extend(events);
-                }
-            }
-            all
-        });
+        // A host that cannot be reached or asked has no events to add.
+        let answers =
+            session.on_every_reachable_host(async |connection| match edgehost_fleet::client::call(
+                connection,
+                &Request::Events,
+            )
+            .await?
+            {
+                Response::Events(events) => Ok(events),
+                other => Err(edgehost_fleet::client::unexpected(&other).into()),
+            });
+        let mut events: Vec<Event> = answers?
+            .into_iter()
+            .filter_map(|(_, answer)| answer.ok())
+            .flatten()
+            .collect();
         session.close();
         events.sort_by_key(|e| e.at_ms);
         print_events(&events, self.json)

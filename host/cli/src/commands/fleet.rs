@@ -11,7 +11,7 @@ use edgehost_fleet::identity::{
 use edgehost_fleet::protocol::{Request, Response};
 use edgehost_fleet::revocation::{RevocationList, revoke};
 
-use super::client::ClientArgs;
+use super::client::{ClientArgs, print_per_host};
 
 /// Create a fleet CA or issue certificates from it.
 #[derive(Args)]
@@ -201,51 +201,24 @@ impl FleetCommand {
 /// Sends `list` to every host the connected host can reach, itself first.
 fn distribute(client: &ClientArgs, list: &RevocationList) -> Result<()> {
     let session = client.connect()?;
-    let views = session.fleet()?;
-    let outcome = session.runtime.block_on(async {
-        let mut lines = Vec::new();
-        let mut failures = 0;
-        for view in views.iter().filter(|v| v.reachable) {
-            let result = async {
-                let addr = view.report.addr;
-                let (connection, _) = session.client.connect(addr).await?;
-                let request = Request::Revocations {
-                    list: list.der().to_vec(),
-                };
-                match edgehost_fleet::client::call(&connection, &request).await? {
-                    Response::Revocations { number } if number >= list.number() => {
-                        Ok(format!("holds revocation list #{number}"))
-                    }
-                    Response::Revocations { number } => Err(anyhow!(
-                        "still holds revocation list #{number}, older than #{}",
-                        list.number()
-                    )),
-                    other => Err(anyhow::Error::from(edgehost_fleet::client::unexpected(
-                        &other,
-                    ))),
-                }
+    let answers = session.on_every_reachable_host(async |connection| {
+        let request = Request::Revocations {
+            list: list.der().to_vec(),
+        };
+        match edgehost_fleet::client::call(connection, &request).await? {
+            Response::Revocations { number } if number >= list.number() => {
+                Ok(format!("holds revocation list #{number}"))
             }
-            .await;
-            match result {
-                Ok(line) => lines.push(format!("{}: {line}", view.report.name)),
-                Err(e) => {
-                    failures += 1;
-                    lines.push(format!("{}: failed: {e:#}", view.report.name));
-                }
-            }
+            Response::Revocations { number } => Err(anyhow!(
+                "still holds revocation list #{number}, older than #{}",
+                list.number()
+            )),
+            other => Err(edgehost_fleet::client::unexpected(&other).into()),
         }
-        (lines, failures)
     });
     session.close();
-    let (lines, failures) = outcome;
-    for line in &lines {
-        outln!("{line}");
-    }
-    if failures > 0 {
-        bail!(
-            "{failures} of {} host(s) did not take the list; their peers pass it on when they reach them",
-            lines.len()
-        );
-    }
-    Ok(())
+    print_per_host(
+        answers?,
+        "did not take the list; their peers pass it on when they reach them",
+    )
 }

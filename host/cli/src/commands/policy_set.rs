@@ -7,7 +7,7 @@ use clap::Args;
 use edgehost_fleet::protocol::{Request, Response};
 use edgehost_runtime::{ComponentInfo, Digest, Kind};
 
-use super::client::ClientArgs;
+use super::client::{ClientArgs, print_per_host};
 
 /// Make policy plugins the placement policy of every reachable host, from
 /// each host's next decision on.
@@ -45,60 +45,26 @@ impl SetArgs {
         let heuristic = self.heuristic.as_deref().map(read_policy).transpose()?;
         let cost_model = self.cost_model.as_deref().map(read_policy).transpose()?;
         let session = self.client.connect()?;
-        let views = session.fleet()?;
-        let outcome = session.runtime.block_on(async {
-            let mut lines = Vec::new();
-            let mut failures = 0;
-            for view in views.iter().filter(|v| v.reachable) {
-                let result = async {
-                    let addr = view.report.addr;
-                    let (connection, _) = session.client.connect(addr).await?;
-                    for (digest, bytes) in heuristic.iter().chain(cost_model.iter()) {
-                        if let Response::Has(false) = edgehost_fleet::client::call(
-                            &connection,
-                            &Request::Has { digest: *digest },
-                        )
-                        .await?
-                        {
-                            edgehost_fleet::client::upload(&connection, *digest, bytes, |_| {})
-                                .await?;
-                        }
-                    }
-                    let request = Request::SetPolicy {
-                        heuristic: heuristic.as_ref().map(|(d, _)| *d),
-                        cost_model: cost_model.as_ref().map(|(d, _)| *d),
-                    };
-                    match edgehost_fleet::client::call(&connection, &request).await? {
-                        Response::PolicySet { policy, generation } => {
-                            Ok(format!("{policy} (generation {generation})"))
-                        }
-                        other => Err(anyhow::Error::from(edgehost_fleet::client::unexpected(
-                            &other,
-                        ))),
-                    }
-                }
-                .await;
-                match result {
-                    Ok(line) => lines.push(format!("{}: {line}", view.report.name)),
-                    Err(e) => {
-                        failures += 1;
-                        lines.push(format!("{}: failed: {e:#}", view.report.name));
-                    }
+        let answers = session.on_every_reachable_host(async |connection| {
+            for (digest, bytes) in heuristic.iter().chain(cost_model.iter()) {
+                let has = Request::Has { digest: *digest };
+                if let Response::Has(false) = edgehost_fleet::client::call(connection, &has).await?
+                {
+                    edgehost_fleet::client::upload(connection, *digest, bytes, |_| {}).await?;
                 }
             }
-            (lines, failures)
+            let request = Request::SetPolicy {
+                heuristic: heuristic.as_ref().map(|(d, _)| *d),
+                cost_model: cost_model.as_ref().map(|(d, _)| *d),
+            };
+            match edgehost_fleet::client::call(connection, &request).await? {
+                Response::PolicySet { policy, generation } => {
+                    Ok(format!("{policy} (generation {generation})"))
+                }
+                other => Err(edgehost_fleet::client::unexpected(&other).into()),
+            }
         });
         session.close();
-        let (lines, failures) = outcome;
-        for line in &lines {
-            outln!("{line}");
-        }
-        if failures > 0 {
-            bail!(
-                "{failures} of {} host(s) kept their previous policy",
-                lines.len()
-            );
-        }
-        Ok(())
+        print_per_host(answers?, "kept their previous policy")
     }
 }
