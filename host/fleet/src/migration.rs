@@ -65,10 +65,6 @@ const SETTLE_AFTER: Duration = Duration::from_secs(2);
 pub const MAX_PREPARED_PER_SOURCE: usize = 16;
 /// Prepared migrations a host keeps in all.
 pub const MAX_PREPARED: usize = 64;
-/// How long a prepared migration waits for its state before it is dropped.
-/// Longer than a pre-copy may take ([`TRANSFER_STEP`]), so a slow but live
-/// migration is never dropped under its source.
-pub const PREPARE_EXPIRY: Duration = Duration::from_secs(180);
 
 /// `call`, bounded by `limit`.
 async fn step(
@@ -684,19 +680,14 @@ impl Shared {
 
     /// Bounds on prepared migrations: at most [`MAX_PREPARED_PER_SOURCE`]
     /// from one source and [`MAX_PREPARED`] in all, and each one that has
-    /// not received its state within [`PREPARE_EXPIRY`] is dropped. A
+    /// not received its state within `[limits] prepare_expiry_ms` (by
+    /// default 180 s, longer than a pre-copy may take, [`TRANSFER_STEP`])
+    /// is dropped. A
     /// second `Prepare` of an agent another host is migrating here is
     /// refused; the same source may start over (its earlier attempt failed).
     fn admit_prepare(&self, identity: &Identity, name: &str) -> Result<()> {
+        self.expire_prepared();
         let mut pending = lock(&self.pending);
-        let now = Instant::now();
-        pending.retain(|agent, p| {
-            let expired = !p.imported && now.duration_since(p.prepared_at) > PREPARE_EXPIRY;
-            if expired {
-                tracing::info!(agent = %agent, source = %p.source_host, "prepared migration expired");
-            }
-            !expired
-        });
         if let Some(p) = pending.get(name) {
             if p.source_host != identity.name {
                 return Err(Error::Conflict(format!(
@@ -730,6 +721,21 @@ impl Shared {
             )));
         }
         Ok(())
+    }
+
+    /// Drops the prepared migrations whose state did not arrive within
+    /// `[limits] prepare_expiry_ms`; run with each heartbeat and before a
+    /// `Prepare` is admitted.
+    pub(crate) fn expire_prepared(&self) {
+        let expiry = Duration::from_millis(self.config.limits.prepare_expiry_ms);
+        let now = Instant::now();
+        lock(&self.pending).retain(|agent, p| {
+            let expired = !p.imported && now.duration_since(p.prepared_at) > expiry;
+            if expired {
+                tracing::info!(agent = %agent, source = %p.source_host, "prepared migration expired");
+            }
+            !expired
+        });
     }
 
     /// After a restart: settle migrations this host had prepared but not

@@ -49,14 +49,19 @@ fn roots(creds: &Credentials) -> Result<Arc<RootCertStore>> {
 /// loopback moves a state blob in a sixth of the packets.
 const MTU_UPPER_BOUND: u16 = 8952;
 
-fn transport() -> Arc<TransportConfig> {
+/// Concurrent requests (bidirectional streams) a connection may carry
+/// when nothing else is configured; a host takes its own from `[limits]
+/// streams_per_connection`, of which this is the default.
+pub const STREAMS_PER_CONNECTION: u32 = 128;
+
+fn transport(streams: u32) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     let mut mtu = MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);
     t.mtu_discovery_config(Some(mtu));
     t.max_idle_timeout(Some(VarInt::from_u32(10_000).into()))
         .keep_alive_interval(Some(Duration::from_secs(3)))
-        .max_concurrent_bidi_streams(VarInt::from_u32(1024))
+        .max_concurrent_bidi_streams(VarInt::from_u32(streams))
         .max_concurrent_uni_streams(VarInt::from_u32(0));
     Arc::new(t)
 }
@@ -88,18 +93,29 @@ pub fn client_config(creds: &Credentials) -> Result<ClientConfig> {
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicClientConfig::try_from(crypto).map_err(|e| Error::Identity(e.to_string()))?;
     let mut config = ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport());
+    config.transport_config(transport(STREAMS_PER_CONNECTION));
     Ok(config)
 }
 
 /// Binds a QUIC endpoint on `addr`: a server too when `serve` is true.
 pub fn endpoint(creds: &Credentials, addr: SocketAddr, serve: bool) -> Result<Endpoint> {
+    endpoint_with(creds, addr, serve, STREAMS_PER_CONNECTION)
+}
+
+/// [`endpoint`], serving at most `streams` concurrent requests per
+/// incoming connection.
+pub fn endpoint_with(
+    creds: &Credentials,
+    addr: SocketAddr,
+    serve: bool,
+    streams: u32,
+) -> Result<Endpoint> {
     let socket = udp_socket(addr)?;
     let server = if serve {
         let quic = QuicServerConfig::try_from(server_crypto(creds)?)
             .map_err(|e| Error::Identity(e.to_string()))?;
         let mut server = ServerConfig::with_crypto(Arc::new(quic));
-        server.transport_config(transport());
+        server.transport_config(transport(streams));
         Some(server)
     } else {
         None
