@@ -59,6 +59,10 @@ pub(crate) struct Shared {
     pub(crate) store: ComponentStore,
     pub(crate) agents: Mutex<HashMap<AgentName, Arc<AgentSlot>>>,
     pub(crate) pending: Mutex<HashMap<AgentName, Pending>>,
+    /// Migrations admitted but still instantiating, and their sources:
+    /// counted with `pending` against the bounds on prepared migrations.
+    /// Locked after `pending` when both are.
+    pub(crate) preparing: Mutex<HashMap<AgentName, HostName>>,
     /// Agents handed off to other hosts: where calls for them go now.
     pub(crate) moved: Mutex<HashMap<AgentName, Tombstone>>,
     pub(crate) agent_store: AgentStore,
@@ -192,6 +196,7 @@ impl Host {
             store,
             agents: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            preparing: Mutex::new(HashMap::new()),
             moved: Mutex::new(HashMap::new()),
             agent_store,
             attachments: Mutex::new(HashMap::new()),

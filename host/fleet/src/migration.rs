@@ -419,7 +419,7 @@ impl Shared {
                 t.epoch
             )));
         }
-        self.admit_prepare(identity, &name)?;
+        let _admitted = self.admit_prepare(identity, &name)?;
         if !self.store.has(&digest) {
             return Err(Error::NotFound(format!(
                 "component {digest} is not stored here"
@@ -682,12 +682,22 @@ impl Shared {
     /// from one source and [`MAX_PREPARED`] in all, and each one that has
     /// not received its state within `[limits] prepare_expiry_ms` (by
     /// default 180 s, longer than a pre-copy may take, [`TRANSFER_STEP`])
-    /// is dropped. A
-    /// second `Prepare` of an agent another host is migrating here is
-    /// refused; the same source may start over (its earlier attempt failed).
-    fn admit_prepare(&self, identity: &Identity, name: &str) -> Result<()> {
+    /// is dropped. A second `Prepare` of an agent another host is migrating
+    /// here is refused; the same source may start over (its earlier attempt
+    /// failed).
+    ///
+    /// Prepares still instantiating count too: an admitted `Prepare` holds
+    /// its place (the returned guard) until it is prepared or fails, so
+    /// many at once cannot all pass the check before any is counted.
+    fn admit_prepare(&self, identity: &Identity, name: &AgentName) -> Result<Admitted<'_>> {
         self.expire_prepared();
         let mut pending = lock(&self.pending);
+        let mut preparing = lock(&self.preparing);
+        if preparing.contains_key(name) {
+            return Err(Error::Conflict(format!(
+                "a migration of {name:?} is being prepared here already"
+            )));
+        }
         if let Some(p) = pending.get(name) {
             if p.source_host != identity.name {
                 return Err(Error::Conflict(format!(
@@ -700,27 +710,33 @@ impl Shared {
         }
         let from_source = pending
             .values()
-            .filter(|p| p.source_host == identity.name)
+            .map(|p| &p.source_host)
+            .chain(preparing.values())
+            .filter(|source| **source == identity.name)
             .count();
+        let prepared = pending.len() + preparing.len();
         if from_source >= MAX_PREPARED_PER_SOURCE {
             return Err(Error::Conflict(format!(
                 "{identity} has {from_source} migrations prepared here, the most one source may"
             )));
         }
-        if pending.len() >= MAX_PREPARED {
+        if prepared >= MAX_PREPARED {
             return Err(Error::Conflict(format!(
-                "{} migrations are prepared here, the most this host takes",
-                pending.len()
+                "{prepared} migrations are prepared here, the most this host takes"
             )));
         }
-        let hosted = lock(&self.agents).len() + pending.len();
+        let hosted = lock(&self.agents).len() + prepared;
         if hosted >= self.config.limits.max_agents as usize {
             return Err(Error::Conflict(format!(
                 "this host runs its maximum of {} agents, prepared migrations included",
                 self.config.limits.max_agents
             )));
         }
-        Ok(())
+        preparing.insert(name.clone(), identity.name.clone());
+        Ok(Admitted {
+            shared: self,
+            name: name.clone(),
+        })
     }
 
     /// Drops the prepared migrations whose state did not arrive within
@@ -788,6 +804,19 @@ impl Shared {
                 ),
             }
         }
+    }
+}
+
+/// An admitted `Prepare` still on its way to being prepared: counted by
+/// [`Shared::admit_prepare`] until dropped.
+struct Admitted<'a> {
+    shared: &'a Shared,
+    name: AgentName,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.preparing).remove(&self.name);
     }
 }
 
