@@ -625,3 +625,232 @@ async fn the_events_log_keeps_only_the_newest() {
     assert_eq!(agents(&operator).await, ["mem"]);
     host.stop().await;
 }
+
+/// How many of a family of hostile requests ended which way.
+#[derive(Debug, Default)]
+struct Outcomes {
+    /// Accepted (a prepare prepared).
+    accepted: usize,
+    /// Refused at once for a limit.
+    refused: usize,
+    /// Cut off at the frame deadline.
+    cut_off: usize,
+    /// Anything else, with the first of them.
+    other: Vec<String>,
+}
+
+impl Outcomes {
+    fn count(&mut self, answer: Result<Response, Error>) {
+        match &answer {
+            Ok(Response::Prepared { .. }) => self.accepted += 1,
+            Err(Error::Remote {
+                kind: ErrorKind::Conflict,
+                ..
+            }) => self.refused += 1,
+            _ if refused(&answer, ErrorKind::BadRequest, "did not arrive within") => {
+                self.cut_off += 1
+            }
+            other => self.other.push(format!("{other:?}")),
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.accepted + self.refused + self.cut_off + self.other.len()
+    }
+}
+
+/// Runs `requests` on their own tasks and counts how they ended.
+async fn outcomes(
+    requests: impl IntoIterator<
+        Item = impl std::future::Future<Output = Result<Response, Error>> + Send + 'static,
+    >,
+) -> Outcomes {
+    let mut tasks = tokio::task::JoinSet::new();
+    for request in requests {
+        tasks.spawn(request);
+    }
+    let mut outcomes = Outcomes::default();
+    while let Some(answer) = tasks.join_next().await {
+        outcomes.count(answer.unwrap());
+    }
+    outcomes
+}
+
+/// The test of the issue: 10,000 streams, 1,000 uploads that never finish
+/// and 1,000 prepares never committed, all at once against one host, while
+/// an ordinary operator keeps invoking its agent. Each family is held to
+/// its limits and refused or cut off cleanly; the operator's every invoke
+/// answers within [`ANSWER_WITHIN`]; the process's memory (host and
+/// attackers together) grows by less than [`MEMORY_BOUND`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bound_at_once_keeps_the_host_small_and_serving() {
+    /// What the attack may add to the process's resident memory.
+    const MEMORY_BOUND: u64 = 256 << 20;
+    const STREAMS: usize = 10_000;
+    const UPLOADS: usize = 1_000;
+    const PREPARES: usize = 1_000;
+    const SOURCES: usize = 10;
+    const UPLOAD_CONNECTIONS: usize = 8;
+
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (host, operator, digest) = host_with(dir.path(), |l| {
+        l.frame_deadline_ms = 3000;
+        l.max_agents = 100;
+    })
+    .await;
+    for _ in 0..5 {
+        still_serving(&operator).await;
+    }
+    let baseline = rss();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            peak.max(rss())
+        }
+    });
+    let ordinary = tokio::spawn({
+        let done = done.clone();
+        let operator = operator.clone();
+        async move {
+            let mut latencies = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                latencies.push(still_serving(&operator).await);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            latencies
+        }
+    });
+
+    // 10,000 streams from one identity over its 32 connections, each a
+    // request that never arrives.
+    let flood = client_endpoint(dir.path(), "flood");
+    let mut flooding = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_PEER {
+        flooding.push(connect(&flood, host.addr).await.unwrap().0);
+    }
+    let streams = (0..STREAMS).map(|i| {
+        let conn = flooding[i % flooding.len()].clone();
+        async move {
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            send.write_all(&[0, 0])
+                .await
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+            let answer = answer_on(&mut recv).await;
+            drop(send);
+            answer
+        }
+    });
+
+    // 1,000 uploads announced and never sent.
+    let uploader = client_endpoint(dir.path(), "uploader");
+    let mut uploading = Vec::new();
+    for _ in 0..UPLOAD_CONNECTIONS {
+        uploading.push(connect(&uploader, host.addr).await.unwrap().0);
+    }
+    let uploads = (0..UPLOADS).map(|i| {
+        let conn = uploading[i % uploading.len()].clone();
+        async move {
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            let request = Request::Upload {
+                digest: Digest::of(format!("never sent {i}").as_bytes()),
+                size: 1 << 20,
+            };
+            write_frame(&mut send, &encode(&request)?).await?;
+            let answer = answer_on(&mut recv).await;
+            drop(send);
+            answer
+        }
+    });
+
+    // 1,000 prepares from ten sources, never followed by their state.
+    let mut sources = Vec::new();
+    for s in 0..SOURCES {
+        let endpoint = endpoint_as(dir.path(), &format!("source-{s}"), Role::Host);
+        sources.push(connect(&endpoint, host.addr).await.unwrap().0);
+    }
+    let prepares = (0..PREPARES).map(|i| {
+        let conn = sources[i % SOURCES].clone();
+        let request = Request::Prepare {
+            name: format!("moving-{i}").parse().unwrap(),
+            digest,
+            config: vec![],
+            epoch: 2,
+            source: "127.0.0.1:9".parse().unwrap(),
+        };
+        async move { call(&conn, &request).await }
+    });
+
+    let attack = Instant::now();
+    let (streams, uploads, prepares) = tokio::join!(
+        outcomes(streams.collect::<Vec<_>>()),
+        outcomes(uploads.collect::<Vec<_>>()),
+        outcomes(prepares.collect::<Vec<_>>()),
+    );
+    let attack = attack.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = peak.await.unwrap();
+    let latencies = ordinary.await.unwrap();
+
+    // Every stream was answered: cut off at its deadline.
+    assert_eq!(streams.total(), STREAMS);
+    assert_eq!(streams.cut_off, STREAMS, "{streams:?}");
+    // At most the concurrent limit of uploads got a place, and were cut
+    // off; the rest were refused at once.
+    assert_eq!(uploads.total(), UPLOADS);
+    assert!(uploads.other.is_empty(), "{uploads:?}");
+    assert!(
+        (1..=MAX_CONCURRENT_UPLOADS * 2).contains(&uploads.cut_off),
+        "{uploads:?}"
+    );
+    // Prepares: the total limit, the rest refused.
+    assert_eq!(prepares.total(), PREPARES);
+    assert!(prepares.other.is_empty(), "{prepares:?}");
+    assert_eq!(prepares.accepted, MAX_PREPARED, "{prepares:?}");
+
+    let grown = peak.saturating_sub(baseline);
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+    println!(
+        "attack {attack:.1?} (test {:.1?}): RSS {} MiB before, peak {} MiB (+{} MiB, bound {} MiB); \
+         {} ordinary invokes, median {median:.1?}, slowest {slowest:.1?}; \
+         streams {streams:?}; uploads {uploads:?}; prepares accepted {} refused {}",
+        started.elapsed(),
+        baseline >> 20,
+        peak >> 20,
+        grown >> 20,
+        MEMORY_BOUND >> 20,
+        latencies.len(),
+        prepares.accepted,
+        prepares.refused,
+    );
+    assert!(
+        grown < MEMORY_BOUND,
+        "the process grew by {} MiB",
+        grown >> 20
+    );
+    assert!(latencies.len() >= 5, "{latencies:?}");
+
+    // Afterwards: nothing changed, nothing left behind.
+    still_serving(&operator).await;
+    assert_eq!(agents(&operator).await, ["mem"]);
+    assert_eq!(partial_uploads(dir.path()), 0);
+    for conn in flooding.iter().chain(&uploading).chain(&sources) {
+        conn.close(0u32.into(), b"done");
+    }
+    host.stop().await;
+}
