@@ -394,6 +394,49 @@ async fn a_full_component_store_collects_what_no_agent_uses_then_refuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_host_collects_unused_components_and_keeps_those_its_agents_use() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let config = host_config(dir.path(), "alpha");
+    let host = spawn(config.clone()).await;
+    let (operator, _) = connect(&client_endpoint(dir.path(), "ops"), host.addr)
+        .await
+        .unwrap();
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let memory = Digest::of(&bytes);
+    upload(&operator, memory, &bytes, |_| {}).await.unwrap();
+    deploy(&operator, "mem", memory).await;
+    invoke(&operator, "mem", b"remember the host keeps serving").await;
+    let unused = b"a component nobody deployed".to_vec();
+    upload(&operator, Digest::of(&unused), &unused, |_| {})
+        .await
+        .unwrap();
+    host.stop().await;
+
+    // Restarted with a grace period both components are older than.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut config = config;
+    config.limits.component_grace_ms = 200;
+    let host = spawn(config).await;
+    let (operator, _) = connect(&client_endpoint(dir.path(), "ops"), host.addr)
+        .await
+        .unwrap();
+    let has = |digest: Digest| {
+        let operator = operator.clone();
+        async move {
+            match call(&operator, &Request::Has { digest }).await.unwrap() {
+                Response::Has(has) => has,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    assert!(!has(Digest::of(&unused)).await);
+    assert!(has(memory).await);
+    still_serving(&operator).await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepares_beyond_the_per_source_and_total_limits_are_refused_and_expire() {
     let dir = tempfile::tempdir().unwrap();
     let expiry = Duration::from_millis(1500);
