@@ -26,6 +26,11 @@ use edgehost_runtime::Digest;
 mod support;
 use support::*;
 
+/// Held by every test here, and alone by those that measure the process's
+/// memory: the tests of one file share a process, so another test's
+/// allocations would count as theirs.
+static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// How long an ordinary client's call may take while a peer attacks.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
@@ -151,6 +156,7 @@ async fn stalled_stream(conn: &quinn::Connection) -> (quinn::SendStream, quinn::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_per_connection_limit_wait_and_stalled_ones_are_cut_off() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     let (host, operator, _) = host_with(dir.path(), |l| l.frame_deadline_ms = 1500).await;
     let limit = HostLimits::default().streams_per_connection as usize;
@@ -193,6 +199,7 @@ async fn streams_beyond_the_per_connection_limit_wait_and_stalled_ones_are_cut_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_per_identity_limit_are_refused() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     let (host, operator, _) = host_with(dir.path(), |_| {}).await;
     let hoarder = client_endpoint(dir.path(), "hoarder");
@@ -240,6 +247,7 @@ async fn connections_beyond_the_per_identity_limit_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_announced_large_then_stalled_cost_only_what_arrived() {
+    let _alone = MEMORY.write().await;
     let dir = tempfile::tempdir().unwrap();
     let (host, operator, _) = host_with(dir.path(), |l| l.frame_deadline_ms = 2000).await;
     let (peer, _) = connect(&client_endpoint(dir.path(), "staller"), host.addr)
@@ -283,6 +291,7 @@ async fn frames_announced_large_then_stalled_cost_only_what_arrived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_beyond_the_concurrent_limit_are_refused() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     let (host, operator, _) = host_with(dir.path(), |l| l.frame_deadline_ms = 1500).await;
     let (peer, _) = connect(&client_endpoint(dir.path(), "uploader"), host.addr)
@@ -340,6 +349,7 @@ async fn uploads_beyond_the_concurrent_limit_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_component_store_collects_what_no_agent_uses_then_refuses() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     let grace = Duration::from_millis(1500);
     let (host, operator, memory) = host_with(dir.path(), |l| {
@@ -395,6 +405,7 @@ async fn a_full_component_store_collects_what_no_agent_uses_then_refuses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_host_collects_unused_components_and_keeps_those_its_agents_use() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
     let config = host_config(dir.path(), "alpha");
@@ -438,6 +449,7 @@ async fn a_restarted_host_collects_unused_components_and_keeps_those_its_agents_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepares_beyond_the_per_source_and_total_limits_are_refused_and_expire() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     let expiry = Duration::from_millis(1500);
     let (host, operator, digest) = host_with(dir.path(), |l| {
@@ -572,6 +584,7 @@ async fn host_that_never_takes_the_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_held_beyond_the_limit_during_a_handoff_are_refused() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     let held = 4;
     let (host, operator, digest) = host_with(dir.path(), |l| l.held_calls_per_agent = held).await;
@@ -646,6 +659,7 @@ async fn calls_held_beyond_the_limit_during_a_handoff_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_events_log_keeps_only_the_newest() {
+    let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
     let (host, operator, _) = host_with(dir.path(), |_| {}).await;
     for _ in 0..MAX_EVENTS + 20 {
@@ -727,6 +741,7 @@ async fn outcomes(
 /// attackers together) grows by less than [`MEMORY_BOUND`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bound_at_once_keeps_the_host_small_and_serving() {
+    let _alone = MEMORY.write().await;
     /// What the attack may add to the process's resident memory.
     const MEMORY_BOUND: u64 = 256 << 20;
     const STREAMS: usize = 10_000;
