@@ -10,8 +10,10 @@ use crate::place::{Resident, plan_migrations};
 use crate::protocol::{AgentName, Event, HostName, Request, Response};
 use crate::{Error, Result};
 
-/// Events kept per host.
-const MAX_EVENTS: usize = 256;
+/// Events kept per host: the log `edgehost events` reads is a window of the
+/// newest decisions, so a peer that triggers decisions without end costs a
+/// fixed amount of memory.
+pub const MAX_EVENTS: usize = 256;
 
 impl Shared {
     /// `Attach`: the user of `agent` is now at the host named `host`.

@@ -102,17 +102,29 @@ pub async fn upload(
         digest,
         size: bytes.len() as u64,
     };
-    write_frame(&mut send, &encode(&request)?).await?;
-    let mut sent = 0u64;
-    for chunk in bytes.chunks(CHUNK_BYTES) {
-        write_frame(&mut send, chunk).await?;
-        sent += chunk.len() as u64;
-        progress(sent);
-    }
+    let request = encode(&request)?;
+    let sending = async {
+        write_frame(&mut send, &request).await?;
+        let mut sent = 0u64;
+        for chunk in bytes.chunks(CHUNK_BYTES) {
+            write_frame(&mut send, chunk).await?;
+            sent += chunk.len() as u64;
+            progress(sent);
+        }
+        Ok::<_, Error>(())
+    };
+    let sent = sending.await;
     let _ = send.finish();
-    match read_answer(&mut recv).await? {
-        Response::Uploaded { received } => Ok(received),
-        other => Err(unexpected(&other)),
+    // A host that refuses an upload (its store is full, too many arrive at
+    // once) answers and stops reading: its reason, not the failed write,
+    // is what the caller needs.
+    match (sent, read_answer(&mut recv).await) {
+        (_, Err(refusal @ Error::Remote { .. })) => Err(refusal),
+        (Err(e), _) => Err(e),
+        (Ok(()), answer) => match answer? {
+            Response::Uploaded { received } => Ok(received),
+            other => Err(unexpected(&other)),
+        },
     }
 }
 

@@ -162,6 +162,37 @@ pub struct HostLimits {
     /// The most memory one agent may declare, MiB.
     #[serde(default = "default_agent_memory_mib")]
     pub max_agent_memory_mib: u32,
+    /// Requests one QUIC connection may have in progress at once, each on
+    /// a stream of its own (QUIC's concurrent bidirectional streams). A
+    /// peer's further streams wait in its own QUIC stack until one closes,
+    /// so a connection never costs the host more than this many tasks.
+    #[serde(default = "default_streams_per_connection")]
+    pub streams_per_connection: u32,
+    /// How long one frame from a peer may take to arrive, header included,
+    /// milliseconds: a peer that starts a request or an upload chunk and
+    /// then trickles or stops is cut off instead of holding a stream, a
+    /// buffer or an upload slot for ever.
+    #[serde(default = "default_frame_deadline_ms")]
+    pub frame_deadline_ms: u64,
+    /// Calls that may wait for one agent while a handoff holds it; more are
+    /// refused at once instead of queueing without end.
+    #[serde(default = "default_held_calls_per_agent")]
+    pub held_calls_per_agent: u64,
+    /// How long a prepared migration waits for its state before it is
+    /// dropped, milliseconds; longer than a pre-copy may take, so a slow
+    /// but live migration is never dropped under its source.
+    #[serde(default = "default_prepare_expiry_ms")]
+    pub prepare_expiry_ms: u64,
+    /// Disk the component store may use, MiB. An upload that would pass it
+    /// first collects components no agent uses, and is refused if the
+    /// store is still full.
+    #[serde(default = "default_component_store_mib")]
+    pub component_store_mib: u64,
+    /// How long a stored component is safe from garbage collection after
+    /// it arrived, milliseconds: the time between an upload and the deploy
+    /// or migration it was made for.
+    #[serde(default = "default_component_grace_ms")]
+    pub component_grace_ms: u64,
 }
 
 impl Default for HostLimits {
@@ -170,6 +201,12 @@ impl Default for HostLimits {
             max_agents: default_max_agents(),
             call_timeout_ms: default_call_timeout_ms(),
             max_agent_memory_mib: default_agent_memory_mib(),
+            streams_per_connection: default_streams_per_connection(),
+            frame_deadline_ms: default_frame_deadline_ms(),
+            held_calls_per_agent: default_held_calls_per_agent(),
+            prepare_expiry_ms: default_prepare_expiry_ms(),
+            component_store_mib: default_component_store_mib(),
+            component_grace_ms: default_component_grace_ms(),
         }
     }
 }
@@ -197,6 +234,29 @@ fn default_call_timeout_ms() -> u64 {
 }
 fn default_agent_memory_mib() -> u32 {
     512
+}
+/// A CLI runs one request at a time and a peer host a few (heartbeat,
+/// forwarded calls, a migration's steps); 128 leaves room for a busy
+/// client's pipelining while keeping one connection's cost small.
+fn default_streams_per_connection() -> u32 {
+    128
+}
+/// 16 MiB in 30 s is 4.5 Mbit/s, below the thinnest uplink the fleet plans for.
+fn default_frame_deadline_ms() -> u64 {
+    30_000
+}
+fn default_held_calls_per_agent() -> u64 {
+    1024
+}
+/// Longer than a pre-copy may take (120 s).
+fn default_prepare_expiry_ms() -> u64 {
+    180_000
+}
+fn default_component_store_mib() -> u64 {
+    4096
+}
+fn default_component_grace_ms() -> u64 {
+    600_000
 }
 
 impl HostConfig {
@@ -238,6 +298,26 @@ impl HostConfig {
         }
         if self.limits.max_agents == 0 {
             return Err(Error::Config("limits.max_agents must be at least 1".into()));
+        }
+        if self.limits.streams_per_connection == 0 {
+            return Err(Error::Config(
+                "limits.streams_per_connection must be at least 1".into(),
+            ));
+        }
+        if self.limits.frame_deadline_ms < 100 {
+            return Err(Error::Config(
+                "limits.frame_deadline_ms must be at least 100".into(),
+            ));
+        }
+        if self.limits.prepare_expiry_ms < 100 {
+            return Err(Error::Config(
+                "limits.prepare_expiry_ms must be at least 100".into(),
+            ));
+        }
+        if self.limits.component_store_mib == 0 {
+            return Err(Error::Config(
+                "limits.component_store_mib must be at least 1".into(),
+            ));
         }
         if !(self.labels.bandwidth_mbps > 0.0 && self.labels.bandwidth_mbps.is_finite()) {
             return Err(Error::Config(

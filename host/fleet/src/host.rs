@@ -28,7 +28,7 @@ use crate::persist::{AgentRecord, AgentStore, Standing, Tombstone};
 use crate::protocol::{
     AgentName, AgentReport, CHUNK_BYTES, ErrorKind, HostName, HostReport, Location, MAX_BODY_BYTES,
     MAX_COMPONENT_BYTES, MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode,
-    read_frame, write_frame,
+    read_frame_within, write_frame,
 };
 use crate::revocation::{HOST_LIST_FILE, Offered, Revocations};
 pub(crate) use crate::slot::{AgentSlot, Gate, Pending};
@@ -46,9 +46,10 @@ pub const MAX_CONNECTIONS_PER_PEER: usize = 32;
 /// Uploads a host receives at once: each holds a temporary file and a
 /// stream until its last chunk arrives.
 pub const MAX_CONCURRENT_UPLOADS: usize = 8;
-/// Calls that may wait for one agent while a handoff holds it; more are
-/// refused at once instead of queueing without end.
-pub const MAX_HELD_CALLS: u64 = 1024;
+/// How often the component store is swept for components no agent uses,
+/// besides at start-up and when an upload does not fit: a directory
+/// listing, cheap next to the heartbeat it rides on.
+const COLLECT_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) struct Shared {
     pub(crate) name: HostName,
@@ -59,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) store: ComponentStore,
     pub(crate) agents: Mutex<HashMap<AgentName, Arc<AgentSlot>>>,
     pub(crate) pending: Mutex<HashMap<AgentName, Pending>>,
+    /// Migrations admitted but still instantiating, and their sources:
+    /// counted with `pending` against the bounds on prepared migrations.
+    /// Locked after `pending` when both are.
+    pub(crate) preparing: Mutex<HashMap<AgentName, HostName>>,
     /// Agents handed off to other hosts: where calls for them go now.
     pub(crate) moved: Mutex<HashMap<AgentName, Tombstone>>,
     pub(crate) agent_store: AgentStore,
@@ -95,6 +100,16 @@ pub(crate) struct Shared {
     pub(crate) credential_stamp: Mutex<Option<CredentialStamp>>,
     /// The revocation list number each peer (by name) last said it holds.
     pub(crate) peer_revocations: Mutex<HashMap<HostName, u64>>,
+    /// The components of the active policy plugins, kept by the store's
+    /// garbage collection.
+    pub(crate) policy_digests: Mutex<Vec<Digest>>,
+    /// The components of the agents recorded on disk when the host
+    /// started, kept by garbage collection until the next start: a prepared
+    /// migration still to settle, or an agent that could not be recovered,
+    /// needs its component when it comes back.
+    pub(crate) recorded: Mutex<HashSet<Digest>>,
+    /// When the component store was last swept.
+    pub(crate) collected_at: Mutex<Instant>,
 }
 
 /// Modification times of a host's certificate and key files.
@@ -138,7 +153,10 @@ impl Host {
             )));
         }
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
-        let store = ComponentStore::open(&config.data_dir.join("components"))?;
+        let store = ComponentStore::open(
+            &config.data_dir.join("components"),
+            config.limits.component_store_mib.saturating_mul(1 << 20),
+        )?;
         let agent_store = AgentStore::open(&config.data_dir.join("agents"))?;
         let runtime = RuntimeBuilder::new(config.cache_dir())
             .limits(Limits {
@@ -153,7 +171,11 @@ impl Host {
         )?);
         let dial = host_client_config(&creds, &revocations)?;
         let endpoint = bind(
-            Some(host_server_config(&creds, &revocations)?),
+            Some(host_server_config(
+                &creds,
+                &revocations,
+                config.limits.streams_per_connection,
+            )?),
             dial.clone(),
             config.listen,
         )?;
@@ -201,6 +223,7 @@ impl Host {
             store,
             agents: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            preparing: Mutex::new(HashMap::new()),
             moved: Mutex::new(HashMap::new()),
             agent_store,
             attachments: Mutex::new(HashMap::new()),
@@ -223,9 +246,13 @@ impl Host {
             dial: Mutex::new(dial),
             credential_stamp: Mutex::new(stamp),
             peer_revocations: Mutex::new(HashMap::new()),
+            policy_digests: Mutex::new(Vec::new()),
+            recorded: Mutex::new(HashSet::new()),
+            collected_at: Mutex::new(Instant::now()),
         });
         // Bring back what this host owned before a restart.
         let (records, tombstones) = shared.agent_store.load()?;
+        lock(&shared.recorded).extend(records.iter().map(|r| r.digest));
         for t in tombstones {
             lock(&shared.moved).insert(t.name.clone(), t);
         }
@@ -248,6 +275,7 @@ impl Host {
                 Standing::Prepared { .. } | Standing::PreparedFrom { .. } => prepared.push(record),
             }
         }
+        shared.collect_components().await;
         Ok(Host { shared, prepared })
     }
 
@@ -376,7 +404,8 @@ async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
-    let answer = match read_frame(&mut recv, MAX_MESSAGE_BYTES).await {
+    let deadline = shared.frame_deadline();
+    let answer = match read_frame_within(&mut recv, MAX_MESSAGE_BYTES, deadline).await {
         Ok(Some(frame)) => match decode::<Request>(&frame) {
             Ok(request) => shared.handle(&identity, request, &mut recv).await,
             Err(e) => {
@@ -587,7 +616,11 @@ impl Shared {
                 self.name
             )));
         }
-        let server = host_server_config(&creds, &self.revocations)?;
+        let server = host_server_config(
+            &creds,
+            &self.revocations,
+            self.config.limits.streams_per_connection,
+        )?;
         let client = host_client_config(&creds, &self.revocations)?;
         self.endpoint.set_server_config(Some(server));
         *lock(&self.dial) = client;
@@ -682,9 +715,13 @@ impl Shared {
                 "{MAX_CONCURRENT_UPLOADS} uploads are in progress here; try again shortly"
             ))
         })?;
+        if !self.store.fits(size) {
+            self.collect_components().await;
+        }
         let mut incoming = self.store.begin(digest, size).await?;
+        let deadline = self.frame_deadline();
         while incoming.remaining() > 0 {
-            let chunk = read_frame(recv, CHUNK_BYTES)
+            let chunk = read_frame_within(recv, CHUNK_BYTES, deadline)
                 .await?
                 .ok_or_else(|| Error::Protocol("upload ended early".into()))?;
             if chunk.is_empty() {
@@ -692,7 +729,10 @@ impl Shared {
             }
             incoming.write(&chunk).await?;
         }
-        if read_frame(recv, CHUNK_BYTES).await?.is_some() {
+        if read_frame_within(recv, CHUNK_BYTES, deadline)
+            .await?
+            .is_some()
+        {
             return Err(Error::Protocol("upload sent more than it announced".into()));
         }
         let received = incoming.finish().await?;
@@ -1027,6 +1067,7 @@ impl Shared {
             };
             let (generation, _old) = shared.policy.swap(plugin_policy(h.as_ref(), c.as_ref()));
             *lock(&shared.policy_name) = name.clone();
+            *lock(&shared.policy_digests) = heuristic.into_iter().chain(cost_model).collect();
             tracing::info!(policy = %name, generation, "placement policy swapped");
             Ok(Response::PolicySet {
                 policy: name,
@@ -1069,17 +1110,17 @@ impl Shared {
                         }
                     }
                     Gate::Held => {
-                        if slot.holding.load(Ordering::Relaxed) >= MAX_HELD_CALLS {
+                        // Counted while it waits, even if the caller goes away.
+                        let limit = self.config.limits.held_calls_per_agent;
+                        let Some(_waiting) = Waiting::within(&slot.holding, limit) else {
                             return Err(Error::Conflict(format!(
-                                "{MAX_HELD_CALLS} calls already wait for {name:?} while it moves"
+                                "{limit} calls already wait for {name:?} while it moves; try again shortly"
                             )));
-                        }
+                        };
                         if !held {
                             held = true;
                             slot.held_calls.fetch_add(1, Ordering::Relaxed);
                         }
-                        // Counted while it waits, even if the caller goes away.
-                        let _waiting = Waiting::new(&slot.holding);
                         if gate.changed().await.is_err() {
                             return Err(Error::NotFound(format!("{name:?} was released")));
                         }
@@ -1359,6 +1400,45 @@ impl Shared {
         Ok((connection, identity))
     }
 
+    /// How long one frame from a peer may take (`[limits] frame_deadline_ms`).
+    pub(crate) fn frame_deadline(&self) -> Duration {
+        Duration::from_millis(self.config.limits.frame_deadline_ms)
+    }
+
+    /// The components garbage collection must keep: those of agents that
+    /// run here, of migrations prepared here, of the active policy, of
+    /// agents recorded on disk at start-up, and any being compiled.
+    fn components_in_use(&self) -> HashSet<Digest> {
+        let mut keep: HashSet<Digest> = lock(&self.agents).values().map(|s| s.digest).collect();
+        keep.extend(lock(&self.pending).values().map(|p| p.digest));
+        keep.extend(lock(&self.policy_digests).iter().copied());
+        keep.extend(lock(&self.recorded).iter().copied());
+        keep.extend(lock(&self.compiling).iter().copied());
+        keep
+    }
+
+    /// Removes stored components no agent uses that arrived longer ago than
+    /// `[limits] component_grace_ms`. Failures are logged: a sweep that
+    /// could not run leaves the store as it was.
+    pub(crate) async fn collect_components(&self) {
+        *lock(&self.collected_at) = Instant::now();
+        let keep = self.components_in_use();
+        let grace = Duration::from_millis(self.config.limits.component_grace_ms);
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.collect(&keep, grace)).await {
+            Ok(Ok(collected)) if !collected.removed.is_empty() => {
+                tracing::info!(
+                    removed = collected.removed.len(),
+                    freed = collected.freed,
+                    "collected components no agent uses"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("collecting unused components: {e}"),
+            Err(e) => tracing::warn!("collecting unused components: {e}"),
+        }
+    }
+
     async fn heartbeat(self: &Arc<Self>) {
         self.reload_credentials();
         // Refresh our own telemetry first.
@@ -1370,6 +1450,11 @@ impl Shared {
         }
         let shared = self.clone();
         let _ = tokio::task::spawn_blocking(move || shared.snapshot_all(false)).await;
+        self.expire_prepared();
+        let due = lock(&self.collected_at).elapsed() >= COLLECT_EVERY;
+        if due {
+            self.collect_components().await;
+        }
         // Off the heartbeat's path: a dead source must not delay it.
         let shared = self.clone();
         tokio::spawn(async move { shared.settle_pending().await });

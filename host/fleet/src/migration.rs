@@ -65,10 +65,6 @@ const SETTLE_AFTER: Duration = Duration::from_secs(2);
 pub const MAX_PREPARED_PER_SOURCE: usize = 16;
 /// Prepared migrations a host keeps in all.
 pub const MAX_PREPARED: usize = 64;
-/// How long a prepared migration waits for its state before it is dropped.
-/// Longer than a pre-copy may take ([`TRANSFER_STEP`]), so a slow but live
-/// migration is never dropped under its source.
-pub const PREPARE_EXPIRY: Duration = Duration::from_secs(180);
 
 /// `call`, bounded by `limit`.
 async fn step(
@@ -423,7 +419,7 @@ impl Shared {
                 t.epoch
             )));
         }
-        self.admit_prepare(identity, &name)?;
+        let _admitted = self.admit_prepare(identity, &name)?;
         if !self.store.has(&digest) {
             return Err(Error::NotFound(format!(
                 "component {digest} is not stored here"
@@ -684,19 +680,24 @@ impl Shared {
 
     /// Bounds on prepared migrations: at most [`MAX_PREPARED_PER_SOURCE`]
     /// from one source and [`MAX_PREPARED`] in all, and each one that has
-    /// not received its state within [`PREPARE_EXPIRY`] is dropped. A
-    /// second `Prepare` of an agent another host is migrating here is
-    /// refused; the same source may start over (its earlier attempt failed).
-    fn admit_prepare(&self, identity: &Identity, name: &str) -> Result<()> {
+    /// not received its state within `[limits] prepare_expiry_ms` (by
+    /// default 180 s, longer than a pre-copy may take, [`TRANSFER_STEP`])
+    /// is dropped. A second `Prepare` of an agent another host is migrating
+    /// here is refused; the same source may start over (its earlier attempt
+    /// failed).
+    ///
+    /// Prepares still instantiating count too: an admitted `Prepare` holds
+    /// its place (the returned guard) until it is prepared or fails, so
+    /// many at once cannot all pass the check before any is counted.
+    fn admit_prepare(&self, identity: &Identity, name: &AgentName) -> Result<Admitted<'_>> {
+        self.expire_prepared();
         let mut pending = lock(&self.pending);
-        let now = Instant::now();
-        pending.retain(|agent, p| {
-            let expired = !p.imported && now.duration_since(p.prepared_at) > PREPARE_EXPIRY;
-            if expired {
-                tracing::info!(agent = %agent, source = %p.source_host, "prepared migration expired");
-            }
-            !expired
-        });
+        let mut preparing = lock(&self.preparing);
+        if preparing.contains_key(name) {
+            return Err(Error::Conflict(format!(
+                "a migration of {name:?} is being prepared here already"
+            )));
+        }
         if let Some(p) = pending.get(name) {
             if p.source_host != identity.name {
                 return Err(Error::Conflict(format!(
@@ -709,27 +710,48 @@ impl Shared {
         }
         let from_source = pending
             .values()
-            .filter(|p| p.source_host == identity.name)
+            .map(|p| &p.source_host)
+            .chain(preparing.values())
+            .filter(|source| **source == identity.name)
             .count();
+        let prepared = pending.len() + preparing.len();
         if from_source >= MAX_PREPARED_PER_SOURCE {
             return Err(Error::Conflict(format!(
                 "{identity} has {from_source} migrations prepared here, the most one source may"
             )));
         }
-        if pending.len() >= MAX_PREPARED {
+        if prepared >= MAX_PREPARED {
             return Err(Error::Conflict(format!(
-                "{} migrations are prepared here, the most this host takes",
-                pending.len()
+                "{prepared} migrations are prepared here, the most this host takes"
             )));
         }
-        let hosted = lock(&self.agents).len() + pending.len();
+        let hosted = lock(&self.agents).len() + prepared;
         if hosted >= self.config.limits.max_agents as usize {
             return Err(Error::Conflict(format!(
                 "this host runs its maximum of {} agents, prepared migrations included",
                 self.config.limits.max_agents
             )));
         }
-        Ok(())
+        preparing.insert(name.clone(), identity.name.clone());
+        Ok(Admitted {
+            shared: self,
+            name: name.clone(),
+        })
+    }
+
+    /// Drops the prepared migrations whose state did not arrive within
+    /// `[limits] prepare_expiry_ms`; run with each heartbeat and before a
+    /// `Prepare` is admitted.
+    pub(crate) fn expire_prepared(&self) {
+        let expiry = Duration::from_millis(self.config.limits.prepare_expiry_ms);
+        let now = Instant::now();
+        lock(&self.pending).retain(|agent, p| {
+            let expired = !p.imported && now.duration_since(p.prepared_at) > expiry;
+            if expired {
+                tracing::info!(agent = %agent, source = %p.source_host, "prepared migration expired");
+            }
+            !expired
+        });
     }
 
     /// After a restart: settle migrations this host had prepared but not
@@ -782,6 +804,19 @@ impl Shared {
                 ),
             }
         }
+    }
+}
+
+/// An admitted `Prepare` still on its way to being prepared: counted by
+/// [`Shared::admit_prepare`] until dropped.
+struct Admitted<'a> {
+    shared: &'a Shared,
+    name: AgentName,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.preparing).remove(&self.name);
     }
 }
 

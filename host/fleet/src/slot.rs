@@ -19,9 +19,14 @@ use crate::{Error, Result};
 pub(crate) struct Waiting<'a>(&'a AtomicU64);
 
 impl<'a> Waiting<'a> {
-    pub(crate) fn new(counter: &'a AtomicU64) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Waiting(counter)
+    /// Counts one more waiting call, unless `limit` already wait.
+    pub(crate) fn within(counter: &'a AtomicU64, limit: u64) -> Option<Self> {
+        let before = counter.fetch_add(1, Ordering::Relaxed);
+        if before >= limit {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Waiting(counter))
     }
 }
 

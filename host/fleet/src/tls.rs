@@ -65,14 +65,19 @@ fn roots(creds: &Credentials) -> Result<Arc<RootCertStore>> {
 /// loopback moves a state blob in a sixth of the packets.
 const MTU_UPPER_BOUND: u16 = 8952;
 
-fn transport() -> Arc<TransportConfig> {
+/// Concurrent requests (bidirectional streams) a connection may carry
+/// when nothing else is configured; a host takes its own from `[limits]
+/// streams_per_connection`, of which this is the default.
+pub const STREAMS_PER_CONNECTION: u32 = 128;
+
+fn transport(streams: u32) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     let mut mtu = MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);
     t.mtu_discovery_config(Some(mtu));
     t.max_idle_timeout(Some(VarInt::from_u32(10_000).into()))
         .keep_alive_interval(Some(Duration::from_secs(3)))
-        .max_concurrent_bidi_streams(VarInt::from_u32(1024))
+        .max_concurrent_bidi_streams(VarInt::from_u32(streams))
         .max_concurrent_uni_streams(VarInt::from_u32(0));
     Arc::new(t)
 }
@@ -144,24 +149,28 @@ fn client_config_checking(
     crypto.resumption = rustls::client::Resumption::disabled();
     let quic = QuicClientConfig::try_from(crypto).map_err(|e| Error::Identity(e.to_string()))?;
     let mut config = ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport());
+    config.transport_config(transport(STREAMS_PER_CONNECTION));
     Ok(config)
 }
 
-fn quic_server(crypto: rustls::ServerConfig) -> Result<ServerConfig> {
+/// A QUIC server configuration serving at most `streams` concurrent
+/// requests per incoming connection.
+fn quic_server(crypto: rustls::ServerConfig, streams: u32) -> Result<ServerConfig> {
     let quic = QuicServerConfig::try_from(crypto).map_err(|e| Error::Identity(e.to_string()))?;
     let mut server = ServerConfig::with_crypto(Arc::new(quic));
-    server.transport_config(transport());
+    server.transport_config(transport(streams));
     Ok(server)
 }
 
-/// A host's QUIC server configuration: `creds`, and client certificates
-/// checked against `revocations` as well as the fleet CA.
+/// A host's QUIC server configuration: `creds`, client certificates
+/// checked against `revocations` as well as the fleet CA, and at most
+/// `streams` concurrent requests per connection.
 pub fn host_server_config(
     creds: &Credentials,
     revocations: &Arc<Revocations>,
+    streams: u32,
 ) -> Result<ServerConfig> {
-    quic_server(server_crypto_checking(creds, Some(revocations))?)
+    quic_server(server_crypto_checking(creds, Some(revocations))?, streams)
 }
 
 /// A host's QUIC client configuration for dialling peers: `creds`, and
@@ -176,7 +185,7 @@ pub fn host_client_config(
 /// Binds a QUIC endpoint on `addr`: a server too when `serve` is true.
 pub fn endpoint(creds: &Credentials, addr: SocketAddr, serve: bool) -> Result<Endpoint> {
     let server = if serve {
-        Some(quic_server(server_crypto(creds)?)?)
+        Some(quic_server(server_crypto(creds)?, STREAMS_PER_CONNECTION)?)
     } else {
         None
     };
