@@ -31,8 +31,10 @@ use support::*;
 /// allocations would count as theirs.
 static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// How long an ordinary client's call may take while a peer attacks.
-const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// How long an ordinary client's call may take while a peer attacks: far
+/// above what it takes (a few ms; the worst seen is about 0.6 s, debug
+/// build), so that a machine busy with other work does not fail it.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// One host, `alpha`, with `limits`, the memory agent deployed as `mem`
 /// with one note, and an operator connected: the host, the operator's
@@ -451,7 +453,9 @@ async fn a_restarted_host_collects_unused_components_and_keeps_those_its_agents_
 async fn prepares_beyond_the_per_source_and_total_limits_are_refused_and_expire() {
     let _shared = MEMORY.read().await;
     let dir = tempfile::tempdir().unwrap();
-    let expiry = Duration::from_millis(1500);
+    // Long enough that no prepare expires while the limits are filled on a
+    // busy machine (64 instantiations in a debug build), short enough to wait for.
+    let expiry = Duration::from_secs(8);
     let (host, operator, digest) = host_with(dir.path(), |l| {
         l.max_agents = 200;
         l.prepare_expiry_ms = expiry.as_millis() as u64;
