@@ -70,6 +70,13 @@ const MTU_UPPER_BOUND: u16 = 8952;
 /// streams_per_connection`, of which this is the default.
 pub const STREAMS_PER_CONNECTION: u32 = 128;
 
+/// Bytes a peer may have in flight over all the streams of one connection
+/// before it must wait for the host to read them. Each stream's own window
+/// (quinn's default, about 1.2 MiB) is smaller, so a single transfer runs
+/// as fast as before; this caps what many streams that keep sending can
+/// make the host buffer.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 8 << 20;
+
 fn transport(streams: u32) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     let mut mtu = MtuDiscoveryConfig::default();
@@ -78,6 +85,7 @@ fn transport(streams: u32) -> Arc<TransportConfig> {
     t.max_idle_timeout(Some(VarInt::from_u32(10_000).into()))
         .keep_alive_interval(Some(Duration::from_secs(3)))
         .max_concurrent_bidi_streams(VarInt::from_u32(streams))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
         .max_concurrent_uni_streams(VarInt::from_u32(0));
     Arc::new(t)
 }
