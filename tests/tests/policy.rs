@@ -15,7 +15,7 @@ use edgehost_placement::{
     Alm, Alp, Instance, MigrationContext, Plan, Policy, Scenario, ScenarioConfig,
 };
 use edgehost_runtime::{
-    Error, PluginFault, PolicyComponent, PolicyLimits, PolicyRuntime, PolicyRuntimeBuilder,
+    Error, Fault, PluginFault, PolicyComponent, PolicyLimits, PolicyRuntime, PolicyRuntimeBuilder,
     PolicySlot, plugin_policy,
 };
 use edgehost_tests::{
@@ -336,7 +336,7 @@ fn hostile_faults_are_precise_errors_and_traps_poison_only_that_instance() {
         matches!(
             err,
             Error::Plugin {
-                fault: PluginFault::Deadline { timeout_ms: 200 },
+                fault: PluginFault::Sandbox(Fault::Deadline { timeout_ms: 200 }),
                 ..
             }
         ),
@@ -345,7 +345,7 @@ fn hostile_faults_are_precise_errors_and_traps_poison_only_that_instance() {
     // After a trap the instance is unusable, and says why.
     let err = plugin.score(&hostile_instance("honest")).unwrap_err();
     assert!(
-        matches!(&err, Error::Plugin { fault: PluginFault::Poisoned(why), .. } if why.contains("deadline")),
+        matches!(&err, Error::Plugin { fault: PluginFault::Sandbox(Fault::Poisoned(why)), .. } if why.contains("deadline")),
         "{err}"
     );
     // A fresh instance of the same component is fine.
@@ -360,7 +360,7 @@ fn hostile_faults_are_precise_errors_and_traps_poison_only_that_instance() {
 
     let err = plugin_fault(&hostile, "oom");
     assert!(
-        matches!(err, PluginFault::MemoryLimit { cap_mib: 64, requested_mib } if requested_mib > 64),
+        matches!(err, PluginFault::Sandbox(Fault::MemoryLimit { cap_mib: 64, requested_mib }) if requested_mib > 64),
         "{err}"
     );
 }

@@ -51,6 +51,7 @@ pub use policy::{
     PolicyRuntimeBuilder, PolicySlot, WasmCostModel, WasmHeuristic, plugin_policy,
 };
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use sandbox::Fault;
 pub use services::{
     Completion, HostError, Llm, LocalRouter, Message, NoLlm, NoRoutes, Router, Services,
 };

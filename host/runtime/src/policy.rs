@@ -77,22 +77,9 @@ impl Default for PolicyLimits {
 /// Why a policy call failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PluginFault {
-    /// The call ran past its deadline and was interrupted.
-    Deadline {
-        /// The deadline, ms.
-        timeout_ms: u64,
-    },
-    /// The plugin tried to grow its memory past its cap.
-    MemoryLimit {
-        /// The cap, MiB.
-        cap_mib: usize,
-        /// What it asked for, MiB.
-        requested_mib: usize,
-    },
-    /// The plugin recursed past the stack limit.
-    StackOverflow,
-    /// The plugin trapped (a panic, an unreachable, a bad memory access).
-    Trap(String),
+    /// The sandbox stopped the call (deadline, memory cap, stack, trap),
+    /// or an earlier such stop left the instance unusable.
+    Sandbox(Fault),
     /// The plugin answered with a `policy-error`.
     Refused(String),
     /// The answer has the wrong number of values.
@@ -120,25 +107,12 @@ pub enum PluginFault {
     },
     /// The plugin's component could not be instantiated.
     Instantiate(String),
-    /// An earlier trap left this instance unusable.
-    Poisoned(String),
 }
 
 impl std::fmt::Display for PluginFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PluginFault::Deadline { timeout_ms } => {
-                write!(f, "ran past its {timeout_ms} ms deadline and was stopped")
-            }
-            PluginFault::MemoryLimit {
-                cap_mib,
-                requested_mib,
-            } => write!(
-                f,
-                "tried to grow its memory to {requested_mib} MiB, above its {cap_mib} MiB cap"
-            ),
-            PluginFault::StackOverflow => write!(f, "exhausted its stack"),
-            PluginFault::Trap(m) => write!(f, "trapped: {m}"),
+            PluginFault::Sandbox(fault) => fault.fmt(f),
             PluginFault::Refused(m) => write!(f, "refused the call: {m}"),
             PluginFault::WrongLength {
                 what,
@@ -152,28 +126,13 @@ impl std::fmt::Display for PluginFault {
                 write!(f, "returned {value} for {what}, which may not be negative")
             }
             PluginFault::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
-            PluginFault::Poisoned(m) => {
-                write!(f, "is unusable after an earlier failure ({m})")
-            }
         }
     }
 }
 
 impl From<Fault> for PluginFault {
     fn from(fault: Fault) -> Self {
-        match fault {
-            Fault::Deadline { timeout_ms } => PluginFault::Deadline { timeout_ms },
-            Fault::MemoryLimit {
-                cap_mib,
-                requested_mib,
-            } => PluginFault::MemoryLimit {
-                cap_mib,
-                requested_mib,
-            },
-            Fault::StackOverflow => PluginFault::StackOverflow,
-            Fault::Trap(m) => PluginFault::Trap(m),
-            Fault::Poisoned(m) => PluginFault::Poisoned(m),
-        }
+        PluginFault::Sandbox(fault)
     }
 }
 
@@ -181,13 +140,7 @@ impl PluginFault {
     /// Whether the fault leaves the instance's memory in an unknown state
     /// (a trap or a broken limit), so the instance must not be used again.
     fn poisons(&self) -> bool {
-        matches!(
-            self,
-            PluginFault::Deadline { .. }
-                | PluginFault::MemoryLimit { .. }
-                | PluginFault::StackOverflow
-                | PluginFault::Trap(_)
-        )
+        matches!(self, PluginFault::Sandbox(fault) if !matches!(fault, Fault::Poisoned(_)))
     }
 }
 

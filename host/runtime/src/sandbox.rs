@@ -195,7 +195,7 @@ impl<T: Send + 'static> WasiView for SandboxData<T> {
 /// component model gives no guarantee about an instance's memory after a
 /// trap.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Fault {
+pub enum Fault {
     /// The call ran past its deadline and was interrupted.
     Deadline {
         /// The deadline, ms.
