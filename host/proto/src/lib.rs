@@ -25,6 +25,8 @@ pub mod delta;
 mod descriptor;
 mod digest;
 pub mod disk;
+#[doc(hidden)]
+pub mod fuzzing;
 mod message;
 mod name;
 
