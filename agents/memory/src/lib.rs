@@ -18,10 +18,12 @@
 
 use edgehost_agent::{
     Agent, AgentError, Config, Descriptor, HostError, Level, Message, Request, ResourceDemand,
+    state,
 };
 use serde::{Deserialize, Serialize};
 
-/// The state blob starts with this tag and a format version.
+/// The state blob starts with this tag and a format version
+/// ([`edgehost_agent::state`]).
 const STATE_MAGIC: &[u8; 8] = b"EHMEMv1\0";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -92,24 +94,11 @@ impl Agent for MemoryAgent {
     }
 
     fn export_state(&self) -> Result<Vec<u8>, AgentError> {
-        let mut blob = STATE_MAGIC.to_vec();
-        postcard::to_io(&self.memory, &mut blob)
-            .map_err(|e| AgentError::Internal(format!("encoding memory: {e}")))?;
-        Ok(blob)
+        Ok(state::encode(STATE_MAGIC, &self.memory)?)
     }
 
-    fn import_state(&mut self, state: &[u8]) -> Result<(), AgentError> {
-        let body = state.strip_prefix(STATE_MAGIC.as_slice()).ok_or_else(|| {
-            AgentError::InvalidState("not a memory-agent state blob (bad header)".to_owned())
-        })?;
-        let (memory, rest): (Memory, &[u8]) = postcard::take_from_bytes(body)
-            .map_err(|e| AgentError::InvalidState(format!("corrupt memory blob: {e}")))?;
-        if !rest.is_empty() {
-            return Err(AgentError::InvalidState(format!(
-                "{} trailing bytes after the memory",
-                rest.len()
-            )));
-        }
+    fn import_state(&mut self, blob: &[u8]) -> Result<(), AgentError> {
+        let memory: Memory = state::decode(STATE_MAGIC, blob)?;
         // Decoded in full before anything changes: a bad blob leaves the
         // current memory untouched.
         self.memory = memory;

@@ -29,12 +29,18 @@
 //! The one rule the host relies on: `import_state` must either accept the
 //! whole blob or return [`AgentError::InvalidState`] and change nothing.
 //!
-//! This crate does not do serialisation for you; use any format, but put a
-//! version tag in it so a future version of your agent can read old blobs.
+//! [`state`] encodes a state blob with a tag naming the agent and its
+//! format version in front, and decodes one whole or not at all; use it or
+//! any format of your own, but put a version tag in it so a future version
+//! of your agent can read old blobs.
+
+pub mod state;
 
 // The generated bindings name this crate by its path, as agent crates do.
+#[cfg(feature = "guest")]
 extern crate self as edgehost_agent;
 
+#[cfg(feature = "guest")]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -47,20 +53,26 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "guest")]
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+#[cfg(feature = "guest")]
 use std::cell::RefCell;
+#[cfg(feature = "guest")]
 use std::thread::LocalKey;
 
+#[cfg(feature = "guest")]
 pub use bindings::edgehost::agent::types::{
     AgentError, CompletionRequest, Descriptor, HostError, Level, Message, Request, ResourceDemand,
 };
 
+#[cfg(feature = "guest")]
 /// An agent's configuration: the `K=V` pairs given at deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config(Vec<(String, String)>);
 
+#[cfg(feature = "guest")]
 impl Config {
     /// The value of `key`, if it was given (the last one wins).
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -88,12 +100,14 @@ impl Config {
     }
 }
 
+#[cfg(feature = "guest")]
 impl From<Vec<(String, String)>> for Config {
     fn from(pairs: Vec<(String, String)>) -> Self {
         Config(pairs)
     }
 }
 
+#[cfg(feature = "guest")]
 /// What an edgehost agent implements.
 pub trait Agent: Sized + 'static {
     /// The agent's kind, version, resource demands and dependencies. Must not
@@ -114,11 +128,13 @@ pub trait Agent: Sized + 'static {
     fn import_state(&mut self, state: &[u8]) -> Result<(), AgentError>;
 }
 
+#[cfg(feature = "guest")]
 /// Writes a line to the host's log.
 pub fn log(level: Level, message: &str) {
     bindings::edgehost::agent::host::log(level, message);
 }
 
+#[cfg(feature = "guest")]
 /// Asks the host's LLM for a completion of `messages`.
 pub fn complete(messages: Vec<Message>, max_tokens: Option<u32>) -> Result<String, HostError> {
     bindings::edgehost::agent::host::complete(&CompletionRequest {
@@ -128,17 +144,20 @@ pub fn complete(messages: Vec<Message>, max_tokens: Option<u32>) -> Result<Strin
     })
 }
 
+#[cfg(feature = "guest")]
 /// Calls the agent named `agent` (one of the dependencies declared in
 /// `describe`) with `body`, wherever in the fleet it runs.
 pub fn call(agent: &str, body: Vec<u8>) -> Result<Vec<u8>, HostError> {
     bindings::edgehost::agent::host::call(agent, &Request { body, caller: None })
 }
 
+#[cfg(feature = "guest")]
 /// Nanoseconds on the host's monotonic clock.
 pub fn now_ns() -> u64 {
     bindings::edgehost::agent::host::monotonic_now()
 }
 
+#[cfg(feature = "guest")]
 /// Runs `f` on the live agent kept in `cell`. Used by [`export_agent!`].
 #[doc(hidden)]
 pub fn __with_agent<T, R>(
@@ -153,6 +172,7 @@ pub fn __with_agent<T, R>(
     })
 }
 
+#[cfg(feature = "guest")]
 /// Exports `$ty` (a type implementing [`Agent`]) as this component's agent.
 /// Call it once, at the top level of the agent crate.
 #[macro_export]
@@ -198,7 +218,23 @@ macro_rules! export_agent {
     };
 }
 
-#[cfg(test)]
+/// A state blob that does not decode is the agent's `invalid-state`; one
+/// that cannot be encoded is an internal error.
+#[cfg(feature = "guest")]
+impl From<state::StateError> for AgentError {
+    fn from(e: state::StateError) -> Self {
+        let mut message = e.to_string();
+        if let Some(source) = std::error::Error::source(&e) {
+            message = format!("{message}: {source}");
+        }
+        match e {
+            state::StateError::Encode(_) => AgentError::Internal(message),
+            _ => AgentError::InvalidState(message),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "guest"))]
 mod tests {
     use super::*;
 

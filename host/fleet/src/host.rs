@@ -135,7 +135,7 @@ impl Host {
     /// Loads the certificates, binds the QUIC endpoint and prepares the
     /// runtime. Fails with a one-line reason for a bad configuration.
     pub async fn start(config: HostConfig) -> Result<Host> {
-        config.validate()?;
+        crate::config::validate(&config)?;
         let creds = Credentials::load(&config.ca, &config.cert, &config.key)?;
         if creds.identity.role != Role::Host {
             return Err(Error::Identity(format!(
@@ -1129,7 +1129,7 @@ impl Shared {
                         return self
                             .forward(
                                 &name,
-                                (&t.host, t.socket()?),
+                                (&t.host, crate::persist::tombstone_socket(&t)?),
                                 body.take().unwrap_or_default(),
                                 caller,
                                 hops,
@@ -1145,7 +1145,13 @@ impl Shared {
             // an agent it handed off went.
             if hops < MAX_HOPS {
                 return self
-                    .forward(&name, (&t.host, t.socket()?), body, caller, hops)
+                    .forward(
+                        &name,
+                        (&t.host, crate::persist::tombstone_socket(&t)?),
+                        body,
+                        caller,
+                        hops,
+                    )
                     .await;
             }
         }

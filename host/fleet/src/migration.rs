@@ -137,7 +137,7 @@ impl Shared {
     ) -> Result<Response> {
         let moved = lock(&self.moved).get(&name).cloned();
         let mut owner = match moved {
-            Some(t) => Some((t.host.clone(), t.socket()?)),
+            Some(t) => Some((t.host.clone(), crate::persist::tombstone_socket(&t)?)),
             None => None,
         };
         if owner.is_none() {

@@ -10,73 +10,20 @@
 
 use std::path::{Path, PathBuf};
 
-use edgehost_proto::{AgentName, HostName};
+pub use edgehost_proto::disk::{AgentRecord, Standing, Tombstone};
+use edgehost_proto::disk::{decode_record, encode_record};
 use edgehost_runtime::Digest;
-use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Whether a recorded agent serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Standing {
-    /// This host owns and serves it.
-    Active,
-    /// A migration from `source` prepared it here and sent its state; it
-    /// serves only once the source commits.
-    Prepared {
-        /// The source host's address.
-        source: String,
-    },
-    /// A migration from the host named `host`, at `addr`, prepared it here
-    /// and sent its state; it serves only once that host commits. (Records
-    /// written before the source's name was kept are [`Standing::Prepared`].)
-    PreparedFrom {
-        /// The source host's name, from its certificate.
-        host: HostName,
-        /// The source host's address.
-        addr: String,
-    },
-}
-
-/// One agent as recorded on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentRecord {
-    /// Its name.
-    pub name: AgentName,
-    /// Its component.
-    pub digest: Digest,
-    /// Its configuration for `init`.
-    pub config: Vec<(String, String)>,
-    /// Its ownership epoch: raised by every migration; a host holding a
-    /// lower one may not serve it.
-    pub epoch: u64,
-    /// Serving, or waiting for a commit.
-    pub standing: Standing,
-}
-
-/// A record that an agent left this host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tombstone {
-    /// The agent.
-    pub name: AgentName,
-    /// The epoch it has at its new owner.
-    pub epoch: u64,
-    /// The new owner's name.
-    pub host: HostName,
-    /// The new owner's address.
-    pub addr: String,
-}
-
-impl Tombstone {
-    /// The new owner's address, parsed.
-    pub fn socket(&self) -> Result<std::net::SocketAddr> {
-        self.addr.parse().map_err(|_| {
-            Error::Internal(format!(
-                "the recorded address {:?} of {} is not a socket address",
-                self.addr, self.host
-            ))
-        })
-    }
+/// The new owner's address of a tombstone, parsed.
+pub fn tombstone_socket(tombstone: &Tombstone) -> Result<std::net::SocketAddr> {
+    tombstone.addr.parse().map_err(|_| {
+        Error::Internal(format!(
+            "the recorded address {:?} of {} is not a socket address",
+            tombstone.addr, tombstone.host
+        ))
+    })
 }
 
 /// The agents directory of a host.
@@ -129,7 +76,7 @@ impl AgentStore {
 
     /// Writes an agent's record (and clears any tombstone of the same name).
     pub fn put_record(&self, record: &AgentRecord) -> Result<()> {
-        let bytes = postcard::to_stdvec(record).map_err(|e| Error::Internal(e.to_string()))?;
+        let bytes = encode_record(record)?;
         write_atomically(&self.path(&record.name, RECORD)?, &bytes)?;
         remove(&self.path(&record.name, TOMBSTONE)?)
     }
@@ -188,7 +135,7 @@ impl AgentStore {
     /// disk: this is a migration's commit point, kept as short as one small
     /// fsynced file.
     pub fn put_tombstone(&self, tombstone: &Tombstone) -> Result<()> {
-        let bytes = postcard::to_stdvec(tombstone).map_err(|e| Error::Internal(e.to_string()))?;
+        let bytes = encode_record(tombstone)?;
         write_atomically(&self.path(&tombstone.name, TOMBSTONE)?, &bytes)
     }
 
@@ -218,13 +165,13 @@ impl AgentStore {
                 continue;
             };
             match kind {
-                RECORD => match postcard::from_bytes::<AgentRecord>(&bytes) {
+                RECORD => match decode_record::<AgentRecord>(&bytes) {
                     Ok(r) => records.push(r),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), "skipping unreadable agent record: {e}")
                     }
                 },
-                _ => match postcard::from_bytes::<Tombstone>(&bytes) {
+                _ => match decode_record::<Tombstone>(&bytes) {
                     Ok(t) => tombstones.push(t),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), "skipping unreadable tombstone: {e}")

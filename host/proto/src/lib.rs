@@ -9,6 +9,9 @@
 //! socket addresses parsed rather than strings, and numbers that are finite
 //! and in range, checked at decode ([`Checked`]). The authorization table
 //! ([`RequestKind::allowed`]) says which [`Role`] may send each request.
+//! Two more decoders of bytes from outside live here for the same reason:
+//! a host's records and state log on disk ([`disk`]) and the hosts' and
+//! clients' configuration files ([`config`]).
 //!
 //! Like quinn-proto, it does no I/O and depends on no async runtime and no
 //! WebAssembly engine: the fleet's daemon moves frames between QUIC streams
@@ -17,9 +20,13 @@
 
 pub mod authz;
 mod check;
+pub mod config;
 pub mod delta;
 mod descriptor;
 mod digest;
+pub mod disk;
+#[doc(hidden)]
+pub mod fuzzing;
 mod message;
 mod name;
 
@@ -69,6 +76,9 @@ pub enum Error {
     /// configuration entries).
     #[error("{0}")]
     Invalid(String),
+    /// A configuration file does not parse, or breaks a rule of its own.
+    #[error("{0}")]
+    Config(String),
     /// A state delta does not fit the state it claims to rebuild.
     #[error("{0}")]
     Delta(String),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use edgehost_fleet::config::FromFile;
 use edgehost_fleet::protocol::{HostName, PeerView, Request, Response};
 use edgehost_fleet::{Client, ClientConfig, Credentials};
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use edgehost_fleet::HostConfig;
+use edgehost_fleet::config::FromFile;
 use edgehost_fleet::identity::{
     Role, Validity, init_fleet, issue_for, read_identity, reissue_into,
 };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use edgehost_fleet::config::{HostLimits, Labels, LlmSettings};
+use edgehost_fleet::config::{FromFile, HostLimits, Labels, LlmSettings};
 use edgehost_fleet::{Host, HostConfig};
 
 /// Run this machine's host: join the fleet, run agents, route calls.

@@ -10,53 +10,26 @@
 //! cut short or does not check, which can only be the last append, torn by
 //! a crash before it was acknowledged.
 //!
-//! ```text
-//! log    = MAGIC snapshot-sha256[32] record*
-//! record = len:u32 (big-endian) sha256(payload)[32] payload[len]
-//! payload = postcard(Entry { len, blocks })
-//! ```
+//! The layout and its decoding are [`edgehost_proto::disk`]'s; this module
+//! reads and writes the files.
 
 use std::io::Write;
 use std::path::Path;
 
+use edgehost_proto::disk;
 use edgehost_runtime::Digest;
-use serde::{Deserialize, Serialize};
 
-use crate::delta::{self, Block};
 use crate::{Error, Result};
-
-const MAGIC: &[u8; 8] = b"ehlog\x00\x00\x01";
-const HEADER: usize = MAGIC.len() + 32;
-
-/// One appended change: the new state's length and the blocks that differ
-/// from the state before it.
-#[derive(Serialize, Deserialize)]
-struct Entry {
-    len: u64,
-    blocks: Vec<Block>,
-}
 
 /// Starts a fresh log extending the snapshot whose bytes hash to `snapshot`.
 pub(crate) fn create(path: &Path, snapshot: &Digest) -> Result<()> {
-    let mut header = MAGIC.to_vec();
-    header.extend_from_slice(snapshot.as_bytes());
-    super::write_atomically(path, &header)
+    super::write_atomically(path, &disk::log_header(snapshot))
 }
 
 /// Appends the change from `before` to `after` and syncs it. Returns the
 /// log's length afterwards.
 pub(crate) fn append(path: &Path, before: &[u8], after: &[u8]) -> Result<u64> {
-    let entry = Entry {
-        len: after.len() as u64,
-        blocks: delta::diff(before, after),
-    };
-    let payload = postcard::to_stdvec(&entry).map_err(|e| Error::Internal(e.to_string()))?;
-    let len = u32::try_from(payload.len())
-        .map_err(|_| Error::Internal("a state change over 4 GiB".into()))?;
-    let mut record = Vec::with_capacity(36 + payload.len());
-    record.extend_from_slice(&len.to_be_bytes());
-    record.extend_from_slice(Digest::of(&payload).as_bytes());
-    record.extend_from_slice(&payload);
+    let record = disk::log_record(before, after)?;
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(path)
@@ -77,36 +50,9 @@ pub(crate) fn replay(path: &Path, snapshot: Vec<u8>, max: usize) -> Result<Vec<u
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(snapshot),
         Err(e) => return Err(Error::io(path, e)),
     };
-    if bytes.len() < HEADER
-        || &bytes[..MAGIC.len()] != MAGIC
-        || &bytes[MAGIC.len()..HEADER] != Digest::of(&snapshot).as_bytes()
-    {
-        // Made for an older snapshot (or never finished): everything in it
-        // is in the snapshot already.
-        return Ok(snapshot);
-    }
-    let mut state = snapshot;
-    let mut rest = &bytes[HEADER..];
-    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-        let len = u32::from_be_bytes(*len) as usize;
-        let Some((sum, tail)) = tail.split_first_chunk::<32>() else {
-            break;
-        };
-        if tail.len() < len {
-            break;
-        }
-        let (payload, tail) = tail.split_at(len);
-        if Digest::of(payload).as_bytes() != sum {
-            break;
-        }
-        let Ok(entry) = postcard::from_bytes::<Entry>(payload) else {
-            break;
-        };
-        state = delta::apply(state, entry.len, &entry.blocks, max)?;
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        tracing::info!(path = %path.display(), bytes = rest.len(), "ignoring a torn last append of a state log");
+    let (state, torn) = disk::replay_log(&bytes, snapshot, max)?;
+    if torn > 0 {
+        tracing::info!(path = %path.display(), bytes = torn, "ignoring a torn last append of a state log");
     }
     Ok(state)
 }

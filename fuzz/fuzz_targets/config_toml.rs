@@ -1,0 +1,3 @@
+//! libFuzzer entry point; the body is `edgehost_proto::fuzzing::config_toml`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| edgehost_proto::fuzzing::config_toml(data));
