@@ -2,8 +2,9 @@
 //!
 //! Every file of `fuzz/corpus/sdk_state/` goes through the function the fuzz
 //! target calls ([`edgehost_agent::state::fuzz_decode`]). The seeds are real
-//! memory-agent blobs, written by `cargo test -p edgehost-agent --test
-//! corpus -- --ignored write_seeds`.
+//! memory-agent blobs, made and checked by `write_seeds`, and written into
+//! the corpus with `EDGEHOST_WRITE_SEEDS=1 cargo test -p edgehost-agent
+//! --test corpus write_seeds`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,7 +30,6 @@ fn the_sdk_state_corpus_decodes_without_a_failure() {
 }
 
 #[test]
-#[ignore = "writes the seed corpus into fuzz/corpus/sdk_state"]
 fn write_seeds() {
     /// The memory agent's state, field for field.
     #[derive(serde::Serialize)]
@@ -39,10 +39,19 @@ fn write_seeds() {
     }
     const MAGIC: &[u8; 8] = b"EHMEMv1\0";
     let dir = corpus();
-    std::fs::create_dir_all(&dir).unwrap();
     let write = |name: &str, memory: &Memory| {
         let blob = state::encode(MAGIC, memory).unwrap();
-        std::fs::write(dir.join(format!("seed-{name}")), blob).unwrap();
+        // Each seed decodes, as the harness checks; with EDGEHOST_WRITE_SEEDS
+        // it is also written into the committed corpus.
+        state::fuzz_decode(&blob);
+        assert!(
+            state::decode::<(Vec<String>, Vec<(String, String)>)>(MAGIC, &blob).is_ok(),
+            "seed {name}"
+        );
+        if std::env::var_os("EDGEHOST_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("seed-{name}")), blob).unwrap();
+        }
     };
     write(
         "empty",

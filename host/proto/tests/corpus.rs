@@ -4,8 +4,9 @@
 //! and every input that once crashed a target; each goes through the same
 //! function its fuzz target calls ([`edgehost_proto::fuzzing`]), so a decoder
 //! that regresses fails `cargo test` without a fuzzer. The seeds are real
-//! encodings, written by `cargo test -p edgehost-proto --test corpus --
-//! --ignored write_seeds`.
+//! encodings, made and run through their harnesses by `write_seeds`, and
+//! written into the corpora with `EDGEHOST_WRITE_SEEDS=1 cargo test -p
+//! edgehost-proto --test corpus write_seeds`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -59,10 +60,22 @@ fn the_config_toml_corpus_parses_without_a_failure() {
     run("config_toml", fuzzing::config_toml);
 }
 
+/// Runs a seed through its target's harness, and writes it into the
+/// committed corpus when `EDGEHOST_WRITE_SEEDS` is set.
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = corpus(target);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    let harness: fn(&[u8]) = match target {
+        "frames" => fuzzing::frames,
+        "delta" => fuzzing::delta,
+        "disk_record" => fuzzing::disk_record,
+        "config_toml" => fuzzing::config_toml,
+        other => panic!("no fuzz target {other}"),
+    };
+    harness(bytes);
+    if std::env::var_os("EDGEHOST_WRITE_SEEDS").is_some() {
+        let dir = corpus(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    }
 }
 
 fn agent(s: &str) -> AgentName {
@@ -156,7 +169,6 @@ fn states() -> (Vec<u8>, Vec<u8>) {
 }
 
 #[test]
-#[ignore = "writes the seed corpora into fuzz/corpus"]
 fn write_seeds() {
     let (base, new) = states();
     let blocks = delta::diff(&base, &new);
