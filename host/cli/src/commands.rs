@@ -12,6 +12,7 @@ mod fleet;
 mod inspect;
 mod invoke;
 mod migrate;
+mod model;
 mod policy;
 mod policy_set;
 mod ps;
@@ -27,6 +28,7 @@ pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
 pub use invoke::{InvokeCommand, ReleaseCommand};
 pub use migrate::MigrateCommand;
+pub use model::ModelCommand;
 pub use policy::PolicyCommand;
 pub use ps::PsCommand;
 pub use push::PushCommand;
@@ -68,6 +70,9 @@ pub enum Command {
     Client(ClientCommand),
     /// Show the migration decisions ALM made, with their reasons.
     Events(EventsCommand),
+    /// Show what each host measured about itself and its links: the
+    /// figures the cost model prices with, and which are still defaults.
+    Model(ModelCommand),
     /// Start a fleet of N hosts on this machine, for demos and tests.
     Up(UpCommand),
     /// Work with policy plugins: `policy check FILE` runs the conformance
@@ -92,6 +97,7 @@ impl Command {
             Command::Migrate(c) => c.execute(),
             Command::Client(c) => c.execute(),
             Command::Events(c) => c.execute(),
+            Command::Model(c) => c.execute(),
             Command::Up(c) => c.execute(),
             Command::Policy(c) => c.execute(),
         }

@@ -87,6 +87,7 @@ impl Shared {
                         .get(name)
                         .and_then(|h| hosts.iter().position(|r| &r.name == h))
                         .unwrap_or(0),
+                    processing_s: self.calibration.processing(name).map(|e| e.mean_ms / 1e3),
                 })
                 .collect()
         };
@@ -103,6 +104,7 @@ impl Shared {
                 descriptor: r.descriptor.clone(),
                 state_bytes: r.state_bytes,
                 user: r.user,
+                processing_s: r.processing_s,
             })
             .collect();
         let plan = tokio::task::spawn_blocking(move || {

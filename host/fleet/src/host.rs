@@ -18,6 +18,7 @@ use edgehost_telemetry::{Sampler, ServerStatus};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::watch;
 
+use crate::calibration::{Calibration, Operation};
 use crate::client::{call, connect_with};
 use crate::config::HostConfig;
 use crate::durable::Durability;
@@ -110,6 +111,8 @@ pub(crate) struct Shared {
     pub(crate) recorded: Mutex<HashSet<Digest>>,
     /// When the component store was last swept.
     pub(crate) collected_at: Mutex<Instant>,
+    /// What this host measured about its own operations and its links.
+    pub(crate) calibration: Arc<Calibration>,
 }
 
 /// Modification times of a host's certificate and key files.
@@ -196,6 +199,8 @@ impl Host {
             PolicyRuntimeBuilder::new(config.data_dir.join("policy-cache")).build()?;
         // The HTTP clients block; they are built (and used) off the async threads.
         let llm_settings = config.llm.clone();
+        let calibration = Arc::new(Calibration::default());
+        let llm_calibration = calibration.clone();
         let (llm, refiner) = tokio::task::spawn_blocking(move || -> Result<_> {
             let Some(settings) = llm_settings else {
                 return Ok((None, None));
@@ -207,7 +212,13 @@ impl Host {
                 ChatClient::new(advisor.clone()).map_err(|e| Error::Config(format!("llm: {e}")))?;
             let refiner =
                 LlmRefiner::new(advisor).map_err(|e| Error::Config(format!("llm: {e}")))?;
-            Ok((Some(Arc::new(HostLlm { chat })), Some(Arc::new(refiner))))
+            Ok((
+                Some(Arc::new(HostLlm {
+                    chat,
+                    calibration: llm_calibration,
+                })),
+                Some(Arc::new(refiner)),
+            ))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
@@ -249,6 +260,7 @@ impl Host {
             policy_digests: Mutex::new(Vec::new()),
             recorded: Mutex::new(HashSet::new()),
             collected_at: Mutex::new(Instant::now()),
+            calibration,
         });
         // Bring back what this host owned before a restart.
         let (records, tombstones) = shared.agent_store.load()?;
@@ -644,6 +656,13 @@ impl Shared {
                     Gate::Held | Gate::Moved(_) => "held",
                 }
                 .to_owned(),
+                processing: self.calibration.processing(name),
+            })
+            .collect();
+        let rtts: Vec<(HostName, f64)> = lock(&self.connections)
+            .values()
+            .map(|(connection, identity)| {
+                (identity.name.clone(), connection.rtt().as_secs_f64() * 1e3)
             })
             .collect();
         HostReport {
@@ -661,6 +680,7 @@ impl Shared {
             compiling: lock(&self.compiling).iter().copied().collect(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             policy: lock(&self.policy_name).clone(),
+            model: Box::new(self.calibration.model(&rtts)),
         }
     }
 
@@ -842,8 +862,13 @@ impl Shared {
             .and_then(|bytes| Ok(self.runtime.load(&bytes)?));
         lock(&self.compiling).remove(digest);
         let component = result?;
+        let size = component.info().size as f64;
+        let ms = component.load_time().as_secs_f64() * 1e3;
         if component.cache_outcome() == edgehost_runtime::CacheOutcome::Miss {
             self.metrics.compiles.fetch_add(1, Ordering::Relaxed);
+            self.calibration.record(Operation::Compile, size, ms);
+        } else {
+            self.calibration.record(Operation::CacheLoad, size, ms);
         }
         Ok(component)
     }
@@ -866,10 +891,22 @@ impl Shared {
         if let Some(llm) = &self.llm {
             services.llm = llm.clone();
         }
+        let started = Instant::now();
         let mut instance = self.runtime.instantiate(component, name, services)?;
         instance.init(config)?;
+        self.calibration.record(
+            Operation::Start,
+            component.info().size as f64,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
         if let Some(state) = state {
+            let started = Instant::now();
             instance.import_state(state)?;
+            self.calibration.record(
+                Operation::Import,
+                state.len() as f64,
+                started.elapsed().as_secs_f64() * 1e3,
+            );
         }
         Ok(instance)
     }
@@ -931,6 +968,7 @@ impl Shared {
             held_calls: AtomicU64::new(0),
             holding: AtomicU64::new(0),
             gate: watch::Sender::new(Gate::Open),
+            calibration: self.calibration.clone(),
         });
         lock(&self.agents).insert(name.clone(), slot);
     }
@@ -987,6 +1025,7 @@ impl Shared {
         match lock(&self.agents).remove(name) {
             Some(_) => {
                 self.agent_store.forget(name)?;
+                self.calibration.forget_agent(name);
                 tracing::info!(agent = %name, "released");
                 Ok(Response::Released)
             }
@@ -1591,7 +1630,12 @@ impl Router for FleetRouter {
 /// The host's LLM, offered to agents through `host.complete`.
 pub(crate) struct HostLlm {
     chat: ChatClient,
+    calibration: Arc<Calibration>,
 }
+
+/// Bytes per token, roughly, in the English text LLMs answer with: replies
+/// are sized in tokens without a tokenizer at hand.
+const BYTES_PER_TOKEN: f64 = 4.0;
 
 impl Llm for HostLlm {
     fn complete(&self, agent: &str, request: Completion) -> std::result::Result<String, HostError> {
@@ -1603,8 +1647,16 @@ impl Llm for HostLlm {
                 content: m.content,
             })
             .collect();
+        let started = Instant::now();
         self.chat
             .complete(&messages, request.max_tokens, request.temperature, false)
+            .inspect(|reply| {
+                self.calibration.record(
+                    Operation::Llm,
+                    reply.len() as f64 / BYTES_PER_TOKEN,
+                    started.elapsed().as_secs_f64() * 1e3,
+                );
+            })
             .map_err(|e| {
                 tracing::debug!(agent, "LLM call failed: {e}");
                 HostError::Failed(format!("LLM: {e}"))

@@ -25,6 +25,7 @@
 //! machines.
 
 pub mod alm;
+pub mod calibration;
 pub mod client;
 pub mod config;
 mod durable;

@@ -29,11 +29,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use edgehost_placement::cost::{
-    CostParams, export_time_s, init_time_s, load_time_s, memory_transfer_s,
-};
 use edgehost_runtime::Digest;
 
+use crate::calibration::{Operation, Source, predict_migration};
 use crate::client::{call, call_encoded, unexpected, upload};
 use crate::delta;
 use crate::host::{Gate, Pending, Shared, lock};
@@ -45,8 +43,6 @@ use crate::protocol::{
     AgentName, HostName, MigrationReport, MigrationTimes, Request, Response, encode,
 };
 use crate::{Error, Result};
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// How long each step of a handoff may take before the migration aborts.
 /// Preparing may compile a large component; the other steps are small.
@@ -177,11 +173,23 @@ impl Shared {
             .checked_add(1)
             .ok_or_else(|| Error::Conflict(format!("{name:?} has run out of epochs")))?;
         let socket = addr;
+        // What the model predicts is priced with the figures known before
+        // the move: this host's own, and the target's last report.
+        let source_model = self.calibration.model(&[]);
+        let target_model = lock(&self.membership)
+            .views(Instant::now())
+            .into_iter()
+            .find(|v| v.report.name == *to)
+            .map(|v| *v.report.model)
+            .unwrap_or_default();
         // The state goes only to a peer whose certificate names the target.
         let (connection, _) = self.connection(socket, Some(to)).await?;
 
         // Prepare: the component (only if missing), then a fresh instance.
         let mut component_bytes_sent = 0;
+        let component_size = std::fs::metadata(self.store.path(&slot.digest))
+            .map(|m| m.len())
+            .unwrap_or(0);
         let has = Request::Has {
             digest: slot.digest,
         };
@@ -246,6 +254,8 @@ impl Shared {
             }
         }
         let precopy_ms = sent.elapsed().as_secs_f64() * 1e3;
+        self.calibration
+            .record_send(to, precopy.len() as f64, precopy_ms);
 
         // Quiesce: hold new calls, let running ones finish, export again.
         let quiesced = Instant::now();
@@ -290,7 +300,10 @@ impl Shared {
                 )));
             }
         };
-        let transfer_ms = precopy_ms + (sent.elapsed().as_secs_f64() * 1e3 - load_ms).max(0.0);
+        let delta_ms = (sent.elapsed().as_secs_f64() * 1e3 - load_ms).max(0.0);
+        self.calibration
+            .record_send(to, transfer.len() as f64, delta_ms);
+        let transfer_ms = precopy_ms + delta_ms;
 
         // Commit point: the tombstone. From here on this host never serves
         // the agent again, whatever happens to the target.
@@ -308,6 +321,7 @@ impl Shared {
         }
         lock(&self.moved).insert(name.clone(), tombstone.clone());
         lock(&self.agents).remove(name);
+        self.calibration.forget_agent(name);
         let commit = Request::Commit {
             name: name.clone(),
             epoch,
@@ -332,9 +346,7 @@ impl Shared {
         }
         tracing::info!(agent = %name, target = %to, epoch, downtime_ms = downtime.as_secs_f64() * 1e3, "migrated");
 
-        let params = CostParams::default();
-        let state_mb = state_bytes as f64 / MIB;
-        let link_mbps = lock(&self.membership)
+        let declared_mbps = lock(&self.membership)
             .views(Instant::now())
             .iter()
             .find(|v| v.report.name == *to)
@@ -344,6 +356,23 @@ impl Shared {
                     .min(self.config.labels.bandwidth_mbps)
             })
             .unwrap_or(self.config.labels.bandwidth_mbps);
+        let (predicted_ms, sources) = predict_migration(
+            &source_model,
+            &target_model,
+            to,
+            state_bytes as f64,
+            component_size as f64,
+            agents_on_target,
+            declared_mbps,
+        );
+        let defaults = predicted_ms
+            .parts()
+            .into_iter()
+            .map(|(part, _)| part)
+            .zip(sources)
+            .filter(|(_, s)| *s == Source::Default)
+            .map(|(part, _)| part.to_owned())
+            .collect();
         Ok(MigrationReport {
             agent: name.clone(),
             from: self.name.clone(),
@@ -355,12 +384,8 @@ impl Shared {
                 initiation_ms,
                 load_ms,
             },
-            predicted_ms: MigrationTimes {
-                export_ms: export_time_s(state_mb, &params) * 1e3,
-                transfer_ms: memory_transfer_s(state_mb, link_mbps) * 1e3,
-                initiation_ms: init_time_s(agents_on_target, &params) * 1e3,
-                load_ms: load_time_s(state_mb, &params) * 1e3,
-            },
+            predicted_ms,
+            predicted_defaults: defaults,
             downtime_ms: downtime.as_secs_f64() * 1e3,
             state_bytes,
             wire_bytes,
@@ -379,7 +404,15 @@ impl Shared {
         tokio::task::spawn_blocking(move || {
             let start = Instant::now();
             let mut instance = lock(&slot.instance);
-            instance.export_state().map(|s| (s, start.elapsed()))
+            let exported = instance.export_state().map(|s| (s, start.elapsed()));
+            if let Ok((state, took)) = &exported {
+                slot.calibration.record(
+                    Operation::Export,
+                    state.len() as f64,
+                    took.as_secs_f64() * 1e3,
+                );
+            }
+            exported
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
@@ -535,6 +568,11 @@ impl Shared {
             let start = Instant::now();
             pending.instance.import_state(&state)?;
             let load = start.elapsed();
+            shared.calibration.record(
+                Operation::Import,
+                state.len() as f64,
+                load.as_secs_f64() * 1e3,
+            );
             pending.imported = true;
             shared.agent_store.put_state(&name, &state)?;
             shared.agent_store.put_record(&AgentRecord {

@@ -1,6 +1,6 @@
 //! Turning the live fleet into a placement instance and asking ALP.
 
-use edgehost_placement::cost::CostParams;
+pub use edgehost_placement::cost::CostParams;
 use edgehost_placement::migration::{MigrationContext, MigrationPlan};
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
 use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
@@ -54,6 +54,100 @@ fn demand_of(d: &Descriptor) -> Resources {
     }
 }
 
+/// The servers, links and cost constants of `hosts` as measured: each
+/// link's round-trip time and bandwidth from what either end measured
+/// (the site labels' geography where neither has), and the cost model's
+/// constants from the hosts' own fits (see [`fleet_params`]). Hop counts
+/// stay those of the sites: they are the operator's word for "near".
+fn measured_fleet(hosts: &[HostReport]) -> Result<(Vec<Server>, Topology, CostParams)> {
+    let servers: Vec<Server> = hosts.iter().map(server_of).collect();
+    let sites: Vec<_> = servers.iter().map(|s| s.site).collect();
+    let eta: Vec<f64> = servers.iter().map(|s| s.eta_mbps).collect();
+    let geo = Topology::from_sites(&sites, &eta, GeoParams::default())
+        .map_err(|e| Error::Placement(e.to_string()))?;
+    let n = hosts.len();
+    let mut rtt_s = vec![vec![0.0; n]; n];
+    let mut bandwidth = vec![vec![0.0; n]; n];
+    let mut hops = vec![vec![0; n]; n];
+    for i in 0..n {
+        for j in 0..n {
+            if i == j {
+                continue;
+            }
+            let there = hosts[i].model.link(&hosts[j].name);
+            let back = hosts[j].model.link(&hosts[i].name);
+            let rtt_ms = [there, back]
+                .into_iter()
+                .flatten()
+                .map(|l| l.rtt_ms)
+                .filter(|r| *r > 0.0)
+                .reduce(f64::max);
+            rtt_s[i][j] = rtt_ms.map_or(geo.rtt_s(i, j), |ms| ms / 1e3);
+            bandwidth[i][j] = there
+                .and_then(|l| l.send)
+                .and_then(|e| mbps_of(&e))
+                .unwrap_or(geo.bandwidth_mbps(i, j));
+            hops[i][j] = geo.hops(i, j);
+        }
+    }
+    let topology = Topology::from_measurements(&rtt_s, &bandwidth, &hops)
+        .map_err(|e| Error::Placement(e.to_string()))?;
+    Ok((servers, topology, fleet_params(hosts)))
+}
+
+/// Mbit/s implied by a send fit's slope, when it has one.
+fn mbps_of(e: &edgehost_proto::Estimate) -> Option<f64> {
+    // ms per byte -> bits per second / 1e6.
+    (e.ms_per_unit > 0.0).then(|| 8.0 * 1e3 / e.ms_per_unit / 1e6)
+}
+
+/// The cost model's constants for a decision over `hosts`: one set for the
+/// whole instance, so each measured figure is the mean of the hosts that
+/// measured it (exports priced at `hosts[0]`'s, the deciding host, whose
+/// agents are the ones that move), and the default where none did.
+pub fn fleet_params(hosts: &[HostReport]) -> CostParams {
+    let mut params = CostParams::default();
+    let Some(own) = hosts.first() else {
+        return params;
+    };
+    let mean = |pick: fn(&edgehost_proto::HostModel) -> Option<edgehost_proto::Estimate>,
+                at: f64|
+     -> Option<(f64, f64)> {
+        let figures: Vec<_> = hosts.iter().filter_map(|h| pick(&h.model)).collect();
+        (!figures.is_empty()).then(|| {
+            let k = figures.len() as f64;
+            let base = figures.iter().map(|e| e.base_ms()).sum::<f64>() / k;
+            let at_size = figures.iter().map(|e| e.predict_ms(at)).sum::<f64>() / k;
+            (base, at_size)
+        })
+    };
+    const MIB: f64 = 1024.0 * 1024.0;
+    let rate = |base_ms: f64, at_ms: f64| {
+        let per_mib = at_ms - base_ms;
+        if per_mib > 0.0 { 1e3 / per_mib } else { 1e12 }
+    };
+    if let Some(e) = own.model.export {
+        params.export_base_s = e.base_ms() / 1e3;
+        params.export_mb_per_s = rate(e.base_ms(), e.predict_ms(MIB));
+    }
+    if let Some((base, at)) = mean(|m| m.import, MIB) {
+        params.load_base_s = base / 1e3;
+        params.load_mb_per_s = rate(base, at);
+    }
+    // Starts are priced for the components the hosts run; a host's fit is
+    // taken at its own mean component size.
+    let starts: Vec<f64> = hosts
+        .iter()
+        .filter_map(|h| h.model.start)
+        .map(|e| e.mean_ms)
+        .collect();
+    if !starts.is_empty() {
+        params.init_base_s = starts.iter().sum::<f64>() / starts.len() as f64 / 1e3;
+        params.init_per_agent_s = 0.0;
+    }
+    params
+}
+
 /// Chooses a host for an agent declaring `descriptor` among `hosts` (the
 /// reachable ones; `hosts[0]` is the host the client came through and counts
 /// as where the user is).
@@ -68,11 +162,7 @@ pub fn place(
     if hosts.is_empty() {
         return Err(Error::Placement("no reachable host".into()));
     }
-    let servers: Vec<Server> = hosts.iter().map(server_of).collect();
-    let sites: Vec<_> = servers.iter().map(|s| s.site).collect();
-    let eta: Vec<f64> = servers.iter().map(|s| s.eta_mbps).collect();
-    let topology = Topology::from_sites(&sites, &eta, GeoParams::default())
-        .map_err(|e| Error::Placement(e.to_string()))?;
+    let (servers, topology, params) = measured_fleet(hosts)?;
     let agent = Agent {
         name: "new".into(),
         task: 0,
@@ -96,7 +186,7 @@ pub fn place(
             user_server: 0,
         }],
         topology,
-        params: CostParams::default(),
+        params,
     };
     instance
         .validate()
@@ -164,6 +254,8 @@ pub struct Resident {
     pub state_bytes: u64,
     /// Index into `hosts` of the host its user is attached to.
     pub user: usize,
+    /// Its measured processing time per call here, seconds, if measured.
+    pub processing_s: Option<f64>,
 }
 
 /// Runs ALM for the agents of `hosts[0]` (this host): which of them should
@@ -174,11 +266,10 @@ pub fn plan_migrations(
     settings: &crate::config::AlmSettings,
     policy: &Policy,
 ) -> Result<MigrationPlan> {
-    let servers: Vec<Server> = hosts.iter().map(server_of).collect();
-    let sites: Vec<_> = servers.iter().map(|s| s.site).collect();
-    let eta: Vec<f64> = servers.iter().map(|s| s.eta_mbps).collect();
-    let topology = Topology::from_sites(&sites, &eta, GeoParams::default())
-        .map_err(|e| Error::Placement(e.to_string()))?;
+    let (servers, topology, params) = measured_fleet(hosts)?;
+    // A measured call time is turned into the work it took at this host's
+    // free rate, so other hosts price it at theirs.
+    let here_gcps = servers[0].compute_remaining_gcps();
     let agents = residents
         .iter()
         .enumerate()
@@ -186,7 +277,10 @@ pub fn plan_migrations(
             name: r.name.to_string(),
             task: i,
             demand: demand_of(&r.descriptor),
-            compute_gcyc: f64::from(r.descriptor.demand.cpu_millicores) / 1000.0,
+            compute_gcyc: r.processing_s.map_or(
+                f64::from(r.descriptor.demand.cpu_millicores) / 1000.0,
+                |s| s * here_gcps,
+            ),
             state_mb: r.state_bytes as f64 / (1024.0 * 1024.0),
             llm_s: 0.0,
             depends_on: Vec::new(),
@@ -217,7 +311,7 @@ pub fn plan_migrations(
         servers,
         tasks,
         topology,
-        params: CostParams::default(),
+        params,
     };
     let mut context = MigrationContext::new(residents.iter().map(|r| r.user).collect());
     context.hop_threshold = settings.hop_threshold;

@@ -11,6 +11,7 @@ use edgehost_proto::{AgentName, HostName};
 use edgehost_runtime::{AgentInstance, Descriptor, Digest};
 use tokio::sync::watch;
 
+use crate::calibration::{Calibration, Operation};
 use crate::durable::Durability;
 use crate::persist::{AgentStore, Tombstone};
 use crate::{Error, Result};
@@ -71,6 +72,8 @@ pub(crate) struct AgentSlot {
     /// Restarts after the instance was poisoned: how many, and when the
     /// next one may happen (H6).
     pub(crate) restarts: Mutex<(u32, Instant)>,
+    /// Where its exports and calls are timed.
+    pub(crate) calibration: std::sync::Arc<Calibration>,
 }
 
 /// How long after a restart the next one may happen; it doubles with each
@@ -83,7 +86,13 @@ impl AgentSlot {
     /// Right after a call, with the instance still held: exports the state
     /// and returns what [`AgentSlot::make_durable`] must wait for.
     pub(crate) fn stage(&self, instance: &mut AgentInstance) -> Result<u64> {
+        let started = Instant::now();
         let state = instance.export_state()?;
+        self.calibration.record(
+            Operation::Export,
+            state.len() as f64,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
         self.state_bytes
             .store(state.len() as u64, Ordering::Relaxed);
         Ok(self.durability.stage(state))
@@ -114,9 +123,12 @@ impl AgentSlot {
         caller: Option<AgentName>,
     ) -> Result<Vec<u8>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let (bytes, started) = (body.len() as f64, Instant::now());
         let out = instance
             .handle_from(body, caller.map(AgentName::into_string))
             .map_err(|e| Error::Agent(e.to_string()))?;
+        self.calibration
+            .record_call(&self.name, bytes, started.elapsed().as_secs_f64() * 1e3);
         let seq = self.stage(&mut instance).map_err(|e| {
             Error::Agent(format!(
                 "the call ran, but its state could not be exported to be made durable: {e}"

@@ -78,7 +78,45 @@ impl Checked for ServerStatus {
 
 impl Checked for AgentReport {
     fn check(&self) -> Result<()> {
-        non_negative("uptime_s", self.uptime_s)
+        non_negative("uptime_s", self.uptime_s)?;
+        self.processing.as_ref().map_or(Ok(()), Checked::check)
+    }
+}
+
+impl Checked for crate::Estimate {
+    fn check(&self) -> Result<()> {
+        non_negative("an estimate's mean size", self.mean_size)?;
+        non_negative("an estimate's mean duration", self.mean_ms)?;
+        non_negative("an estimate's slope", self.ms_per_unit)?;
+        non_negative("an estimate's spread", self.spread_ms)
+    }
+}
+
+impl Checked for crate::HostModel {
+    fn check(&self) -> Result<()> {
+        let figures = [
+            &self.export,
+            &self.import,
+            &self.start,
+            &self.compile,
+            &self.cache_load,
+            &self.llm,
+        ];
+        for figure in figures.into_iter().flatten() {
+            figure.check()?;
+        }
+        if self.links.len() > crate::MAX_LINKS {
+            return Err(Error::Invalid(format!(
+                "a report describes {} links, over the limit of {}",
+                self.links.len(),
+                crate::MAX_LINKS
+            )));
+        }
+        for link in &self.links {
+            non_negative("a link's round-trip time", link.rtt_ms)?;
+            link.send.as_ref().map_or(Ok(()), Checked::check)?;
+        }
+        Ok(())
     }
 }
 
@@ -90,6 +128,7 @@ impl Checked for HostReport {
         number("bandwidth_mbps", self.bandwidth_mbps, 1e-3, 1e9)?;
         non_negative("uptime_s", self.uptime_s)?;
         self.status.check()?;
+        self.model.check()?;
         for agent in &self.agents {
             agent.check()?;
         }

@@ -19,6 +19,7 @@
 //! decodes is a value the fleet may act on.
 
 pub mod authz;
+mod calibration;
 mod check;
 pub mod config;
 pub mod delta;
@@ -31,6 +32,7 @@ mod message;
 mod name;
 
 pub use authz::{RequestKind, Role, authorize};
+pub use calibration::{Estimate, HostModel, LinkModel, MAX_LINKS};
 pub use check::Checked;
 pub use descriptor::{Descriptor, ResourceDemand};
 pub use digest::{Digest, ParseDigestError};

@@ -23,7 +23,7 @@ use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, Ser
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
 /// migration, agent status in reports; 3: addresses as socket addresses.)
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
@@ -326,6 +326,8 @@ pub struct AgentReport {
     /// pre-copies the state (calls still run); `held` while the final state
     /// moves (calls wait).
     pub status: String,
+    /// Its measured processing time per call, against the request's bytes.
+    pub processing: Option<crate::Estimate>,
 }
 
 /// One ALM decision, kept for `edgehost events`.
@@ -363,6 +365,9 @@ pub struct MigrationReport {
     pub measured_ms: MigrationTimes,
     /// Predicted by the cost model, milliseconds.
     pub predicted_ms: MigrationTimes,
+    /// The parts of the prediction priced with the model's defaults, for
+    /// want of a measurement (`export`, `transfer`, `initiation`, `load`).
+    pub predicted_defaults: Vec<String>,
     /// Time during which calls to the agent were held, milliseconds.
     pub downtime_ms: f64,
     /// Size of the state blob.
@@ -415,6 +420,8 @@ pub struct HostReport {
     pub uptime_s: f64,
     /// The placement policy this host decides with.
     pub policy: String,
+    /// What it has measured about itself and its links.
+    pub model: Box<crate::HostModel>,
 }
 
 /// One host as another host sees it.

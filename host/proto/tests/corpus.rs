@@ -138,10 +138,31 @@ fn report() -> HostReport {
             calls: 3,
             epoch: 1,
             status: "serving".into(),
+            processing: Some(estimate()),
         }],
         compiling: vec![Digest::of(b"d")],
         uptime_s: 9.0,
         policy: "builtin".into(),
+        model: Box::new(HostModel {
+            export: Some(estimate()),
+            start: Some(estimate()),
+            links: vec![LinkModel {
+                peer: host("h2"),
+                rtt_ms: 0.2,
+                send: Some(estimate()),
+            }],
+            ..HostModel::default()
+        }),
+    }
+}
+
+fn estimate() -> Estimate {
+    Estimate {
+        mean_size: 65536.0,
+        mean_ms: 0.25,
+        ms_per_unit: 2e-6,
+        spread_ms: 0.05,
+        samples: 12,
     }
 }
 
@@ -365,6 +386,7 @@ fn write_seeds() {
                 epoch: 2,
                 measured_ms: times,
                 predicted_ms: times,
+                predicted_defaults: vec!["load".into()],
                 downtime_ms: 5.0,
                 state_bytes: 100,
                 wire_bytes: 200,

@@ -61,7 +61,12 @@ impl MigrateCommand {
             .into_iter()
             .zip(report.predicted_ms.parts())
         {
-            outln!("  {part:<12} {measured:>9.3} ms {predicted:>9.3} ms");
+            let default = if report.predicted_defaults.iter().any(|d| d == part) {
+                " (default: not measured yet)"
+            } else {
+                ""
+            };
+            outln!("  {part:<12} {measured:>9.3} ms {predicted:>9.3} ms{default}");
         }
         outln!(
             "  {:<12} {:>9.3} ms {:>9.3} ms",

@@ -1,0 +1,388 @@
+//! What this host measures about itself and its links, kept current as
+//! exponentially weighted fits, and how those figures become the cost
+//! model's constants.
+//!
+//! Every operation the model prices is timed where it really happens:
+//! exports after calls and in migrations, imports on transfers and
+//! restarts, instantiation and `init` on deploys, prepares and restarts,
+//! compiles and cache loads, LLM completions, and messages sent to peers
+//! (uploads, pre-copies, transfers). Round-trip times are the transport's
+//! own smoothed estimate of each connection. Nothing is probed on purpose:
+//! the figures come from the work the host does anyway.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use edgehost_placement::cost::CostParams;
+use edgehost_proto::{Estimate, HostModel, HostName, LinkModel, MigrationTimes};
+
+use crate::host::lock;
+
+/// Weight of the newest sample once a fit has seen enough: about the last
+/// ten samples count. Until then every sample counts equally, so the first
+/// samples are not dragged towards zero.
+const ALPHA: f64 = 0.1;
+
+/// Below this relative spread of sizes a fit has no slope of its own: a
+/// line through the origin and the mean is used instead, so a host that
+/// only ever saw one size still scales its figure with size.
+const MIN_SIZE_SPREAD: f64 = 0.05;
+
+/// An exponentially weighted straight-line fit of durations against sizes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Fit {
+    samples: u64,
+    mean_x: f64,
+    mean_y: f64,
+    var_x: f64,
+    cov_xy: f64,
+    var_y: f64,
+}
+
+impl Fit {
+    /// Adds one sample: `ms` milliseconds for `size`. Non-finite or
+    /// negative samples are ignored.
+    pub fn add(&mut self, size: f64, ms: f64) {
+        if !(size.is_finite() && ms.is_finite() && size >= 0.0 && ms >= 0.0) {
+            return;
+        }
+        self.samples += 1;
+        let a = (1.0 / self.samples as f64).max(ALPHA);
+        let dx = size - self.mean_x;
+        let dy = ms - self.mean_y;
+        self.mean_x += a * dx;
+        self.mean_y += a * dy;
+        self.var_x = (1.0 - a) * (self.var_x + a * dx * dx);
+        self.cov_xy = (1.0 - a) * (self.cov_xy + a * dx * dy);
+        self.var_y = (1.0 - a) * (self.var_y + a * dy * dy);
+    }
+
+    /// The fit as it travels in reports; `None` before the first sample.
+    pub fn estimate(&self) -> Option<Estimate> {
+        if self.samples == 0 {
+            return None;
+        }
+        let through_origin = if self.mean_x > 0.0 {
+            self.mean_y / self.mean_x
+        } else {
+            0.0
+        };
+        let spread = self.var_x.sqrt();
+        let slope = if spread > MIN_SIZE_SPREAD * self.mean_x && self.var_x > 0.0 {
+            // The least-squares slope, kept where a line makes sense: not
+            // negative, and not so steep that small sizes would take
+            // negative time.
+            (self.cov_xy / self.var_x).clamp(0.0, through_origin.max(0.0))
+        } else {
+            through_origin
+        };
+        let residual = self.var_y - 2.0 * slope * self.cov_xy + slope * slope * self.var_x;
+        Some(Estimate {
+            mean_size: self.mean_x,
+            mean_ms: self.mean_y,
+            ms_per_unit: slope,
+            spread_ms: residual.max(0.0).sqrt(),
+            samples: self.samples,
+        })
+    }
+}
+
+/// The figures this host keeps.
+#[derive(Debug, Default)]
+struct Figures {
+    export: Fit,
+    import: Fit,
+    start: Fit,
+    compile: Fit,
+    cache_load: Fit,
+    llm: Fit,
+    sends: HashMap<HostName, Fit>,
+    processing: HashMap<String, Fit>,
+}
+
+/// What this host measured, shared by everything that times an operation.
+#[derive(Debug, Default)]
+pub struct Calibration {
+    figures: Mutex<Figures>,
+}
+
+/// Which of this host's own operations a sample times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `export-state`, sized by the state's bytes.
+    Export,
+    /// `import-state`, sized by the state's bytes.
+    Import,
+    /// Instantiate and `init`, sized by the component's bytes.
+    Start,
+    /// A compile, sized by the component's bytes.
+    Compile,
+    /// A cached artifact's load, sized by the component's bytes.
+    CacheLoad,
+    /// An LLM completion, sized by the reply's tokens.
+    Llm,
+}
+
+impl Calibration {
+    /// Records that `operation` on `size` took `ms` milliseconds.
+    pub fn record(&self, operation: Operation, size: f64, ms: f64) {
+        let mut f = lock(&self.figures);
+        let fit = match operation {
+            Operation::Export => &mut f.export,
+            Operation::Import => &mut f.import,
+            Operation::Start => &mut f.start,
+            Operation::Compile => &mut f.compile,
+            Operation::CacheLoad => &mut f.cache_load,
+            Operation::Llm => &mut f.llm,
+        };
+        fit.add(size, ms);
+    }
+
+    /// Records that sending `bytes` to `peer` and hearing back took `ms`.
+    pub fn record_send(&self, peer: &HostName, bytes: f64, ms: f64) {
+        lock(&self.figures)
+            .sends
+            .entry(peer.clone())
+            .or_default()
+            .add(bytes, ms);
+    }
+
+    /// Records that one call of `agent` with a `bytes`-long request took
+    /// `ms` milliseconds to handle.
+    pub fn record_call(&self, agent: &str, bytes: f64, ms: f64) {
+        let mut f = lock(&self.figures);
+        if let Some(fit) = f.processing.get_mut(agent) {
+            fit.add(bytes, ms);
+        } else {
+            let mut fit = Fit::default();
+            fit.add(bytes, ms);
+            f.processing.insert(agent.to_owned(), fit);
+        }
+    }
+
+    /// Forgets an agent that left this host.
+    pub fn forget_agent(&self, agent: &str) {
+        lock(&self.figures).processing.remove(agent);
+    }
+
+    /// The measured processing time of `agent`.
+    pub fn processing(&self, agent: &str) -> Option<Estimate> {
+        lock(&self.figures)
+            .processing
+            .get(agent)
+            .and_then(Fit::estimate)
+    }
+
+    /// The figures as they travel in this host's report; `rtts` are the
+    /// current round-trip times of its connections, by peer.
+    pub fn model(&self, rtts: &[(HostName, f64)]) -> HostModel {
+        let f = lock(&self.figures);
+        let mut links: Vec<LinkModel> = rtts
+            .iter()
+            .map(|(peer, rtt_ms)| LinkModel {
+                peer: peer.clone(),
+                rtt_ms: *rtt_ms,
+                send: f.sends.get(peer).and_then(Fit::estimate),
+            })
+            .collect();
+        for (peer, fit) in &f.sends {
+            if !links.iter().any(|l| &l.peer == peer) {
+                links.push(LinkModel {
+                    peer: peer.clone(),
+                    rtt_ms: 0.0,
+                    send: fit.estimate(),
+                });
+            }
+        }
+        links.sort_by(|a, b| a.peer.cmp(&b.peer));
+        links.truncate(edgehost_proto::MAX_LINKS);
+        HostModel {
+            export: f.export.estimate(),
+            import: f.import.estimate(),
+            start: f.start.estimate(),
+            compile: f.compile.estimate(),
+            cache_load: f.cache_load.estimate(),
+            llm: f.llm.estimate(),
+            links,
+        }
+    }
+}
+
+/// Megabytes (MiB) in bytes, the unit the cost model counts state in.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Where each figure of a prediction came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A measurement.
+    Measured,
+    /// The documented default of the cost model.
+    Default,
+}
+
+/// The cost model's constants for moving an agent from `source` to
+/// `target`: export from the source's fits, initiation and import from
+/// the target's, each falling back to [`CostParams::default`] when not
+/// measured yet. `component_bytes` is the agent's component.
+pub fn migration_params(
+    source: &HostModel,
+    target: &HostModel,
+    component_bytes: f64,
+) -> CostParams {
+    let mut p = CostParams::default();
+    if let Some(e) = &source.export {
+        p.export_base_s = e.base_ms() / 1e3;
+        p.export_mb_per_s = rate_mb_per_s(e);
+    }
+    if let Some(e) = &target.import {
+        p.load_base_s = e.base_ms() / 1e3;
+        p.load_mb_per_s = rate_mb_per_s(e);
+    }
+    if let Some(e) = &target.start {
+        // Measured starts already include whatever the host runs beside:
+        // no separate growth per resident agent is assumed.
+        p.init_base_s = e.predict_ms(component_bytes) / 1e3;
+        p.init_per_agent_s = 0.0;
+    }
+    p
+}
+
+/// MB/s implied by a fit's slope; effectively unlimited for a flat fit.
+fn rate_mb_per_s(e: &Estimate) -> f64 {
+    if e.ms_per_unit > 0.0 {
+        1e3 / (e.ms_per_unit * MIB)
+    } else {
+        1e12
+    }
+}
+
+/// The predicted parts of a migration of a `state_bytes` state from the
+/// host modelled by `source` to `target` (named `target_name`), which will
+/// then run `agents_on_target` agents. `declared_mbps` prices the link
+/// while it has not been measured. Each part says where it came from.
+pub fn predict_migration(
+    source: &HostModel,
+    target: &HostModel,
+    target_name: &str,
+    state_bytes: f64,
+    component_bytes: f64,
+    agents_on_target: usize,
+    declared_mbps: f64,
+) -> (MigrationTimes, [Source; 4]) {
+    use edgehost_placement::cost::{export_time_s, init_time_s, load_time_s, memory_transfer_s};
+    let p = migration_params(source, target, component_bytes);
+    let state_mb = state_bytes / MIB;
+    let measured = |known: bool| {
+        if known {
+            Source::Measured
+        } else {
+            Source::Default
+        }
+    };
+    let send = source.link(target_name).and_then(|l| l.send);
+    // A migration sends the state whole while the agent still serves, then
+    // the blocks that changed: two exchanges on the link.
+    let transfer_ms = match &send {
+        Some(e) => e.predict_ms(state_bytes) + e.base_ms(),
+        None => memory_transfer_s(state_mb, declared_mbps) * 1e3,
+    };
+    (
+        MigrationTimes {
+            export_ms: export_time_s(state_mb, &p) * 1e3,
+            transfer_ms,
+            initiation_ms: init_time_s(agents_on_target, &p) * 1e3,
+            load_ms: load_time_s(state_mb, &p) * 1e3,
+        },
+        [
+            measured(source.export.is_some()),
+            measured(send.is_some()),
+            measured(target.start.is_some()),
+            measured(target.import.is_some()),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fit_of_one_size_predicts_its_mean_and_scales_through_the_origin() {
+        let mut fit = Fit::default();
+        for ms in [1.0, 1.2, 0.8, 1.0] {
+            fit.add(1000.0, ms);
+        }
+        let e = fit.estimate().unwrap();
+        assert_eq!(e.samples, 4);
+        assert!((e.predict_ms(1000.0) - 1.0).abs() < 1e-9);
+        assert!((e.predict_ms(2000.0) - 2.0).abs() < 1e-9);
+        assert!(e.spread_ms > 0.1 && e.spread_ms < 0.2, "{e:?}");
+    }
+
+    #[test]
+    fn a_fit_over_sizes_finds_the_fixed_part_and_the_rate() {
+        let mut fit = Fit::default();
+        // 0.5 ms fixed plus 1 ms per 1000 units, over varied sizes.
+        for i in 0..200 {
+            let size = f64::from(i % 10) * 1000.0;
+            fit.add(size, 0.5 + size / 1000.0);
+        }
+        let e = fit.estimate().unwrap();
+        assert!((e.ms_per_unit - 1e-3).abs() < 1e-6, "{e:?}");
+        assert!((e.base_ms() - 0.5).abs() < 1e-3, "{e:?}");
+        assert!(e.spread_ms < 1e-6);
+    }
+
+    #[test]
+    fn a_fit_follows_a_change_within_tens_of_samples() {
+        let mut fit = Fit::default();
+        for _ in 0..100 {
+            fit.add(100.0, 10.0);
+        }
+        for _ in 0..40 {
+            fit.add(100.0, 1.0);
+        }
+        let e = fit.estimate().unwrap();
+        assert!(e.predict_ms(100.0) < 1.2, "{e:?}");
+    }
+
+    #[test]
+    fn garbage_samples_are_ignored() {
+        let mut fit = Fit::default();
+        fit.add(f64::NAN, 1.0);
+        fit.add(1.0, f64::INFINITY);
+        fit.add(-1.0, 1.0);
+        assert_eq!(fit.estimate(), None);
+    }
+
+    #[test]
+    fn unmeasured_figures_fall_back_to_the_defaults_and_say_so() {
+        let empty = HostModel::default();
+        let (times, sources) = predict_migration(&empty, &empty, "b", MIB, 1e5, 1, 100.0);
+        assert_eq!(sources, [Source::Default; 4]);
+        let d = CostParams::default();
+        assert!((times.export_ms - (d.export_base_s + 1.0 / d.export_mb_per_s) * 1e3).abs() < 1e-6);
+        assert!((times.transfer_ms - 80.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn measured_figures_replace_the_defaults() {
+        let calibration = Calibration::default();
+        for _ in 0..5 {
+            calibration.record(Operation::Export, 65536.0, 0.1);
+            calibration.record(Operation::Import, 65536.0, 0.2);
+            calibration.record(Operation::Start, 70000.0, 0.5);
+            calibration.record_send(&"b".parse().unwrap(), 65536.0, 1.5);
+        }
+        let source = calibration.model(&[("b".parse().unwrap(), 0.3)]);
+        let target = source.clone();
+        let (times, sources) = predict_migration(&source, &target, "b", 65536.0, 70000.0, 3, 100.0);
+        assert_eq!(sources, [Source::Measured; 4]);
+        assert!((times.export_ms - 0.1).abs() < 1e-9, "{times:?}");
+        assert!((times.load_ms - 0.2).abs() < 1e-9, "{times:?}");
+        assert!((times.initiation_ms - 0.5).abs() < 1e-9, "{times:?}");
+        // Through the origin: the pre-copy's 1.5 ms, and a near-empty delta.
+        assert!((times.transfer_ms - 1.5).abs() < 1e-9, "{times:?}");
+        assert_eq!(source.links[0].rtt_ms, 0.3);
+    }
+}
