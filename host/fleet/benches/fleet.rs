@@ -6,7 +6,8 @@
 //! - the same with one forwarding hop: client -> host A -> owner B -> back;
 //! - upload throughput of a 64 MiB component (hash-verified, written to disk);
 //! - the mutual-TLS QUIC handshake;
-//! - migration downtime and bytes;
+//! - migration downtime and bytes, and how well the calibrated cost model
+//!   predicts each part of a move;
 //! - durable calls: a write answered once its state is fsynced, against a
 //!   read of the same agent, at 64 KiB and 1 MiB, alone and with four
 //!   concurrent writers (group commit).
@@ -15,10 +16,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use edgehost_fleet::calibration::{Move, predict_migration};
 use edgehost_fleet::client::{call, connect, upload};
 use edgehost_fleet::config::{HostLimits, Labels};
 use edgehost_fleet::identity::{Role, init_fleet, issue};
-use edgehost_fleet::protocol::{AgentName, Request, Response};
+use edgehost_fleet::protocol::{AgentName, HostModel, MigrationTimes, Request, Response};
 use edgehost_fleet::tls::endpoint;
 use edgehost_fleet::{Credentials, Host, HostConfig};
 use edgehost_runtime::Digest;
@@ -360,34 +362,84 @@ async fn run() {
             fmt(pct(s, 0.99))
         );
     }
+    println!();
+    println!(
+        "eq. 3 as predicted against measured, per move after {WARM_UP} warm-up moves: median measured, median predicted from the hosts' calibration, \
+the paper's defaults, the median of |predicted/measured - 1| and the share of moves predicted within ±25%:"
+    );
+    println!(
+        "| {:<11} | {:<10} | {:>12} | {:>12} | {:>12} | {:>10} | {:>10} |",
+        "state", "part", "measured", "calibrated", "defaults", "|error|", "within 25%"
+    );
+    println!(
+        "|{:-<13}|{:-<12}|{:->14}|{:->14}|{:->14}|{:->12}|{:->12}|",
+        "", "", "", "", "", "", ""
+    );
     for (label, reports) in &migrations {
-        let med = |i: usize, predicted: bool| {
-            let mut v: Vec<f64> = reports
+        let measured = reports.iter().skip(WARM_UP);
+        let rows: Vec<(&str, Vec<Predicted>)> = (0..5)
+            .map(|i| {
+                let name = if i < 4 {
+                    reports[0].measured_ms.parts()[i].0
+                } else {
+                    "total"
+                };
+                let pick = |t: &MigrationTimes| {
+                    if i < 4 { t.parts()[i].1 } else { t.total_ms() }
+                };
+                let triples = measured
+                    .clone()
+                    .map(|r| {
+                        let (defaults, _) = predict_migration(
+                            &HostModel::default(),
+                            &HostModel::default(),
+                            &Move {
+                                to: r.to.as_str(),
+                                digest: &Digest::of(b""),
+                                component_bytes: 0.0,
+                                state_bytes: r.state_bytes as f64,
+                                agents_on_target: 1,
+                                declared_mbps: Labels::default().bandwidth_mbps,
+                            },
+                        );
+                        (pick(&r.measured_ms), pick(&r.predicted_ms), pick(&defaults))
+                    })
+                    .collect();
+                (name, triples)
+            })
+            .collect();
+        for (part, triples) in rows {
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let errors: Vec<f64> = triples
                 .iter()
-                .map(|r| {
-                    if predicted {
-                        r.predicted_ms.parts()[i].1
-                    } else {
-                        r.measured_ms.parts()[i].1
-                    }
-                })
+                .map(|(m, p, _)| (p / m.max(1e-9) - 1.0).abs())
                 .collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        println!(
-            "eq. 3 parts, {label} state, median ms measured (predicted): export {:.3} ({:.3}), transfer {:.3} ({:.3}), initiation {:.3} ({:.3}), load {:.3} ({:.3})",
-            med(0, false),
-            med(0, true),
-            med(1, false),
-            med(1, true),
-            med(2, false),
-            med(2, true),
-            med(3, false),
-            med(3, true)
-        );
+            let within = errors.iter().filter(|e| **e <= 0.25).count();
+            println!(
+                "| {:<11} | {:<10} | {:>9.3} ms | {:>9.3} ms | {:>9.1} ms | {:>9.0}% | {:>5}/{:<4} |",
+                label,
+                part,
+                median(triples.iter().map(|t| t.0).collect()),
+                median(triples.iter().map(|t| t.1).collect()),
+                median(triples.iter().map(|t| t.2).collect()),
+                median(errors.clone()) * 100.0,
+                within,
+                triples.len()
+            );
+        }
     }
 }
+
+/// One part of one move: measured, predicted from the calibration, and
+/// predicted from the paper's defaults, milliseconds.
+type Predicted = (f64, f64, f64);
+
+/// Moves made before the calibration table counts: the hosts' first
+/// measurements of a new size or component.
+const WARM_UP: usize = 5;
 
 /// Latency of reads and durable writes of an agent holding `state` bytes
 /// of notes, alone and with four writers at once.

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use edgehost_placement::cost::CostParams;
-use edgehost_proto::{Estimate, HostModel, HostName, LinkModel, MigrationTimes};
+use edgehost_proto::{
+    ComponentModel, Digest, Estimate, HostModel, HostName, LinkModel, MigrationTimes,
+};
 
 use crate::host::lock;
 
@@ -98,6 +100,15 @@ struct Figures {
     llm: Fit,
     sends: HashMap<HostName, Fit>,
     processing: HashMap<String, Fit>,
+    components: HashMap<Digest, ComponentFits>,
+}
+
+/// Export, import and start of one component's agents.
+#[derive(Debug, Default)]
+struct ComponentFits {
+    export: Fit,
+    import: Fit,
+    start: Fit,
 }
 
 /// What this host measured, shared by everything that times an operation.
@@ -124,9 +135,23 @@ pub enum Operation {
 }
 
 impl Calibration {
-    /// Records that `operation` on `size` took `ms` milliseconds.
-    pub fn record(&self, operation: Operation, size: f64, ms: f64) {
+    /// Records that `operation` on `size` took `ms` milliseconds, for an
+    /// agent of the component `digest` when it concerns one (exports,
+    /// imports and starts are also kept per component).
+    pub fn record(&self, operation: Operation, digest: Option<&Digest>, size: f64, ms: f64) {
         let mut f = lock(&self.figures);
+        if let Some(digest) = digest {
+            let bounded = f.components.len() < edgehost_proto::MAX_COMPONENT_MODELS;
+            if bounded || f.components.contains_key(digest) {
+                let c = f.components.entry(*digest).or_default();
+                match operation {
+                    Operation::Export => c.export.add(size, ms),
+                    Operation::Import => c.import.add(size, ms),
+                    Operation::Start => c.start.add(0.0, ms),
+                    _ => {}
+                }
+            }
+        }
         let fit = match operation {
             Operation::Export => &mut f.export,
             Operation::Import => &mut f.import,
@@ -196,7 +221,19 @@ impl Calibration {
         }
         links.sort_by(|a, b| a.peer.cmp(&b.peer));
         links.truncate(edgehost_proto::MAX_LINKS);
+        let mut components: Vec<ComponentModel> = f
+            .components
+            .iter()
+            .map(|(digest, c)| ComponentModel {
+                digest: *digest,
+                export: c.export.estimate(),
+                import: c.import.estimate(),
+                start: c.start.estimate(),
+            })
+            .collect();
+        components.sort_by_key(|c| c.digest.to_string());
         HostModel {
+            components,
             export: f.export.estimate(),
             import: f.import.estimate(),
             start: f.start.estimate(),
@@ -220,28 +257,30 @@ pub enum Source {
     Default,
 }
 
-/// The cost model's constants for moving an agent from `source` to
-/// `target`: export from the source's fits, initiation and import from
-/// the target's, each falling back to [`CostParams::default`] when not
-/// measured yet. `component_bytes` is the agent's component.
+/// The cost model's constants for moving an agent of the component
+/// `digest` from `source` to `target`: export from the source's figures,
+/// initiation and import from the target's (the component's own where
+/// measured, else the host's), each falling back to
+/// [`CostParams::default`] when not measured yet.
 pub fn migration_params(
     source: &HostModel,
     target: &HostModel,
+    digest: &Digest,
     component_bytes: f64,
 ) -> CostParams {
     let mut p = CostParams::default();
-    if let Some(e) = &source.export {
+    if let Some(e) = source.export_of(digest) {
         p.export_base_s = e.base_ms() / 1e3;
-        p.export_mb_per_s = rate_mb_per_s(e);
+        p.export_mb_per_s = rate_mb_per_s(&e);
     }
-    if let Some(e) = &target.import {
+    if let Some(e) = target.import_of(digest) {
         p.load_base_s = e.base_ms() / 1e3;
-        p.load_mb_per_s = rate_mb_per_s(e);
+        p.load_mb_per_s = rate_mb_per_s(&e);
     }
-    if let Some(e) = &target.start {
+    if let Some(ms) = target.start_ms_of(digest, component_bytes) {
         // Measured starts already include whatever the host runs beside:
         // no separate growth per resident agent is assumed.
-        p.init_base_s = e.predict_ms(component_bytes) / 1e3;
+        p.init_base_s = ms / 1e3;
         p.init_per_agent_s = 0.0;
     }
     p
@@ -256,22 +295,33 @@ fn rate_mb_per_s(e: &Estimate) -> f64 {
     }
 }
 
-/// The predicted parts of a migration of a `state_bytes` state from the
-/// host modelled by `source` to `target` (named `target_name`), which will
-/// then run `agents_on_target` agents. `declared_mbps` prices the link
-/// while it has not been measured. Each part says where it came from.
+/// What a migration moves, for its prediction.
+#[derive(Debug, Clone, Copy)]
+pub struct Move<'a> {
+    /// The target's name.
+    pub to: &'a str,
+    /// The agent's component.
+    pub digest: &'a Digest,
+    /// The component's size, bytes.
+    pub component_bytes: f64,
+    /// The state's size, bytes.
+    pub state_bytes: f64,
+    /// Agents the target will run.
+    pub agents_on_target: usize,
+    /// The link's declared bandwidth, Mbit/s, while it is not measured.
+    pub declared_mbps: f64,
+}
+
+/// The predicted parts of `m` from the host modelled by `source` to the
+/// one modelled by `target`. Each part says where it came from.
 pub fn predict_migration(
     source: &HostModel,
     target: &HostModel,
-    target_name: &str,
-    state_bytes: f64,
-    component_bytes: f64,
-    agents_on_target: usize,
-    declared_mbps: f64,
+    m: &Move<'_>,
 ) -> (MigrationTimes, [Source; 4]) {
     use edgehost_placement::cost::{export_time_s, init_time_s, load_time_s, memory_transfer_s};
-    let p = migration_params(source, target, component_bytes);
-    let state_mb = state_bytes / MIB;
+    let p = migration_params(source, target, m.digest, m.component_bytes);
+    let state_mb = m.state_bytes / MIB;
     let measured = |known: bool| {
         if known {
             Source::Measured
@@ -279,25 +329,25 @@ pub fn predict_migration(
             Source::Default
         }
     };
-    let send = source.link(target_name).and_then(|l| l.send);
+    let send = source.link(m.to).and_then(|l| l.send);
     // A migration sends the state whole while the agent still serves, then
     // the blocks that changed: two exchanges on the link.
     let transfer_ms = match &send {
-        Some(e) => e.predict_ms(state_bytes) + e.base_ms(),
-        None => memory_transfer_s(state_mb, declared_mbps) * 1e3,
+        Some(e) => e.predict_ms(m.state_bytes) + e.base_ms(),
+        None => memory_transfer_s(state_mb, m.declared_mbps) * 1e3,
     };
     (
         MigrationTimes {
             export_ms: export_time_s(state_mb, &p) * 1e3,
             transfer_ms,
-            initiation_ms: init_time_s(agents_on_target, &p) * 1e3,
+            initiation_ms: init_time_s(m.agents_on_target, &p) * 1e3,
             load_ms: load_time_s(state_mb, &p) * 1e3,
         },
         [
-            measured(source.export.is_some()),
+            measured(source.export_of(m.digest).is_some()),
             measured(send.is_some()),
-            measured(target.start.is_some()),
-            measured(target.import.is_some()),
+            measured(target.start_ms_of(m.digest, m.component_bytes).is_some()),
+            measured(target.import_of(m.digest).is_some()),
         ],
     )
 }
@@ -355,10 +405,22 @@ mod tests {
         assert_eq!(fit.estimate(), None);
     }
 
+    fn moving(digest: &Digest, state_bytes: f64) -> Move<'_> {
+        Move {
+            to: "b",
+            digest,
+            component_bytes: 70000.0,
+            state_bytes,
+            agents_on_target: 3,
+            declared_mbps: 100.0,
+        }
+    }
+
     #[test]
     fn unmeasured_figures_fall_back_to_the_defaults_and_say_so() {
         let empty = HostModel::default();
-        let (times, sources) = predict_migration(&empty, &empty, "b", MIB, 1e5, 1, 100.0);
+        let digest = Digest::of(b"c");
+        let (times, sources) = predict_migration(&empty, &empty, &moving(&digest, MIB));
         assert_eq!(sources, [Source::Default; 4]);
         let d = CostParams::default();
         assert!((times.export_ms - (d.export_base_s + 1.0 / d.export_mb_per_s) * 1e3).abs() < 1e-6);
@@ -368,15 +430,20 @@ mod tests {
     #[test]
     fn measured_figures_replace_the_defaults() {
         let calibration = Calibration::default();
+        let (digest, other) = (Digest::of(b"c"), Digest::of(b"python"));
         for _ in 0..5 {
-            calibration.record(Operation::Export, 65536.0, 0.1);
-            calibration.record(Operation::Import, 65536.0, 0.2);
-            calibration.record(Operation::Start, 70000.0, 0.5);
+            calibration.record(Operation::Export, Some(&digest), 65536.0, 0.1);
+            calibration.record(Operation::Import, Some(&digest), 65536.0, 0.2);
+            calibration.record(Operation::Start, Some(&digest), 70000.0, 0.5);
+            // Another component's agents are slower: they do not count
+            // for this one's prediction.
+            calibration.record(Operation::Export, Some(&other), 65536.0, 3.0);
+            calibration.record(Operation::Start, Some(&other), 2e7, 9.0);
             calibration.record_send(&"b".parse().unwrap(), 65536.0, 1.5);
         }
         let source = calibration.model(&[("b".parse().unwrap(), 0.3)]);
         let target = source.clone();
-        let (times, sources) = predict_migration(&source, &target, "b", 65536.0, 70000.0, 3, 100.0);
+        let (times, sources) = predict_migration(&source, &target, &moving(&digest, 65536.0));
         assert_eq!(sources, [Source::Measured; 4]);
         assert!((times.export_ms - 0.1).abs() < 1e-9, "{times:?}");
         assert!((times.load_ms - 0.2).abs() < 1e-9, "{times:?}");

@@ -866,9 +866,10 @@ impl Shared {
         let ms = component.load_time().as_secs_f64() * 1e3;
         if component.cache_outcome() == edgehost_runtime::CacheOutcome::Miss {
             self.metrics.compiles.fetch_add(1, Ordering::Relaxed);
-            self.calibration.record(Operation::Compile, size, ms);
+            self.calibration.record(Operation::Compile, None, size, ms);
         } else {
-            self.calibration.record(Operation::CacheLoad, size, ms);
+            self.calibration
+                .record(Operation::CacheLoad, None, size, ms);
         }
         Ok(component)
     }
@@ -894,8 +895,10 @@ impl Shared {
         let started = Instant::now();
         let mut instance = self.runtime.instantiate(component, name, services)?;
         instance.init(config)?;
+        let digest = component.digest();
         self.calibration.record(
             Operation::Start,
+            Some(&digest),
             component.info().size as f64,
             started.elapsed().as_secs_f64() * 1e3,
         );
@@ -904,6 +907,7 @@ impl Shared {
             instance.import_state(state)?;
             self.calibration.record(
                 Operation::Import,
+                Some(&digest),
                 state.len() as f64,
                 started.elapsed().as_secs_f64() * 1e3,
             );
@@ -1653,6 +1657,7 @@ impl Llm for HostLlm {
             .inspect(|reply| {
                 self.calibration.record(
                     Operation::Llm,
+                    None,
                     reply.len() as f64 / BYTES_PER_TOKEN,
                     started.elapsed().as_secs_f64() * 1e3,
                 );

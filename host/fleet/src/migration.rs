@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use edgehost_runtime::Digest;
 
-use crate::calibration::{Operation, Source, predict_migration};
+use crate::calibration::{Move, Operation, Source, predict_migration};
 use crate::client::{call, call_encoded, unexpected, upload};
 use crate::delta;
 use crate::host::{Gate, Pending, Shared, lock};
@@ -359,11 +359,14 @@ impl Shared {
         let (predicted_ms, sources) = predict_migration(
             &source_model,
             &target_model,
-            to,
-            state_bytes as f64,
-            component_size as f64,
-            agents_on_target,
-            declared_mbps,
+            &Move {
+                to,
+                digest: &slot.digest,
+                component_bytes: component_size as f64,
+                state_bytes: state_bytes as f64,
+                agents_on_target,
+                declared_mbps,
+            },
         );
         let defaults = predicted_ms
             .parts()
@@ -408,6 +411,7 @@ impl Shared {
             if let Ok((state, took)) = &exported {
                 slot.calibration.record(
                     Operation::Export,
+                    Some(&slot.digest),
                     state.len() as f64,
                     took.as_secs_f64() * 1e3,
                 );
@@ -570,6 +574,7 @@ impl Shared {
             let load = start.elapsed();
             shared.calibration.record(
                 Operation::Import,
+                Some(&pending.digest),
                 state.len() as f64,
                 load.as_secs_f64() * 1e3,
             );

@@ -90,6 +90,7 @@ impl AgentSlot {
         let state = instance.export_state()?;
         self.calibration.record(
             Operation::Export,
+            Some(&self.digest),
             state.len() as f64,
             started.elapsed().as_secs_f64() * 1e3,
         );

@@ -9,11 +9,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::HostName;
+use crate::{Digest, HostName};
 
 /// The most links one report may describe: one per peer, so a report stays
 /// small even in a large fleet.
 pub const MAX_LINKS: usize = 1024;
+
+/// The most components one report describes figures for.
+pub const MAX_COMPONENT_MODELS: usize = 256;
 
 /// A fitted line `ms = mean_ms + ms_per_unit * (size - mean_size)`, kept
 /// as exponentially weighted moments of the samples.
@@ -56,6 +59,20 @@ pub struct LinkModel {
     pub send: Option<Estimate>,
 }
 
+/// What a host measured about the agents of one component: a Python
+/// agent exports, imports and starts at other rates than a Rust one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentModel {
+    /// The component.
+    pub digest: Digest,
+    /// `export-state`, against the state's bytes.
+    pub export: Option<Estimate>,
+    /// `import-state`, against the state's bytes.
+    pub import: Option<Estimate>,
+    /// Instantiating and initialising, against nothing (size 0).
+    pub start: Option<Estimate>,
+}
+
 /// What a host measured about itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostModel {
@@ -74,11 +91,42 @@ pub struct HostModel {
     pub llm: Option<Estimate>,
     /// Its links to the peers it talks to.
     pub links: Vec<LinkModel>,
+    /// The same figures per component, for the components it ran; the
+    /// host-wide figures above cover a component not listed.
+    pub components: Vec<ComponentModel>,
 }
 
 impl HostModel {
     /// The link to `peer`, if this host has measured one.
     pub fn link(&self, peer: &str) -> Option<&LinkModel> {
         self.links.iter().find(|l| l.peer.as_str() == peer)
+    }
+
+    /// The figures for `digest`, if this host measured that component.
+    pub fn component(&self, digest: &Digest) -> Option<&ComponentModel> {
+        self.components.iter().find(|c| &c.digest == digest)
+    }
+
+    /// Export of `digest`'s agents: its own figure, else the host's.
+    pub fn export_of(&self, digest: &Digest) -> Option<Estimate> {
+        self.component(digest)
+            .and_then(|c| c.export)
+            .or(self.export)
+    }
+
+    /// Import of `digest`'s agents: its own figure, else the host's.
+    pub fn import_of(&self, digest: &Digest) -> Option<Estimate> {
+        self.component(digest)
+            .and_then(|c| c.import)
+            .or(self.import)
+    }
+
+    /// Start of `digest`'s agents: its own figure, else the host's fit at
+    /// `component_bytes`.
+    pub fn start_ms_of(&self, digest: &Digest, component_bytes: f64) -> Option<f64> {
+        self.component(digest)
+            .and_then(|c| c.start)
+            .map(|e| e.mean_ms)
+            .or_else(|| self.start.map(|e| e.predict_ms(component_bytes)))
     }
 }

@@ -116,6 +116,18 @@ impl Checked for crate::HostModel {
             non_negative("a link's round-trip time", link.rtt_ms)?;
             link.send.as_ref().map_or(Ok(()), Checked::check)?;
         }
+        if self.components.len() > crate::MAX_COMPONENT_MODELS {
+            return Err(Error::Invalid(format!(
+                "a report describes {} components, over the limit of {}",
+                self.components.len(),
+                crate::MAX_COMPONENT_MODELS
+            )));
+        }
+        for c in &self.components {
+            for figure in [&c.export, &c.import, &c.start].into_iter().flatten() {
+                figure.check()?;
+            }
+        }
         Ok(())
     }
 }

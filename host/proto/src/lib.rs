@@ -32,7 +32,9 @@ mod message;
 mod name;
 
 pub use authz::{RequestKind, Role, authorize};
-pub use calibration::{Estimate, HostModel, LinkModel, MAX_LINKS};
+pub use calibration::{
+    ComponentModel, Estimate, HostModel, LinkModel, MAX_COMPONENT_MODELS, MAX_LINKS,
+};
 pub use check::Checked;
 pub use descriptor::{Descriptor, ResourceDemand};
 pub use digest::{Digest, ParseDigestError};

@@ -17,6 +17,8 @@ use edgehost_fleet::{Credentials, Host, HostConfig};
 use edgehost_runtime::Digest;
 use tokio::sync::oneshot;
 
+pub mod relay;
+
 pub struct TestHost {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,

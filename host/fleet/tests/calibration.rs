@@ -1,0 +1,130 @@
+//! The cost model priced from measurements: hosts time what they do, report
+//! it, and a migration's prediction comes from those figures instead of the
+//! paper's constants.
+
+// Test helpers unwrap freely: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use edgehost_fleet::calibration::{Move, predict_migration};
+use edgehost_fleet::client::call;
+use edgehost_fleet::protocol::{HostModel, MigrationReport, Request, Response};
+
+mod support;
+use support::*;
+
+async fn migrate(conn: &quinn::Connection, to: &str) -> MigrationReport {
+    let request = Request::Migrate {
+        name: "mem".parse().unwrap(),
+        to: to.parse().unwrap(),
+    };
+    match call(conn, &request).await.unwrap() {
+        Response::Migrated(report) => report,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn model_of(
+    conn: &quinn::Connection,
+) -> (HostModel, Vec<edgehost_fleet::protocol::AgentReport>) {
+    match call(conn, &Request::Status).await.unwrap() {
+        Response::Status(r) => (*r.model, r.agents),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_predicted_from_what_the_hosts_measured() {
+    let pair = two_hosts().await;
+    // Before anything ran, nothing is measured and the report says so.
+    let (fresh, _) = model_of(&pair.to_a).await;
+    assert_eq!(fresh.export, None);
+    assert_eq!(fresh.import, None);
+
+    call(
+        &pair.to_a,
+        &Request::Deploy {
+            name: "mem".parse().unwrap(),
+            digest: pair.digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let note = format!("remember {}", "n".repeat(64 << 10));
+    invoke(&pair.to_a, "mem", note.as_bytes()).await;
+
+    // The first move is priced before the target has measured any import,
+    // or this link any send: those parts are defaults, and marked so.
+    let first = migrate(&pair.to_a, "beta").await;
+    assert!(
+        first.predicted_defaults.contains(&"transfer".to_owned()),
+        "{first:?}"
+    );
+    assert!(!first.predicted_defaults.contains(&"export".to_owned()));
+
+    // Warm-up moves, back and forth: each host exports, imports, starts
+    // the agent and sends to the other.
+    let mut last = first;
+    for i in 0..5 {
+        let (from, to) = if i % 2 == 0 {
+            (&pair.to_b, "alpha")
+        } else {
+            (&pair.to_a, "beta")
+        };
+        last = migrate(from, to).await;
+    }
+    assert!(last.predicted_defaults.is_empty(), "{last:?}");
+
+    // Each figure a host reports came from its own operations.
+    let (model, agents) = model_of(&pair.to_a).await;
+    for (what, figure) in [
+        ("export", model.export),
+        ("import", model.import),
+        ("start", model.start),
+        ("cache load", model.cache_load),
+    ] {
+        let figure = figure.unwrap_or_else(|| panic!("no {what} figure: {model:?}"));
+        assert!(figure.samples >= 2, "{what}: {figure:?}");
+        assert!(figure.mean_ms > 0.0, "{what}: {figure:?}");
+    }
+    let link = model.link("beta").unwrap();
+    assert!(link.rtt_ms > 0.0, "{link:?}");
+    assert!(link.send.unwrap().samples >= 4, "{link:?}");
+    // The agent lives on alpha after an odd number of moves back: its
+    // calls there were timed.
+    assert!(
+        agents
+            .iter()
+            .all(|a| a.processing.is_some() || a.calls == 0)
+    );
+
+    // Priced from measurements, the prediction is of the measurement's
+    // order; priced from the paper's constants, it is orders of magnitude
+    // off (the reason calibration exists).
+    let (defaults, _) = predict_migration(
+        &HostModel::default(),
+        &HostModel::default(),
+        &Move {
+            to: "beta",
+            digest: &pair.digest,
+            component_bytes: pair.bytes.len() as f64,
+            state_bytes: last.state_bytes as f64,
+            agents_on_target: 1,
+            declared_mbps: 20.0,
+        },
+    );
+    let measured = last.measured_ms.total_ms();
+    let predicted = last.predicted_ms.total_ms();
+    assert!(
+        predicted > measured / 10.0 && predicted < measured * 10.0,
+        "predicted {predicted} ms against {measured} ms measured: {last:?}"
+    );
+    assert!(
+        defaults.total_ms() > measured * 50.0,
+        "the defaults predict {} ms against {measured} ms",
+        defaults.total_ms()
+    );
+    for h in [pair.a, pair.b] {
+        h.stop().await;
+    }
+}
