@@ -484,14 +484,15 @@ impl LocalFleet {
                     (
                         out.status.success(),
                         String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                     )
                 })
                 .collect::<Vec<_>>()
         });
         std::thread::sleep(Duration::from_millis(100));
         let report = self.json(&["migrate", agent, "--to", to, "--json"]);
-        for (k, (ok, answer)) in stream.join().unwrap().into_iter().enumerate() {
-            assert!(ok, "call {k} failed");
+        for (k, (ok, answer, error)) in stream.join().unwrap().into_iter().enumerate() {
+            assert!(ok, "call {k} failed: {error}");
             assert_eq!(answer, format!("noted #{}", first + k + 1));
         }
         report
