@@ -189,6 +189,40 @@ fn push_auto_places_agents_and_each_answers() {
         assert!(hosts.contains(&agent["host"].as_str().unwrap()));
         assert_eq!(agent["kind"], "memory");
     }
+
+    // With the user at Guiyang, only the hosts within ALM's threshold of
+    // Guiyang (1 hop; Beijing and Shanghai are farther) are candidates, and
+    // ALM is told where the user is.
+    let pushed = fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "near-user",
+        "--auto",
+        "--user",
+        "guiyang",
+        "--json",
+    ]);
+    assert_eq!(pushed["host"], "guiyang", "{pushed:#}");
+    assert_eq!(pushed["user"], "guiyang");
+    assert_eq!(
+        pushed["placement"]["candidates"],
+        serde_json::json!(["guiyang"])
+    );
+    let events = fleet.json(&["events", "--json"]);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["agent"] == "near-user"
+                && e["trigger"] == "user-moved"
+                && e["decision"] == "stay"),
+        "{events:#}"
+    );
+    let out = fleet.run(&["push", MEMORY_AGENT, "--name", "lost", "--user", "atlantis"]);
+    assert!(one_line_error(&out).contains("no reachable host named"));
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
@@ -1117,7 +1151,7 @@ fn a_client_move_that_does_not_pay_moves_nothing() {
     let event = &decided.as_array().unwrap()[0];
     assert_eq!(event["decision"], "stay", "{decided:#}");
     let reasons = event["reasons"].to_string();
-    assert!(reasons.contains("UserMoved"), "{reasons}");
+    assert!(reasons.contains("user moved"), "{reasons}");
     assert!(
         reasons.contains("no target with a positive net gain"),
         "{reasons}"

@@ -31,6 +31,7 @@ async fn start(fleet: &Path, name: &str, peers: Vec<String>) -> SocketAddr {
     let host = Host::start(HostConfig {
         name: None,
         listen: "127.0.0.1:0".parse().expect("addr"),
+        advertise: None,
         data_dir: dir.join("data"),
         cache_dir: None,
         ca: fleet.join("ca").join("ca.pem"),

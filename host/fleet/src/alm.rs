@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::host::{Shared, lock};
-use crate::place::{Resident, plan_migrations};
+use crate::place::{Planned, Priced, Resident, plan_migrations};
 use crate::protocol::{AgentName, Event, HostName, Request, Response};
 use crate::{Error, Result};
 
@@ -107,11 +107,18 @@ impl Shared {
                 processing_s: r.processing_s,
             })
             .collect();
-        let plan = tokio::task::spawn_blocking(move || {
+        let Planned { plan, priced } = tokio::task::spawn_blocking(move || {
             plan_migrations(&plan_hosts, &plan_residents, &settings, &policy)
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
+        let horizon = self.config.alm.horizon_requests;
+        let priced_reason = |p: &Priced| {
+            format!(
+                "to {}: saves {:.3} s over {horizon} requests, the move takes {:.3} s",
+                hosts[p.to].name, p.saving_s, p.move_s
+            )
+        };
 
         let mut events = Vec::new();
         for (i, resident) in residents.iter().enumerate() {
@@ -119,7 +126,7 @@ impl Shared {
                 .triggers
                 .iter()
                 .filter(|t| t.agent == i)
-                .map(|t| format!("{:?}", t.reason))
+                .map(|t| t.reason.to_string())
                 .collect();
             let user_host = &hosts[resident.user].name;
             let moving = plan
@@ -135,9 +142,10 @@ impl Shared {
                     let target = hosts[m.to].name.clone();
                     let mut reasons = triggered.clone();
                     reasons.push(format!("user at {user_host}"));
+                    reasons.extend(priced[i].as_ref().map(priced_reason));
                     reasons.push(format!(
-                        "net gain {:.3} s over {} requests",
-                        m.net_gain_s, self.config.alm.horizon_requests
+                        "net gain {:.3} s over {horizon} requests",
+                        m.net_gain_s
                     ));
                     match self.migrate(resident.name.clone(), target.clone()).await {
                         Ok(Response::Migrated(report)) => {
@@ -184,6 +192,7 @@ impl Shared {
                             "user at {user_host}; no target with a positive net gain"
                         ));
                     }
+                    reasons.extend(priced[i].as_ref().map(priced_reason));
                     reasons.extend(plan.dropped.iter().cloned());
                     event(
                         &self.name,

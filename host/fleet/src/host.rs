@@ -128,6 +128,8 @@ pub struct Host {
     shared: Arc<Shared>,
     /// Migrations prepared here before a restart, to settle with their sources.
     prepared: Vec<AgentRecord>,
+    /// The address the endpoint is bound to.
+    bound: SocketAddr,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -183,9 +185,10 @@ impl Host {
             config.listen,
         )?;
         let stamp = credential_stamp(&config);
-        let addr = endpoint
+        let bound = endpoint
             .local_addr()
             .map_err(|e| Error::io(config.listen.to_string(), e))?;
+        let addr = config.advertise.unwrap_or(bound);
         let data_dir = config.data_dir.clone();
         let (sampler, status) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut sampler = Sampler::new(&data_dir).map_err(|e| Error::Config(e.to_string()))?;
@@ -288,7 +291,11 @@ impl Host {
             }
         }
         shared.collect_components().await;
-        Ok(Host { shared, prepared })
+        Ok(Host {
+            shared,
+            prepared,
+            bound,
+        })
     }
 
     /// The host's name, from its certificate.
@@ -296,9 +303,9 @@ impl Host {
         &self.shared.name
     }
 
-    /// The address the host listens on.
+    /// The address the host listens on (what it advertises may differ).
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.addr
+        self.bound
     }
 
     /// Serves until `shutdown` completes, then closes connections cleanly.
@@ -484,7 +491,8 @@ impl Shared {
             Request::Place {
                 descriptor,
                 component_bytes,
-            } => self.place(descriptor, component_bytes).await,
+                user,
+            } => self.place(descriptor, component_bytes, user).await,
             Request::SetPolicy {
                 heuristic,
                 cost_model,
@@ -1043,8 +1051,16 @@ impl Shared {
         self: &Arc<Self>,
         descriptor: Descriptor,
         component_bytes: u64,
+        user: Option<HostName>,
     ) -> Result<Response> {
         let hosts = self.reachable_reports();
+        let user = match user {
+            None => None,
+            Some(user) => Some(hosts.iter().position(|h| h.name == user).ok_or_else(|| {
+                Error::NotFound(format!("no reachable host named {user:?} in the fleet"))
+            })?),
+        };
+        let neighbourhood = self.config.alm.hop_threshold;
         // One snapshot of the policy for the whole decision: a swap that
         // lands meanwhile applies to the next one.
         let (_, policy) = self.policy.snapshot();
@@ -1058,6 +1074,10 @@ impl Shared {
                 &hosts,
                 &descriptor,
                 component_bytes,
+                crate::place::User {
+                    at: user,
+                    neighbourhood,
+                },
                 &policy,
                 &name,
                 refiner,

@@ -1,7 +1,9 @@
 //! Turning the live fleet into a placement instance and asking ALP.
 
 pub use edgehost_placement::cost::CostParams;
-use edgehost_placement::migration::{MigrationContext, MigrationPlan};
+use edgehost_placement::migration::{
+    MigrationContext, MigrationPlan, expected_delay_s, move_time_s,
+};
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
 use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
 use edgehost_placement::topology::{GeoParams, Topology};
@@ -39,11 +41,27 @@ fn server_of(report: &HostReport) -> Server {
         used,
         cores: s.cpu_cores.max(1),
         compute_gcps: f64::from(s.cpu_cores.max(1)) * GHZ_PER_CORE,
-        cpu_busy: f64::from(s.cpu_usage_percent / 100.0).clamp(0.0, 0.95),
+        cpu_busy: compute_busy(report),
         eta_mbps: report.bandwidth_mbps,
         max_agents: report.max_agents as usize,
         hosted: report.agents.len(),
     }
+}
+
+/// The fraction of a host's cores its agents take, in one unit
+/// (millicores): what they declared, or what the host process was measured
+/// to use (smoothed over half a minute), whichever is more. The machine's
+/// whole CPU figure is not used: a neighbour's burst on a shared box is
+/// not this host's load, and an instant's sample is not a trend.
+pub fn compute_busy(report: &HostReport) -> f64 {
+    let declared: f64 = report
+        .agents
+        .iter()
+        .map(|a| f64::from(a.descriptor.demand.cpu_millicores))
+        .sum();
+    let measured = f64::from(report.status.process_cpu_percent) * 10.0;
+    let capacity = f64::from(report.status.cpu_cores.max(1)) * 1000.0;
+    (declared.max(measured) / capacity).clamp(0.0, 0.95)
 }
 
 fn demand_of(d: &Descriptor) -> Resources {
@@ -148,13 +166,27 @@ pub fn fleet_params(hosts: &[HostReport]) -> CostParams {
     params
 }
 
+/// Where a new agent's user is.
+#[derive(Debug, Clone, Copy)]
+pub struct User {
+    /// Index into the hosts of the host the user is attached to; `None`
+    /// when not given, and the host asked (`hosts[0]`) stands for it.
+    pub at: Option<usize>,
+    /// Hops from the user's host within which candidates are taken (ALM's
+    /// H_th, so that a fresh placement does not draw a migration at once).
+    pub neighbourhood: u32,
+}
+
 /// Chooses a host for an agent declaring `descriptor` among `hosts` (the
-/// reachable ones; `hosts[0]` is the host the client came through and counts
-/// as where the user is).
+/// reachable ones; `hosts[0]` is the host the client came through). With a
+/// user given, the candidates are the hosts within `user.neighbourhood`
+/// hops of the user's host and the user's latency is priced from it;
+/// without, every host is a candidate and `hosts[0]` counts as the user's.
 pub fn place(
     hosts: &[HostReport],
     descriptor: &Descriptor,
     component_bytes: u64,
+    user: User,
     policy: &Policy,
     policy_name: &str,
     refiner: Option<&dyn Refiner>,
@@ -162,6 +194,22 @@ pub fn place(
     if hosts.is_empty() {
         return Err(Error::Placement("no reachable host".into()));
     }
+    let (hosts, user_server): (Vec<HostReport>, usize) = match user.at {
+        None => (hosts.to_vec(), 0),
+        Some(u) => {
+            let (_, all, _) = measured_fleet(hosts)?;
+            let near: Vec<HostReport> = (0..hosts.len())
+                .filter(|&e| all.hops(u, e) <= user.neighbourhood)
+                .map(|e| hosts[e].clone())
+                .collect();
+            let at = near
+                .iter()
+                .position(|h| h.name == hosts[u].name)
+                .unwrap_or(0);
+            (near, at)
+        }
+    };
+    let hosts = hosts.as_slice();
     let (servers, topology, params) = measured_fleet(hosts)?;
     let agent = Agent {
         name: "new".into(),
@@ -183,7 +231,7 @@ pub fn place(
             prompt: String::new(),
             file_mb: 0.0,
             agents: vec![0],
-            user_server: 0,
+            user_server,
         }],
         topology,
         params,
@@ -258,6 +306,28 @@ pub struct Resident {
     pub processing_s: Option<f64>,
 }
 
+/// What a move of one agent is worth, as the model prices it from the
+/// fleet's measurements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Priced {
+    /// Index into `hosts` of the target.
+    pub to: usize,
+    /// The latency saved over the horizon's requests, seconds.
+    pub saving_s: f64,
+    /// The move's own time (eq. 3, round trips included), seconds.
+    pub move_s: f64,
+}
+
+/// ALM's plan, with each resident's move priced: the move made, or, for
+/// an agent that stays, the move to its user's host.
+pub struct Planned {
+    /// The plan.
+    pub plan: MigrationPlan,
+    /// By resident, in order; `None` for an agent already at its user's host
+    /// and not moved.
+    pub priced: Vec<Option<Priced>>,
+}
+
 /// Runs ALM for the agents of `hosts[0]` (this host): which of them should
 /// move, and where. Only moves with a positive net gain come back.
 pub fn plan_migrations(
@@ -265,7 +335,7 @@ pub fn plan_migrations(
     residents: &[Resident],
     settings: &crate::config::AlmSettings,
     policy: &Policy,
-) -> Result<MigrationPlan> {
+) -> Result<Planned> {
     let (servers, topology, params) = measured_fleet(hosts)?;
     // A measured call time is turned into the work it took at this host's
     // free rate, so other hosts price it at theirs.
@@ -318,7 +388,27 @@ pub fn plan_migrations(
     context.safety_fraction = settings.safety_fraction;
     context.horizon_requests = settings.horizon_requests;
     let deployment = Plan::new(vec![0; residents.len()]);
-    Alm::new(AlmParams::default())
+    let plan = Alm::new(AlmParams::default())
         .plan(&instance, &deployment, &context, policy, PLACEMENT_SEED)
-        .map_err(|e| Error::Placement(e.to_string()))
+        .map_err(|e| Error::Placement(e.to_string()))?;
+    let on_server = edgehost_placement::cost::agents_per_server(&instance, &plan.deployment);
+    let priced = residents
+        .iter()
+        .enumerate()
+        .map(|(a, r)| {
+            let to = plan
+                .moves
+                .iter()
+                .find(|m| m.agent == a)
+                .map_or(r.user, |m| m.to);
+            (to != 0).then(|| Priced {
+                to,
+                saving_s: context.horizon_requests
+                    * (expected_delay_s(&instance, a, 0, r.user)
+                        - expected_delay_s(&instance, a, to, r.user)),
+                move_s: move_time_s(&instance, a, 0, to, on_server[to].max(1)),
+            })
+        })
+        .collect();
+    Ok(Planned { plan, priced })
 }

@@ -467,6 +467,7 @@ async fn agents_reach_the_configured_llm_and_placements_are_refined() {
         &Request::Place {
             descriptor,
             component_bytes: bytes.len() as u64,
+            user: None,
         },
     )
     .await
@@ -573,6 +574,7 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
         &Request::Place {
             descriptor,
             component_bytes: 1 << 16,
+            user: None,
         },
     )
     .await

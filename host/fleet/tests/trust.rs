@@ -59,6 +59,7 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
         RequestKind::Place => Request::Place {
             descriptor: memory_descriptor(),
             component_bytes: 1,
+            user: None,
         },
         RequestKind::Heartbeat => Request::Heartbeat(report.clone()),
         RequestKind::Migrate => Request::Migrate {
@@ -531,6 +532,7 @@ async fn names_and_numbers_that_break_the_rules_are_refused_at_decode() {
         &Request::Place {
             descriptor: memory_descriptor(),
             component_bytes: bytes.len() as u64,
+            user: None,
         },
     )
     .await

@@ -129,6 +129,12 @@ pub fn transmit_latency_s(file_mb: f64, eta_mbps: f64, prompt_s: f64) -> f64 {
     transfer_time_s(file_mb, eta_mbps) + prompt_s
 }
 
+/// Round trips a live migration makes on the link besides the bytes it
+/// ships: prepare, the pre-copy, the final transfer and the commit. Eq. 2
+/// counts bandwidth only; on a wide-area link these round trips are most
+/// of the transfer time of a small state.
+pub const MIGRATION_ROUND_TRIPS: f64 = 4.0;
+
 /// Eq. 2, T_m^tra: time to ship an agent's exported memory (`state_mb`) over
 /// the link between source and target (`link_mbps`). Seconds.
 pub fn memory_transfer_s(state_mb: f64, link_mbps: f64) -> f64 {

@@ -103,6 +103,23 @@ pub enum TriggerReason {
     },
 }
 
+impl std::fmt::Display for TriggerReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TriggerReason::UserMoved { hops } => write!(f, "user moved {hops} hop(s) away"),
+            TriggerReason::ResourcePressure {
+                limit,
+                free_fraction,
+            } => write!(
+                f,
+                "{} running short: {:.0}% free",
+                format!("{limit:?}").to_lowercase(),
+                free_fraction * 100.0
+            ),
+        }
+    }
+}
+
 /// A triggered agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
@@ -192,7 +209,9 @@ pub fn expected_delay_s(instance: &Instance, a: usize, e: usize, user: usize) ->
 }
 
 /// T_mig of moving agent `a` from `from` to `to`, where `to` will run
-/// `agents_on_target` agents (eq. 3). Seconds.
+/// `agents_on_target` agents (eq. 3), with the link's round trips
+/// ([`crate::cost::MIGRATION_ROUND_TRIPS`]) counted in the transfer.
+/// Seconds.
 pub fn move_time_s(
     instance: &Instance,
     a: usize,
@@ -204,7 +223,8 @@ pub fn move_time_s(
     let state = instance.agents[a].state_mb;
     migration_latency_s(
         export_time_s(state, p),
-        memory_transfer_s(state, instance.topology.bandwidth_mbps(from, to)),
+        memory_transfer_s(state, instance.topology.bandwidth_mbps(from, to))
+            + crate::cost::MIGRATION_ROUND_TRIPS * instance.topology.rtt_s(from, to),
         init_time_s(agents_on_target, p),
         load_time_s(state, p),
     )
@@ -384,15 +404,17 @@ impl Alm {
         }
         let mut fallbacks = Vec::new();
         let triggered = triggers(instance, deployment, context);
+        // Staying where it is is always the first choice of a triggered
+        // agent: an ant may pick it like any target.
         let movers: Vec<(usize, Vec<usize>)> = triggered
             .iter()
             .map(|t| {
-                (
-                    t.agent,
-                    candidates(instance, context, deployment.assignment[t.agent]),
-                )
+                let from = deployment.assignment[t.agent];
+                let mut choices = vec![from];
+                choices.extend(candidates(instance, context, from));
+                (t.agent, choices)
             })
-            .filter(|(_, c)| !c.is_empty())
+            .filter(|(_, c)| c.len() > 1)
             .collect();
         let stay = MigrationPlan {
             deployment: deployment.clone(),

@@ -26,6 +26,11 @@ pub struct HostConfig {
     /// UDP address to listen on for QUIC.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// The address other hosts and clients reach this host at, when it is
+    /// not `listen`: behind NAT, a port forward or a relay. Reports carry
+    /// it, so peers dial it.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
     /// Where components, compiled artifacts and state live.
     pub data_dir: PathBuf,
     /// Where compiled artifacts live, when not in `data_dir/cache`. Hosts

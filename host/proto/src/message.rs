@@ -87,6 +87,10 @@ pub enum Request {
         descriptor: Descriptor,
         /// Size of its component, bytes (what a first deployment ships).
         component_bytes: u64,
+        /// The host the agent's user is attached to, if known: candidates
+        /// are that host's neighbourhood, and the user's latency is priced
+        /// from it. Without one, the host asked stands for the user.
+        user: Option<HostName>,
     },
     /// A peer's periodic report (hosts only).
     Heartbeat(HostReport),

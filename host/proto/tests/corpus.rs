@@ -120,6 +120,7 @@ fn report() -> HostReport {
             os: "linux".into(),
             cpu_cores: 2,
             cpu_usage_percent: 12.5,
+            process_cpu_percent: 3.0,
             load_1m: 0.5,
             memory_total_bytes: 1 << 30,
             memory_free_bytes: 1 << 29,
@@ -233,6 +234,7 @@ fn write_seeds() {
             Request::Place {
                 descriptor: descriptor(),
                 component_bytes: 4096,
+                user: None,
             },
         ),
         ("heartbeat", Request::Heartbeat(report())),

@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use edgehost_advisor::{AdvisorConfig, LlmRefiner};
+use edgehost_placement::cost::CostParams;
 use edgehost_placement::refine::Refiner;
 use edgehost_placement::{Algorithm, AlpParams, Optimal, Policy, Scenario, ScenarioConfig};
 use edgehost_runtime::{PolicyComponent, PolicyRuntimeBuilder, plugin_policy};
@@ -145,6 +146,31 @@ pub struct SimCommand {
     /// Where compiled plugins are cached.
     #[arg(long, env = "EDGEHOST_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// A live fleet's calibration (`edgehost model --json > FILE`): its
+    /// cost constants replace the documented defaults, so plans are priced
+    /// as that fleet prices them.
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+}
+
+/// The cost constants of a fleet snapshot written by `edgehost model --json`.
+pub fn load_model(path: &std::path::Path) -> anyhow::Result<CostParams> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let params = snapshot.get("cost_params").cloned().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no cost_params: write it with `edgehost model --json`",
+            path.display()
+        )
+    })?;
+    let params: CostParams = serde_json::from_value(params)
+        .with_context(|| format!("the cost_params of {}", path.display()))?;
+    params
+        .validate()
+        .with_context(|| format!("the cost_params of {}", path.display()))?;
+    Ok(params)
 }
 
 impl SimCommand {
@@ -179,6 +205,7 @@ impl SimCommand {
             None => None,
         };
         let policy = self.plugin_policy()?;
+        let params = self.model.as_deref().map(load_model).transpose()?;
         let runner = Runner {
             alp: self.alp(),
             optimal: Optimal::default(),
@@ -187,8 +214,8 @@ impl SimCommand {
             policy: policy.as_ref(),
         };
         match self.sweep {
-            Some(axis) => self.sweep(axis, &runner),
-            None => self.single(&runner),
+            Some(axis) => self.sweep(axis, &runner, params),
+            None => self.single(&runner, params),
         }
     }
 
@@ -226,14 +253,17 @@ impl SimCommand {
         Ok(Some(plugin_policy(heuristic.as_ref(), cost_model.as_ref())))
     }
 
-    fn single(&self, runner: &Runner<'_>) -> anyhow::Result<()> {
-        let instance = Scenario::new(ScenarioConfig {
+    fn single(&self, runner: &Runner<'_>, params: Option<CostParams>) -> anyhow::Result<()> {
+        let mut instance = Scenario::new(ScenarioConfig {
             servers: self.servers,
             tasks: self.tasks,
             ..ScenarioConfig::default()
         })
         .generate(self.seed)
         .context("cannot generate the scenario")?;
+        if let Some(params) = params {
+            instance.params = params;
+        }
         let results: Vec<AlgorithmResult> = self
             .algorithms
             .iter()
@@ -303,7 +333,12 @@ impl SimCommand {
         Ok(())
     }
 
-    fn sweep(&self, axis: SweepAxis, runner: &Runner<'_>) -> anyhow::Result<()> {
+    fn sweep(
+        &self,
+        axis: SweepAxis,
+        runner: &Runner<'_>,
+        params: Option<CostParams>,
+    ) -> anyhow::Result<()> {
         let sweep = Sweep {
             axis,
             values: self.points.clone().unwrap_or_else(|| axis.default_values()),
@@ -312,6 +347,7 @@ impl SimCommand {
             seed: self.seed,
             repeats: self.repeats.max(1),
             algorithms: self.algorithms.clone(),
+            params,
         };
         if sweep.values.contains(&0) {
             bail!("sweep points must be at least 1");
@@ -374,4 +410,44 @@ impl SimCommand {
 fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &std::path::Path, text: &str) -> PathBuf {
+        let path = dir.join("fleet.json");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_fleet_snapshot_gives_its_cost_constants() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = CostParams {
+            init_base_s: 0.004,
+            export_base_s: 0.0001,
+            ..CostParams::default()
+        };
+        params.load_mb_per_s = 900.0;
+        let snapshot = serde_json::json!({ "via": "beijing", "cost_params": params, "hosts": [] });
+        let loaded = load_model(&write(dir.path(), &snapshot.to_string())).unwrap();
+        assert_eq!(loaded, params);
+    }
+
+    #[test]
+    fn a_snapshot_without_or_with_broken_constants_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = load_model(&write(dir.path(), r#"{"hosts": []}"#)).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("no cost_params"),
+            "{missing:#}"
+        );
+        let mut bad = serde_json::to_value(CostParams::default()).unwrap();
+        bad["load_mb_per_s"] = serde_json::json!(-1.0);
+        let broken = serde_json::json!({ "cost_params": bad }).to_string();
+        assert!(load_model(&write(dir.path(), &broken)).is_err());
+        assert!(load_model(&write(dir.path(), "not json")).is_err());
+    }
 }

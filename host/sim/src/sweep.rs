@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use edgehost_placement::cost::CostParams;
 use edgehost_placement::{Algorithm, Scenario, ScenarioConfig};
 use serde::Serialize;
 
@@ -100,6 +101,8 @@ pub struct Sweep {
     pub repeats: u64,
     /// Algorithms compared.
     pub algorithms: Vec<Algorithm>,
+    /// Cost constants replacing the defaults (a live fleet's calibration).
+    pub params: Option<CostParams>,
 }
 
 impl Sweep {
@@ -126,7 +129,10 @@ impl Sweep {
                 vec![Vec::new(); self.algorithms.len()];
             let mut comparable_seeds = 0;
             for seed in self.seed..self.seed + self.repeats {
-                let instance = Scenario::new(config).generate(seed)?;
+                let mut instance = Scenario::new(config).generate(seed)?;
+                if let Some(params) = self.params {
+                    instance.params = params;
+                }
                 let results: Vec<AlgorithmResult> = self
                     .algorithms
                     .iter()
@@ -330,6 +336,7 @@ mod tests {
             seed: 1,
             repeats: 2,
             algorithms: vec![Algorithm::AntLlm, Algorithm::Greedy, Algorithm::Random],
+            params: None,
         };
         let runner = Runner {
             alp: AlpParams::default(),

@@ -16,7 +16,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sysinfo::{Disks, Networks, System};
+use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// Time constant of the smoothing of [`ServerStatus::process_cpu_percent`]:
+/// a burst (a compile, a migration) lasting a second moves it by a few
+/// percent, a load that lasts a minute shows in full.
+pub const CPU_SMOOTHING: Duration = Duration::from_secs(30);
 
 /// One reading of a server's resources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +34,10 @@ pub struct ServerStatus {
     pub cpu_cores: u32,
     /// CPU busy over the sampling interval, 0-100 across all cores.
     pub cpu_usage_percent: f32,
+    /// CPU this host's own process used, smoothed over about
+    /// [`CPU_SMOOTHING`]; 100 is one core busy.
+    #[serde(default)]
+    pub process_cpu_percent: f32,
     /// One-minute load average (0 where the OS has none).
     pub load_1m: f64,
     /// Total memory, bytes.
@@ -74,6 +83,11 @@ pub struct Sampler {
     disks: Disks,
     data_dir: std::path::PathBuf,
     last: Instant,
+    /// This process, and its CPU time at the previous reading, ms.
+    pid: Option<Pid>,
+    cpu_ms: Option<u64>,
+    /// The smoothed process CPU, percent of one core.
+    process_cpu: Option<f64>,
 }
 
 impl Sampler {
@@ -89,6 +103,9 @@ impl Sampler {
             disks,
             data_dir: data_dir.to_owned(),
             last: Instant::now(),
+            pid: sysinfo::get_current_pid().ok(),
+            cpu_ms: None,
+            process_cpu: None,
         })
     }
 
@@ -113,11 +130,13 @@ impl Sampler {
         }
 
         let (disk_total, disk_free) = disk_of(&self.disks, &self.data_dir);
+        let process_cpu = self.process_cpu(elapsed);
         Ok(ServerStatus {
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
             cpu_cores: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
             cpu_usage_percent: self.system.global_cpu_usage(),
+            process_cpu_percent: process_cpu as f32,
             load_1m: System::load_average().map(|l| l.one).unwrap_or(0.0),
             memory_total_bytes: self.system.total_memory(),
             memory_free_bytes: self.system.available_memory(),
@@ -127,6 +146,41 @@ impl Sampler {
             net_tx_bytes_per_sec: tx as f64 / seconds,
             sample_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         })
+    }
+}
+
+impl Sampler {
+    /// This process's CPU use since the previous reading, folded into the
+    /// smoothed figure; percent of one core.
+    fn process_cpu(&mut self, elapsed: Duration) -> f64 {
+        let Some(pid) = self.pid else {
+            return 0.0;
+        };
+        self.system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            false,
+            ProcessRefreshKind::nothing().with_cpu(),
+        );
+        let Some(now) = self.system.process(pid).map(|p| p.accumulated_cpu_time()) else {
+            return self.process_cpu.unwrap_or(0.0);
+        };
+        let before = self.cpu_ms.replace(now);
+        let Some(before) = before else {
+            return 0.0;
+        };
+        let span_ms = elapsed.as_secs_f64() * 1e3;
+        if span_ms <= 0.0 {
+            return self.process_cpu.unwrap_or(0.0);
+        }
+        let sample = now.saturating_sub(before) as f64 / span_ms * 100.0;
+        let weight = 1.0 - (-elapsed.as_secs_f64() / CPU_SMOOTHING.as_secs_f64()).exp();
+        let smoothed = match self.process_cpu {
+            Some(old) => old + weight * (sample - old),
+            // From zero: the start-up's compiles are a burst like any other.
+            None => weight * sample,
+        };
+        self.process_cpu = Some(smoothed);
+        smoothed
     }
 }
 

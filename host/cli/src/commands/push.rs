@@ -28,6 +28,10 @@ pub struct PushCommand {
     /// Let AntLLM choose the host (the default).
     #[arg(long)]
     auto: bool,
+    /// The host the agent's user is attached to: AntLLM chooses among the
+    /// hosts near it, and ALM follows the user from there.
+    #[arg(long, value_name = "HOST")]
+    user: Option<HostName>,
     /// A configuration entry for the agent's init, as KEY=VALUE; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::run::parse_key_value)]
     config: Vec<(String, String)>,
@@ -50,6 +54,7 @@ struct PushReport {
     component_bytes: u64,
     load_ms: f64,
     cache_hit: bool,
+    user: Option<String>,
     placement: Option<Placement>,
     elapsed_ms: f64,
 }
@@ -115,6 +120,7 @@ impl PushCommand {
             None => match session.call(&Request::Place {
                 descriptor: describe()?,
                 component_bytes: bytes.len() as u64,
+                user: self.user.clone(),
             })? {
                 Response::Placement(p) => (p.host.clone(), p.addr, Some(p)),
                 other => return Err(edgehost_fleet::client::unexpected(&other).into()),
@@ -154,6 +160,17 @@ impl PushCommand {
                 },
             )
             .await?;
+            // ALM follows the user from where they are now.
+            if let Some(user) = &self.user {
+                edgehost_fleet::client::call(
+                    &connection,
+                    &Request::Attach {
+                        agent: name.clone(),
+                        host: user.clone(),
+                    },
+                )
+                .await?;
+            }
             Ok::<_, anyhow::Error>((uploaded, deployed))
         });
         session.close();
@@ -172,6 +189,7 @@ impl PushCommand {
             component_bytes: bytes.len() as u64,
             load_ms,
             cache_hit,
+            user: self.user.as_ref().map(ToString::to_string),
             placement,
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         };

@@ -23,6 +23,10 @@ pub struct ServeCommand {
     /// UDP address for QUIC.
     #[arg(long, env = "EDGEHOST_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// The address peers and clients reach this host at, when not the
+    /// listening one (NAT, port forward, relay).
+    #[arg(long, env = "EDGEHOST_ADVERTISE", value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
     /// Data directory (components, compiled artifacts).
     #[arg(long, env = "EDGEHOST_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -92,6 +96,7 @@ impl ServeCommand {
                 HostConfig {
                     name: None,
                     listen: ([0, 0, 0, 0], 7400).into(),
+                    advertise: None,
                     data_dir,
                     cache_dir: None,
                     ca,
@@ -112,6 +117,9 @@ impl ServeCommand {
         }
         if let Some(v) = self.listen {
             config.listen = v;
+        }
+        if let Some(v) = self.advertise {
+            config.advertise = Some(v);
         }
         if let Some(v) = self.data_dir {
             config.data_dir = v;

@@ -42,6 +42,7 @@ pub fn host_config(fleet: &Path, name: &str) -> HostConfig {
     HostConfig {
         name: Some(name.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
         data_dir: dir.join("data"),
         cache_dir: None,
         ca: fleet.join("ca").join("ca.pem"),
