@@ -111,7 +111,8 @@ fn main() {
     std::fs::write(out_file, out).expect("writing guests.rs");
 
     println!("cargo:rerun-if-env-changed=EDGEHOST_COMPONENTIZE_PY");
-    for dir in ["agents", "plugins", "wit"] {
+    // The guests' sources, and the host crate the policy SDK compiles in.
+    for dir in ["agents", "plugins", "wit", "host/placement"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

@@ -74,11 +74,23 @@ impl Shared {
     ) -> Result<Vec<crate::protocol::Event>> {
         let hosts = self.reachable_reports();
         let attachments = lock(&self.attachments).clone();
+        // An agent that arrived by a migration less than the minimum dwell
+        // time ago is not considered (hysteresis).
+        let dwell = std::time::Duration::from_millis(self.config.alm.min_dwell_ms);
+        let mut settling = Vec::new();
         let residents: Vec<Resident> = {
             let agents = lock(&self.agents);
             agents
                 .iter()
                 .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+                .filter(|(name, slot)| {
+                    let here = slot.started.elapsed();
+                    let moved_in = slot.epoch > 1 && here < dwell;
+                    if moved_in {
+                        settling.push(((*name).clone(), here));
+                    }
+                    !moved_in
+                })
                 .map(|(name, slot)| Resident {
                     name: name.clone(),
                     descriptor: slot.descriptor.clone(),
@@ -91,8 +103,27 @@ impl Shared {
                 })
                 .collect()
         };
+        let mut events = Vec::new();
+        if only.is_some() {
+            // Asked about this agent: say why nothing is decided.
+            for (name, here) in &settling {
+                events.push(event(
+                    &self.name,
+                    name,
+                    trigger,
+                    "stay".into(),
+                    0.0,
+                    vec![format!(
+                        "moved here {:.0} s ago; an agent stays at least {:.0} s after a move",
+                        here.as_secs_f64(),
+                        dwell.as_secs_f64()
+                    )],
+                ));
+            }
+        }
         if residents.is_empty() {
-            return Ok(Vec::new());
+            self.log_events(&events);
+            return Ok(events);
         }
         let (_, policy) = self.policy.snapshot();
         let settings = self.config.alm.clone();
@@ -120,7 +151,6 @@ impl Shared {
             )
         };
 
-        let mut events = Vec::new();
         for (i, resident) in residents.iter().enumerate() {
             let triggered: Vec<String> = plan
                 .triggers
@@ -207,14 +237,19 @@ impl Shared {
             tracing::info!(agent = %event.agent, decision = %event.decision, reasons = ?event.reasons, "ALM decision");
             events.push(event);
         }
+        self.log_events(&events);
+        Ok(events)
+    }
+
+    /// Keeps `events` for `edgehost events`, the newest [`MAX_EVENTS`].
+    fn log_events(&self, events: &[Event]) {
         let mut log = lock(&self.events);
-        for e in &events {
+        for e in events {
             if log.len() == MAX_EVENTS {
                 log.pop_front();
             }
             log.push_back(e.clone());
         }
-        Ok(events)
     }
 }
 

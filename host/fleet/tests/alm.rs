@@ -48,6 +48,7 @@ async fn start_host_with(
             safety_fraction: 0.0,
             horizon_requests,
             check_ms: 0,
+            ..Default::default()
         },
         ..host_config(fleet, name)
     }))
@@ -308,6 +309,16 @@ async fn a_user_behind_a_slow_link_draws_the_agent_when_the_saving_pays_for_the_
     assert_eq!(
         invoke(&to_beijing, "follower", b"notes").await,
         (b"where I began".to_vec(), "singapore".to_owned())
+    );
+    // The user goes straight back: the move back would pay as well, but an
+    // agent that just moved stays its minimum dwell time (30 s).
+    let back = attach(&to_beijing, "follower", "beijing").await;
+    assert_eq!(back.decision, "stay", "{back:?}");
+    assert!(
+        back.reasons
+            .iter()
+            .any(|r| r.contains("stays at least 30 s")),
+        "{back:?}"
     );
     for h in hosts {
         h.stop().await;

@@ -90,6 +90,11 @@ pub struct AlmSettings {
     /// moves still trigger a check).
     #[serde(default = "default_alm_check_ms")]
     pub check_ms: u64,
+    /// An agent that arrived by a migration stays at least this long,
+    /// milliseconds, whatever triggers: a user on the border between two
+    /// sites does not make it move back and forth.
+    #[serde(default = "default_min_dwell_ms")]
+    pub min_dwell_ms: u64,
 }
 
 impl Default for AlmSettings {
@@ -99,6 +104,7 @@ impl Default for AlmSettings {
             safety_fraction: default_safety_fraction(),
             horizon_requests: default_horizon(),
             check_ms: default_alm_check_ms(),
+            min_dwell_ms: default_min_dwell_ms(),
         }
     }
 }
@@ -114,6 +120,9 @@ fn default_horizon() -> f64 {
 }
 fn default_alm_check_ms() -> u64 {
     10_000
+}
+fn default_min_dwell_ms() -> u64 {
+    30_000
 }
 
 /// Where the host's LLM is.
