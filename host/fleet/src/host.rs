@@ -542,7 +542,7 @@ impl Shared {
                         report.name
                     )))
                 } else {
-                    self.heard_from(report).await;
+                    self.heard_from(*report).await;
                     Ok(Response::Fleet(self.fleet_views()))
                 }
             }
@@ -1552,7 +1552,11 @@ impl Shared {
                         .next()
                         .ok_or_else(|| Error::Connect(format!("{target}: no address")))?;
                     shared
-                        .call_peer(addr, expect.as_deref(), &Request::Heartbeat(report))
+                        .call_peer(
+                            addr,
+                            expect.as_deref(),
+                            &Request::Heartbeat(Box::new(report)),
+                        )
                         .await
                         .map(|(answer, identity)| (answer, identity, addr))
                 };

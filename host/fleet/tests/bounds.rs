@@ -581,7 +581,9 @@ async fn host_that_never_takes_the_state(
     });
     // Mallory introduces itself; alpha then heartbeats it like any peer.
     let (to_alpha, _) = connect(&server, alpha.remote_address()).await.unwrap();
-    call(&to_alpha, &Request::Heartbeat(report)).await.unwrap();
+    call(&to_alpha, &Request::Heartbeat(Box::new(report)))
+        .await
+        .unwrap();
     wait_until_peers(alpha, 2).await;
     (addr, told)
 }

@@ -217,7 +217,7 @@ async fn garbage_oversized_and_foreign_version_frames_change_nothing() {
         Response::Status(r) => r,
         other => panic!("{other:?}"),
     };
-    let forged = call(&conn, &Request::Heartbeat(report)).await;
+    let forged = call(&conn, &Request::Heartbeat(Box::new(report))).await;
     assert!(
         matches!(
             forged,

@@ -61,7 +61,7 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
             component_bytes: 1,
             user: None,
         },
-        RequestKind::Heartbeat => Request::Heartbeat(report.clone()),
+        RequestKind::Heartbeat => Request::Heartbeat(Box::new(report.clone())),
         RequestKind::Migrate => Request::Migrate {
             name,
             to: "nowhere".parse().unwrap(),
@@ -281,7 +281,7 @@ async fn a_host_certificate_speaks_only_for_its_own_name() {
     for agent in &mut forged.agents {
         agent.epoch = 1_000;
     }
-    let answer = call(&mallory, &Request::Heartbeat(forged)).await;
+    let answer = call(&mallory, &Request::Heartbeat(Box::new(forged))).await;
     assert!(forbidden(&answer), "{answer:?}");
 
     // Alpha's migration of twin to beta is prepared (sent with alpha's
@@ -515,7 +515,7 @@ async fn names_and_numbers_that_break_the_rules_are_refused_at_decode() {
         reports.push(r);
     }
     for report in reports {
-        let answer = call(&as_host, &Request::Heartbeat(report)).await;
+        let answer = call(&as_host, &Request::Heartbeat(Box::new(report))).await;
         assert!(
             matches!(
                 answer,

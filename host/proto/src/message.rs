@@ -93,7 +93,7 @@ pub enum Request {
         user: Option<HostName>,
     },
     /// A peer's periodic report (hosts only).
-    Heartbeat(HostReport),
+    Heartbeat(Box<HostReport>),
     /// Move an agent that runs here to the host named `to` (sent to the
     /// agent's current owner).
     Migrate {

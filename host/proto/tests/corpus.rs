@@ -237,7 +237,7 @@ fn write_seeds() {
                 user: None,
             },
         ),
-        ("heartbeat", Request::Heartbeat(report())),
+        ("heartbeat", Request::Heartbeat(Box::new(report()))),
         (
             "migrate",
             Request::Migrate {

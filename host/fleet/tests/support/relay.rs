@@ -3,6 +3,7 @@
 //! kernel here has no `netem`, so delay is added by this relay.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -85,7 +86,7 @@ pub async fn relay(one_way: Duration) -> Relay {
             let Some(&host) = host_of.get() else {
                 continue;
             };
-            if !upstreams.contains_key(&client) {
+            if let Entry::Vacant(vacant) = upstreams.entry(client) {
                 let up = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
                 let (to_host, send_task) = sender(up.clone(), host);
                 let (to_client, back_task) = sender(front.clone(), client);
@@ -104,7 +105,7 @@ pub async fn relay(one_way: Duration) -> Relay {
                     .lock()
                     .unwrap()
                     .extend([send_task, back_task, read_task]);
-                upstreams.insert(client, to_host);
+                vacant.insert(to_host);
             }
             let _ = upstreams[&client].send((due, buf[..n].to_vec()));
         }
