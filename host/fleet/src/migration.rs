@@ -40,7 +40,7 @@ use crate::persist::{AgentRecord, Standing, Tombstone};
 use std::net::SocketAddr;
 
 use crate::protocol::{
-    AgentName, HostName, MigrationReport, MigrationTimes, Request, Response, encode,
+    AgentName, HostModel, HostName, MigrationReport, MigrationTimes, Request, Response, encode,
 };
 use crate::{Error, Result};
 
@@ -174,14 +174,9 @@ impl Shared {
             .ok_or_else(|| Error::Conflict(format!("{name:?} has run out of epochs")))?;
         let socket = addr;
         // What the model predicts is priced with the figures known before
-        // the move: this host's own, and the target's last report.
+        // the move: this host's own, and the target's as its prepare
+        // answer gives them.
         let source_model = self.calibration.model(&[]);
-        let target_model = lock(&self.membership)
-            .views(Instant::now())
-            .into_iter()
-            .find(|v| v.report.name == *to)
-            .map(|v| *v.report.model)
-            .unwrap_or_default();
         // The state goes only to a peer whose certificate names the target.
         let (connection, _) = self.connection(socket, Some(to)).await?;
 
@@ -207,13 +202,14 @@ impl Shared {
             epoch,
             source: self.addr,
         };
-        let (initiation_ms, compile_ms, cache_hit) =
+        let (initiation_ms, compile_ms, cache_hit, target_model) =
             match step(&connection, &prepare, PREPARE_STEP).await {
                 Ok(Response::Prepared {
                     initiation_ms,
                     compile_ms,
                     cache_hit,
-                }) => (initiation_ms, compile_ms, cache_hit),
+                    model,
+                }) => (initiation_ms, compile_ms, cache_hit, *model),
                 Ok(other) => {
                     self.abort(&connection, name, epoch).await;
                     return Err(unexpected(&other));
@@ -462,6 +458,11 @@ impl Shared {
                 "component {digest} is not stored here"
             )));
         }
+        // Our figures before this prepare adds its own samples to them.
+        let model = HostModel {
+            links: Vec::new(),
+            ..self.calibration.model(&[])
+        };
         let shared = self.clone();
         let agent = name.clone();
         let config_for_init = config.clone();
@@ -502,6 +503,7 @@ impl Shared {
             initiation_ms: initiation.as_secs_f64() * 1e3,
             compile_ms: component.load_time().as_secs_f64() * 1e3,
             cache_hit: component.cache_outcome() == edgehost_runtime::CacheOutcome::Hit,
+            model: Box::new(model),
         })
     }
 

@@ -562,6 +562,7 @@ async fn host_that_never_takes_the_state(
                                 initiation_ms: 1.0,
                                 compile_ms: 1.0,
                                 cache_hit: true,
+                                model: Box::default(),
                             },
                             Ok(Request::Precopy { .. }) => Response::Precopied,
                             Ok(Request::Transfer { .. }) => {

@@ -182,6 +182,7 @@ impl Checked for Response {
         match self {
             Response::Status(report) => report.check(),
             Response::Fleet(views) => views.iter().try_for_each(Checked::check),
+            Response::Prepared { model, .. } => model.check(),
             // The rest is read by people (through the CLI), not acted on;
             // its names and addresses are checked by their types.
             _ => Ok(()),

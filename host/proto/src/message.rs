@@ -238,6 +238,10 @@ pub enum Response {
         compile_ms: f64,
         /// Whether the artifact came from the target's cache.
         cache_hit: bool,
+        /// The target's own figures as they were before this prepare
+        /// (links left out): what the source prices the move with, fresher
+        /// than the target's last report.
+        model: Box<crate::HostModel>,
     },
     /// Answer to `Precopy`.
     Precopied,

@@ -406,6 +406,7 @@ fn write_seeds() {
                 initiation_ms: 1.0,
                 compile_ms: 2.0,
                 cache_hit: true,
+                model: Box::default(),
             },
         ),
         ("precopied", Response::Precopied),
