@@ -5,8 +5,8 @@
 //! Every operation the model prices is timed where it really happens:
 //! exports after calls and in migrations, imports on transfers and
 //! restarts, instantiation and `init` on deploys, prepares and restarts,
-//! compiles and cache loads, LLM completions, and messages sent to peers
-//! (uploads, pre-copies, transfers). Round-trip times are the transport's
+//! compiles and cache loads, LLM completions, and the state a migration
+//! sends to its target (pre-copies, transfers). Round-trip times are the transport's
 //! own smoothed estimate of each connection. Nothing is probed on purpose:
 //! the figures come from the work the host does anyway.
 
@@ -45,7 +45,9 @@ impl Fit {
     /// Adds one sample: `ms` milliseconds for `size`. Non-finite or
     /// negative samples are ignored.
     pub fn add(&mut self, size: f64, ms: f64) {
-        if !(size.is_finite() && ms.is_finite() && size >= 0.0 && ms >= 0.0) {
+        let plausible = (0.0..=edgehost_proto::MAX_FIGURE_SIZE).contains(&size)
+            && (0.0..=edgehost_proto::MAX_FIGURE_MS).contains(&ms);
+        if !plausible {
             return;
         }
         self.samples += 1;
@@ -402,6 +404,7 @@ mod tests {
         fit.add(f64::NAN, 1.0);
         fit.add(1.0, f64::INFINITY);
         fit.add(-1.0, 1.0);
+        fit.add(1.0, 1e200);
         assert_eq!(fit.estimate(), None);
     }
 

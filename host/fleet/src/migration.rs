@@ -316,13 +316,17 @@ impl Shared {
             )));
         }
         lock(&self.moved).insert(name.clone(), tombstone.clone());
-        lock(&self.agents).remove(name);
-        self.calibration.forget_agent(name);
         let commit = Request::Commit {
             name: name.clone(),
             epoch,
         };
+        // The slot stays listed until the target has the commit: a call
+        // arriving meanwhile waits behind the held gate with the others,
+        // instead of reaching a target that does not serve the agent yet
+        // and bouncing back.
         let committed = step(&connection, &commit, QUICK_STEP).await;
+        lock(&self.agents).remove(name);
+        self.calibration.forget_agent(name);
         // Held calls now go to the new owner.
         slot.moved(tombstone);
         let downtime = quiesced.elapsed();

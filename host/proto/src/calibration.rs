@@ -55,7 +55,7 @@ pub struct LinkModel {
     /// transport's own estimate, kept current by every exchange on it).
     pub rtt_ms: f64,
     /// Time to send a message and have it acknowledged, against its size
-    /// in bytes: uploads, pre-copies and state transfers.
+    /// in bytes: a migration's pre-copies and state transfers.
     pub send: Option<Estimate>,
 }
 

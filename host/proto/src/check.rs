@@ -89,12 +89,37 @@ impl Checked for AgentReport {
     }
 }
 
+/// The longest duration a figure may claim, milliseconds (a day), and the
+/// largest size (a petabyte): beyond these a figure is garbage, and sums of
+/// several could overflow to infinity in the cost model.
+pub const MAX_FIGURE_MS: f64 = 86_400_000.0;
+/// See [`MAX_FIGURE_MS`].
+pub const MAX_FIGURE_SIZE: f64 = 1e15;
+
 impl Checked for crate::Estimate {
     fn check(&self) -> Result<()> {
-        non_negative("an estimate's mean size", self.mean_size)?;
-        non_negative("an estimate's mean duration", self.mean_ms)?;
-        non_negative("an estimate's slope", self.ms_per_unit)?;
-        non_negative("an estimate's spread", self.spread_ms)
+        number(
+            "an estimate's mean size",
+            self.mean_size,
+            0.0,
+            MAX_FIGURE_SIZE,
+        )?;
+        number(
+            "an estimate's mean duration",
+            self.mean_ms,
+            0.0,
+            MAX_FIGURE_MS,
+        )?;
+        number("an estimate's spread", self.spread_ms, 0.0, MAX_FIGURE_MS)?;
+        // A slope so small it is zero, or so steep a byte takes a day, is
+        // not a measurement.
+        if self.ms_per_unit != 0.0 && !(1e-15..=MAX_FIGURE_MS).contains(&self.ms_per_unit) {
+            return Err(Error::Invalid(format!(
+                "an estimate's slope is {}, outside [1e-15, {MAX_FIGURE_MS}]",
+                self.ms_per_unit
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -182,7 +207,18 @@ impl Checked for Response {
         match self {
             Response::Status(report) => report.check(),
             Response::Fleet(views) => views.iter().try_for_each(Checked::check),
-            Response::Prepared { model, .. } => model.check(),
+            Response::Prepared {
+                model,
+                initiation_ms,
+                compile_ms,
+                ..
+            } => {
+                number("initiation_ms", *initiation_ms, 0.0, MAX_FIGURE_MS)?;
+                number("compile_ms", *compile_ms, 0.0, MAX_FIGURE_MS)?;
+                model.check()
+            }
+            // The source times the transfer net of this.
+            Response::Transferred { load_ms } => number("load_ms", *load_ms, 0.0, MAX_FIGURE_MS),
             // The rest is read by people (through the CLI), not acted on;
             // its names and addresses are checked by their types.
             _ => Ok(()),

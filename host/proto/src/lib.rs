@@ -35,7 +35,7 @@ pub use authz::{RequestKind, Role, authorize};
 pub use calibration::{
     ComponentModel, Estimate, HostModel, LinkModel, MAX_COMPONENT_MODELS, MAX_LINKS,
 };
-pub use check::Checked;
+pub use check::{Checked, MAX_FIGURE_MS, MAX_FIGURE_SIZE};
 pub use descriptor::{Descriptor, ResourceDemand};
 pub use digest::{Digest, ParseDigestError};
 pub use edgehost_telemetry::ServerStatus;
