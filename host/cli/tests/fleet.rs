@@ -81,6 +81,12 @@ impl LocalFleet {
             .unwrap()
     }
 
+    /// Whether `edgehost events` lists a decision `matches` accepts.
+    fn has_event(&self, matches: impl Fn(&Value) -> bool) -> bool {
+        let events = self.json(&["events", "--json"]);
+        events.as_array().unwrap().iter().any(matches)
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert!(
@@ -209,17 +215,9 @@ fn push_auto_places_agents_and_each_answers() {
         pushed["placement"]["candidates"],
         serde_json::json!(["guiyang"])
     );
-    let events = fleet.json(&["events", "--json"]);
-    assert!(
-        events
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["agent"] == "near-user"
-                && e["trigger"] == "user-moved"
-                && e["decision"] == "stay"),
-        "{events:#}"
-    );
+    assert!(fleet.has_event(|e| e["agent"] == "near-user"
+        && e["trigger"] == "user-moved"
+        && e["decision"] == "stay"));
     let out = fleet.run(&["push", MEMORY_AGENT, "--name", "lost", "--user", "atlantis"]);
     assert!(one_line_error(&out).contains("no reachable host named"));
     assert_eq!(out.status.code(), Some(1));
@@ -1116,14 +1114,7 @@ fn a_client_moving_past_the_hop_threshold_draws_its_agent_when_it_pays() {
         stdout(&fleet.invoke("companion", "notes")),
         "packed for the trip"
     );
-    let events = fleet.json(&["events", "--json"]);
-    assert!(
-        events
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["agent"] == "companion" && e["trigger"] == "user-moved")
-    );
+    assert!(fleet.has_event(|e| e["agent"] == "companion" && e["trigger"] == "user-moved"));
 }
 
 #[test]

@@ -128,16 +128,7 @@ impl Shared {
         let (_, policy) = self.policy.snapshot();
         let settings = self.config.alm.clone();
         let plan_hosts = hosts.clone();
-        let plan_residents: Vec<Resident> = residents
-            .iter()
-            .map(|r| Resident {
-                name: r.name.clone(),
-                descriptor: r.descriptor.clone(),
-                state_bytes: r.state_bytes,
-                user: r.user,
-                processing_s: r.processing_s,
-            })
-            .collect();
+        let plan_residents = residents.clone();
         let Planned { plan, priced } = tokio::task::spawn_blocking(move || {
             plan_migrations(&plan_hosts, &plan_residents, &settings, &policy)
         })

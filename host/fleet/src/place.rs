@@ -79,10 +79,7 @@ fn demand_of(d: &Descriptor) -> Resources {
 /// stay those of the sites: they are the operator's word for "near".
 fn measured_fleet(hosts: &[HostReport]) -> Result<(Vec<Server>, Topology, CostParams)> {
     let servers: Vec<Server> = hosts.iter().map(server_of).collect();
-    let sites: Vec<_> = servers.iter().map(|s| s.site).collect();
-    let eta: Vec<f64> = servers.iter().map(|s| s.eta_mbps).collect();
-    let geo = Topology::from_sites(&sites, &eta, GeoParams::default())
-        .map_err(|e| Error::Placement(e.to_string()))?;
+    let geo = geo_topology(hosts)?;
     let n = hosts.len();
     let mut rtt_s = vec![vec![0.0; n]; n];
     let mut bandwidth = vec![vec![0.0; n]; n];
@@ -111,6 +108,15 @@ fn measured_fleet(hosts: &[HostReport]) -> Result<(Vec<Server>, Topology, CostPa
     let topology = Topology::from_measurements(&rtt_s, &bandwidth, &hops)
         .map_err(|e| Error::Placement(e.to_string()))?;
     Ok((servers, topology, fleet_params(hosts)))
+}
+
+/// The links of `hosts` as their site labels describe them: the fallback
+/// for pairs nobody measured, and the hop counts.
+fn geo_topology(hosts: &[HostReport]) -> Result<Topology> {
+    let sites: Vec<_> = hosts.iter().map(|h| site_of(h.location)).collect();
+    let eta: Vec<f64> = hosts.iter().map(|h| h.bandwidth_mbps).collect();
+    Topology::from_sites(&sites, &eta, GeoParams::default())
+        .map_err(|e| Error::Placement(e.to_string()))
 }
 
 /// Mbit/s implied by a send fit's slope, when it has one.
@@ -194,22 +200,22 @@ pub fn place(
     if hosts.is_empty() {
         return Err(Error::Placement("no reachable host".into()));
     }
-    let (hosts, user_server): (Vec<HostReport>, usize) = match user.at {
-        None => (hosts.to_vec(), 0),
+    let near: Vec<HostReport>;
+    let (hosts, user_server) = match user.at {
+        None => (hosts, 0),
         Some(u) => {
-            let (_, all, _) = measured_fleet(hosts)?;
-            let near: Vec<HostReport> = (0..hosts.len())
-                .filter(|&e| all.hops(u, e) <= user.neighbourhood)
+            let geo = geo_topology(hosts)?;
+            near = (0..hosts.len())
+                .filter(|&e| geo.hops(u, e) <= user.neighbourhood)
                 .map(|e| hosts[e].clone())
                 .collect();
             let at = near
                 .iter()
                 .position(|h| h.name == hosts[u].name)
                 .unwrap_or(0);
-            (near, at)
+            (near.as_slice(), at)
         }
     };
-    let hosts = hosts.as_slice();
     let (servers, topology, params) = measured_fleet(hosts)?;
     let agent = Agent {
         name: "new".into(),
@@ -293,6 +299,7 @@ pub fn place(
 }
 
 /// One of this host's agents, as ALM sees it.
+#[derive(Clone)]
 pub struct Resident {
     /// Its name.
     pub name: AgentName,

@@ -31,6 +31,16 @@ fn number(what: &str, value: f64, min: f64, max: f64) -> Result<()> {
     }
 }
 
+/// A report's list of `what` holds at most `max` entries.
+fn at_most(what: &str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::Invalid(format!(
+            "a report describes {len} {what}, over the limit of {max}"
+        )));
+    }
+    Ok(())
+}
+
 fn non_negative(what: &str, value: f64) -> Result<()> {
     number(what, value, 0.0, f64::MAX)
 }
@@ -136,24 +146,16 @@ impl Checked for crate::HostModel {
         for figure in figures.into_iter().flatten() {
             figure.check()?;
         }
-        if self.links.len() > crate::MAX_LINKS {
-            return Err(Error::Invalid(format!(
-                "a report describes {} links, over the limit of {}",
-                self.links.len(),
-                crate::MAX_LINKS
-            )));
-        }
+        at_most("links", self.links.len(), crate::MAX_LINKS)?;
         for link in &self.links {
             non_negative("a link's round-trip time", link.rtt_ms)?;
             link.send.as_ref().map_or(Ok(()), Checked::check)?;
         }
-        if self.components.len() > crate::MAX_COMPONENT_MODELS {
-            return Err(Error::Invalid(format!(
-                "a report describes {} components, over the limit of {}",
-                self.components.len(),
-                crate::MAX_COMPONENT_MODELS
-            )));
-        }
+        at_most(
+            "components",
+            self.components.len(),
+            crate::MAX_COMPONENT_MODELS,
+        )?;
         for c in &self.components {
             for figure in [&c.export, &c.import, &c.start].into_iter().flatten() {
                 figure.check()?;

@@ -147,9 +147,7 @@ impl Sampler {
             sample_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         })
     }
-}
 
-impl Sampler {
     /// This process's CPU use since the previous reading, folded into the
     /// smoothed figure; percent of one core.
     fn process_cpu(&mut self, elapsed: Duration) -> f64 {
