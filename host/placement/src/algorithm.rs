@@ -7,9 +7,10 @@ use crate::{Error, Result};
 
 /// A placement algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
     /// ALP plus LLM refinement (ALP alone when no refiner is configured).
+    #[serde(rename = "antllm")]
     AntLlm,
     /// [`crate::baseline::greedy`].
     Greedy,
@@ -17,14 +18,17 @@ pub enum Algorithm {
     Polling,
     /// [`crate::baseline::random`].
     Random,
+    /// [`crate::local::LocalSearch`].
+    LocalSearch,
     /// [`crate::exact::Optimal`].
     Optimal,
 }
 
 impl Algorithm {
     /// All algorithms, in report order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::AntLlm,
+        Self::LocalSearch,
         Self::Greedy,
         Self::Polling,
         Self::Random,
@@ -38,6 +42,7 @@ impl Algorithm {
             Self::Greedy => "greedy",
             Self::Polling => "polling",
             Self::Random => "random",
+            Self::LocalSearch => "local-search",
             Self::Optimal => "optimal",
         }
     }
@@ -58,7 +63,7 @@ impl std::str::FromStr for Algorithm {
             .find(|a| a.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 Error::InvalidParameters(format!(
-                    "unknown algorithm `{s}` (expected antllm, greedy, polling, random or optimal)"
+                    "unknown algorithm `{s}` (expected antllm, local-search, greedy, polling, random or optimal)"
                 ))
             })
     }
@@ -74,5 +79,8 @@ mod tests {
             assert_eq!(a.name().parse::<Algorithm>().expect("known"), a);
         }
         assert!("ants".parse::<Algorithm>().is_err());
+        let json = serde_json::to_string(&Algorithm::ALL).expect("json");
+        let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(json, serde_json::to_string(&names).expect("json"));
     }
 }

@@ -1,4 +1,6 @@
-//! The baselines of the paper's evaluation: Greedy, Random and Polling.
+//! The baselines of the paper's evaluation: Greedy, Random and Polling
+//! (first-fit). The strong baseline, local search on the objective, is in
+//! [`crate::local`].
 //!
 //! All three walk the agents in instance order and only ever put an agent
 //! where eq. 11 and the agent limit still hold; when an agent fits nowhere
@@ -87,23 +89,21 @@ pub fn random(instance: &Instance, seed: u64) -> Result<Plan> {
     Ok(Plan::new(assignment))
 }
 
-/// Polling: agents are deployed one after the other; each takes the first
-/// server with room, scanning the servers in round-robin order starting
-/// right after the server the previous agent got.
+/// Polling, first-fit as the paper defines it: agents are deployed one
+/// after the other, each on the first server, in index order, that still
+/// has room for it. (An earlier version scanned round-robin from the
+/// server after the previous agent's, which spreads agents instead.)
 pub fn polling(instance: &Instance) -> Result<Plan> {
     instance.validate()?;
     let n = instance.servers.len();
     let mut cap = Capacity::new(instance);
-    let mut next = 0;
     let mut assignment = Vec::with_capacity(instance.agents.len());
     for (a, agent) in instance.agents.iter().enumerate() {
         let e = (0..n)
-            .map(|k| (next + k) % n)
             .find(|&e| cap.fits(e, agent.demand))
             .ok_or_else(|| stuck("polling", instance, a))?;
         cap.take(e, agent.demand);
         assignment.push(e);
-        next = (e + 1) % n;
     }
     Ok(Plan::new(assignment))
 }
@@ -114,9 +114,13 @@ mod tests {
     use crate::scenario::tiny_instance;
 
     #[test]
-    fn polling_rotates_and_greedy_prefers_room() {
-        let inst = tiny_instance();
+    fn polling_fills_the_first_server_and_greedy_prefers_room() {
+        let mut inst = tiny_instance();
+        assert_eq!(polling(&inst).expect("polling").assignment, vec![0, 0]);
+        // With room for one agent only, the second spills to the next server.
+        inst.servers[0].max_agents = 1;
         assert_eq!(polling(&inst).expect("polling").assignment, vec![0, 1]);
+        let inst = tiny_instance();
         // Server 0 has twice the memory and four times the free compute.
         assert_eq!(greedy(&inst).expect("greedy").assignment[0], 0);
     }

@@ -9,13 +9,16 @@
 //! reaches the best plan known. The bound gives each unplaced agent its
 //! cheapest server given what is placed so far; it is valid because adding
 //! agents never lowers start-up costs and communication costs are never
-//! negative. The solver prices plans with the native cost model only.
+//! negative. The solver prices plans with the native cost model only;
+//! dependency links keep their direction, so an asymmetric topology is
+//! priced as the objective prices it.
 
 use serde::{Deserialize, Serialize};
 
-use crate::constraint::Capacity;
-use crate::cost::{ead_objective, init_time_s, ship_time_s};
+use crate::constraint::{Capacity, check};
+use crate::cost::ead_objective;
 use crate::model::{Instance, Plan};
+use crate::separable::Separable;
 use crate::{Error, Result};
 
 /// Size limits and the search budget.
@@ -51,11 +54,8 @@ pub struct ExactOutcome {
 }
 
 struct Search<'a> {
-    instance: &'a Instance,
+    split: Separable<'a>,
     order: Vec<usize>,
-    neighbours: Vec<Vec<(usize, f64)>>,
-    /// ship + compute per (agent, server), row-major.
-    fixed: Vec<f64>,
     n_e: usize,
     pos: Vec<Option<usize>>,
     count: Vec<usize>,
@@ -69,21 +69,13 @@ struct Search<'a> {
 impl Search<'_> {
     /// Cost of putting agent `a` on server `e` given the current partial plan.
     fn delta(&self, a: usize, e: usize) -> f64 {
-        let p = &self.instance.params;
-        let n = self.count[e];
-        let h = self.instance.servers[e].hosted;
-        let init = (n + 1) as f64 * init_time_s(h + n + 1, p) - n as f64 * init_time_s(h + n, p);
-        let comm: f64 = self.neighbours[a]
-            .iter()
-            .filter_map(|&(b, v)| {
-                self.pos[b].map(|eb| self.instance.topology.comm_time_s(e, eb, v))
-            })
-            .sum();
-        self.fixed[a * self.n_e + e] + init + p.theta * comm
+        self.split.fixed(a, e)
+            + self.split.start_up_step(e, self.count[e])
+            + self.split.links_cost(a, e, |b| self.pos[b])
     }
 
     fn cheapest(&self, a: usize) -> f64 {
-        let d = self.instance.agents[a].demand;
+        let d = self.split.instance().agents[a].demand;
         (0..self.n_e)
             .filter(|&e| self.cap.fits(e, d))
             .map(|e| self.delta(a, e))
@@ -111,7 +103,7 @@ impl Search<'_> {
                 return Ok(());
             }
         }
-        let d = self.instance.agents[a].demand;
+        let d = self.split.instance().agents[a].demand;
         let mut options: Vec<(f64, usize)> = (0..self.n_e)
             .filter(|&e| self.cap.fits(e, d))
             .map(|e| (self.delta(a, e), e))
@@ -137,9 +129,9 @@ impl Search<'_> {
 /// Branching order: connected components of the dependency graph one after
 /// the other, each walked breadth-first from its most connected agent,
 /// heaviest links first, so dependency costs enter the bound early.
-fn branching_order(instance: &Instance, neighbours: &[Vec<(usize, f64)>]) -> Vec<usize> {
-    let n = instance.agents.len();
-    let weight = |a: usize| -> f64 { neighbours[a].iter().map(|&(_, v)| v).sum() };
+fn branching_order(split: &Separable<'_>) -> Vec<usize> {
+    let n = split.instance().agents.len();
+    let weight = |a: usize| -> f64 { split.links(a).iter().map(|l| l.volume_mb).sum() };
     let mut seen = vec![false; n];
     let mut order = Vec::with_capacity(n);
     let mut roots: Vec<usize> = (0..n).collect();
@@ -152,10 +144,11 @@ fn branching_order(instance: &Instance, neighbours: &[Vec<(usize, f64)>]) -> Vec
         let mut queue = std::collections::VecDeque::from([root]);
         while let Some(a) = queue.pop_front() {
             order.push(a);
-            let mut next: Vec<(usize, f64)> = neighbours[a]
+            let mut next: Vec<(usize, f64)> = split
+                .links(a)
                 .iter()
-                .copied()
-                .filter(|&(b, _)| !seen[b])
+                .filter(|l| !seen[l.other])
+                .map(|l| (l.other, l.volume_mb))
                 .collect();
             next.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
             for (b, _) in next {
@@ -175,6 +168,19 @@ impl Optimal {
     /// budget ran out ([`Error::SearchLimit`]) or no plan satisfies the
     /// constraints ([`Error::NoFeasiblePlan`]).
     pub fn solve(&self, instance: &Instance) -> Result<ExactOutcome> {
+        self.solve_from(instance, None)
+    }
+
+    /// Like [`Optimal::solve`], starting from a known feasible plan (ALP's,
+    /// say): only plans strictly better than it are searched, which prunes
+    /// from the first node. The incumbent is returned when nothing beats
+    /// it. An incumbent of the wrong shape or that breaks a limit is
+    /// refused.
+    pub fn solve_from(
+        &self,
+        instance: &Instance,
+        incumbent: Option<&Plan>,
+    ) -> Result<ExactOutcome> {
         instance.validate()?;
         let n_a = instance.agents.len();
         let n_e = instance.servers.len();
@@ -186,27 +192,27 @@ impl Optimal {
                 max_servers: self.max_servers,
             });
         }
-        let neighbours = instance.neighbours();
-        let order = branching_order(instance, &neighbours);
-        let mut fixed = vec![0.0; n_a * n_e];
-        for (a, agent) in instance.agents.iter().enumerate() {
-            for (e, server) in instance.servers.iter().enumerate() {
-                fixed[a * n_e + e] = ship_time_s(instance, a, e)
-                    + instance.params.compute_weight * agent.compute_gcyc
-                        / server.compute_remaining_gcps();
+        let split = Separable::new(instance);
+        let (best, best_plan) = match incumbent {
+            Some(plan) => {
+                check(instance, plan)?;
+                // A hair above, so that rounding in the sums cannot prune
+                // a plan that equals it.
+                let v = split.total(&plan.assignment);
+                (v + 1e-9 * v.abs().max(1.0), Some(plan.assignment.clone()))
             }
-        }
+            None => (f64::INFINITY, None),
+        };
+        let order = branching_order(&split);
         let mut search = Search {
-            instance,
+            split,
             order,
-            neighbours,
-            fixed,
             n_e,
             pos: vec![None; n_a],
             count: vec![0; n_e],
             cap: Capacity::new(instance),
-            best: f64::INFINITY,
-            best_plan: None,
+            best,
+            best_plan,
             nodes: 0,
             limit: self.node_limit,
         };
@@ -276,6 +282,45 @@ mod tests {
         let tiny = tiny_instance();
         let exact = Optimal::default().solve(&tiny).expect("solvable");
         assert!((exact.objective - brute_force(&tiny).expect("feasible")).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_seeded_search_finds_the_same_optimum() {
+        use crate::scenario::{Scenario, ScenarioConfig};
+        for seed in 0..6 {
+            let inst = Scenario::new(ScenarioConfig {
+                servers: 4,
+                tasks: 2,
+                ..ScenarioConfig::default()
+            })
+            .generate(seed)
+            .expect("scenario");
+            let cold = Optimal::default().solve(&inst).expect("solvable");
+            let greedy = crate::baseline::greedy(&inst).expect("greedy");
+            let warm = Optimal::default()
+                .solve_from(&inst, Some(&greedy))
+                .expect("solvable");
+            assert!((cold.objective - warm.objective).abs() < 1e-9);
+            assert!(warm.nodes <= cold.nodes, "{} > {}", warm.nodes, cold.nodes);
+            // Seeded with the optimum itself, it proves it and keeps it.
+            let again = Optimal::default()
+                .solve_from(&inst, Some(&cold.plan))
+                .expect("solvable");
+            assert!((again.objective - cold.objective).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn asymmetric_links_are_priced_in_their_direction() {
+        let mut inst = tiny_instance();
+        inst.topology = crate::topology::Topology::from_measurements(
+            &[vec![0.0, 5.0], vec![0.001, 0.0]],
+            &[vec![1.0, 0.5], vec![1000.0, 1.0]],
+            &[vec![0, 1], vec![1, 0]],
+        )
+        .expect("topology");
+        let exact = Optimal::default().solve(&inst).expect("solvable");
+        assert!((exact.objective - brute_force(&inst).expect("feasible")).abs() < 1e-9);
     }
 
     #[test]

@@ -20,7 +20,12 @@
 //! * [`policy::Policy`], the heuristic and cost model in use, falling back to
 //!   the native ones when a plug-in fails;
 //! * [`colony::Alp`], [`migration::Alm`], [`baseline`] (Greedy, Random,
-//!   Polling), [`exact::Optimal`] (branch and bound, small instances);
+//!   Polling), [`local::LocalSearch`] (greedy on the objective plus moves
+//!   and swaps), [`exact::Optimal`] (branch and bound, small instances);
+//! * [`bound::Bounder`]: a lower bound on the objective for every plan (the
+//!   optimum where the exact solver fits, a Lagrangian bound above);
+//! * [`separable::Separable`], the objective split per agent, server and
+//!   dependency, shared by the exact solver, local search and the bound;
 //! * [`scenario::Scenario`], seeded instances in the paper's setting.
 //!
 //! The crate is pure computation. It has no async runtime, no network, no
@@ -38,25 +43,30 @@
 
 pub mod algorithm;
 pub mod baseline;
+pub mod bound;
 pub mod colony;
 pub mod constraint;
 pub mod cost;
 pub mod exact;
 pub mod heuristic;
+pub mod local;
 pub mod migration;
 pub mod model;
 pub mod pheromone;
 pub mod policy;
 pub mod refine;
 pub mod scenario;
+pub mod separable;
 pub mod topology;
 
 pub use algorithm::Algorithm;
+pub use bound::{BoundMethod, Bounder, LowerBound};
 pub use colony::{Alp, AlpOutcome, AlpParams};
 pub use constraint::{Limit, Violation};
 pub use cost::{CostModel, NativeCostModel, PlanReport};
 pub use exact::Optimal;
 pub use heuristic::{Heuristic, HeuristicMatrix, NativeHeuristic};
+pub use local::LocalSearch;
 pub use migration::{Alm, AlmParams, MigrationContext, MigrationPlan};
 pub use model::{Agent, Dependency, Instance, Plan, Resources, Server, Site, Task};
 pub use policy::Policy;

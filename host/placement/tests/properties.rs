@@ -6,8 +6,8 @@ use edgehost_placement::constraint::check;
 use edgehost_placement::cost::{ead_objective, report};
 use edgehost_placement::scenario::tiny_instance;
 use edgehost_placement::{
-    Alm, Alp, AlpParams, Error, Instance, MigrationContext, Optimal, Plan, Policy, Scenario,
-    ScenarioConfig,
+    Alm, Alp, AlpParams, Bounder, Error, Instance, LocalSearch, MigrationContext, Optimal, Plan,
+    Policy, Scenario, ScenarioConfig, bound,
 };
 use proptest::prelude::*;
 
@@ -64,6 +64,7 @@ proptest! {
         assert_feasible_or_refused(&inst, "greedy", baseline::greedy(&inst));
         assert_feasible_or_refused(&inst, "polling", baseline::polling(&inst));
         assert_feasible_or_refused(&inst, "random", baseline::random(&inst, seed));
+        assert_feasible_or_refused(&inst, "local-search", LocalSearch::default().place(&inst));
         let exact = Optimal { max_agents: 12, node_limit: 2_000_000, ..Optimal::default() };
         assert_feasible_or_refused(&inst, "optimal", exact.solve(&inst).map(|o| o.plan));
     }
@@ -83,6 +84,29 @@ proptest! {
             }
             (Err(_), Err(_)) => {}
             (a, b) => prop_assert!(false, "runs disagree: {:?} vs {:?}", a.is_ok(), b.is_ok()),
+        }
+    }
+
+    #[test]
+    fn no_feasible_plan_beats_the_lower_bound(inst in instance(), seed in any::<u64>()) {
+        let policy = Policy::native();
+        let Ok(alp) = small_alp().place(&inst, &policy, seed) else { return Ok(()); };
+        let mut plans = vec![alp.plan.clone()];
+        plans.extend(LocalSearch::default().place(&inst).ok());
+        plans.extend(baseline::greedy(&inst).ok());
+        plans.extend(baseline::random(&inst, seed).ok());
+        let lagrangian = bound::lagrangian(&inst, Some(alp.objective), 200).expect("bound");
+        // A small search budget, so that debug builds stay quick: past it
+        // the bound falls back to the Lagrangian one.
+        let bounder = Bounder {
+            optimal: Optimal { node_limit: 50_000, ..Optimal::default() },
+            ..Bounder::default()
+        };
+        let seeded = bounder.bound(&inst, Some(&alp.plan)).expect("bound");
+        for plan in &plans {
+            let v = ead_objective(&inst, plan).total;
+            prop_assert!(lagrangian <= v + 1e-9 * v, "lagrangian {} > {}", lagrangian, v);
+            prop_assert!(seeded.value <= v + 1e-9 * v, "{:?} > {}", seeded, v);
         }
     }
 

@@ -81,7 +81,7 @@ pub struct SimCommand {
         long,
         value_delimiter = ',',
         value_parser = parse_algorithm,
-        default_value = "antllm,greedy,polling,random,optimal"
+        default_value = "antllm,local-search,greedy,polling,random,optimal"
     )]
     pub algorithms: Vec<Algorithm>,
     /// Print only a JSON array on stdout: one object per algorithm, or per
@@ -264,11 +264,7 @@ impl SimCommand {
         if let Some(params) = params {
             instance.params = params;
         }
-        let results: Vec<AlgorithmResult> = self
-            .algorithms
-            .iter()
-            .map(|&a| runner.run(a, &instance, self.seed))
-            .collect();
+        let results: Vec<AlgorithmResult> = runner.run_all(&self.algorithms, &instance, self.seed);
         if let Some(dir) = &self.out {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -287,9 +283,10 @@ impl SimCommand {
             self.seed
         );
         println!(
-            "{:<9} {:>10} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>8} {:>8} {:>8} {:>9} | {:>9}",
+            "{:<12} {:>10} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>8} {:>8} {:>8} {:>9} | {:>9}",
             "algorithm",
             "objective",
+            "gap",
             "tra s",
             "mig s",
             "ini s",
@@ -304,8 +301,10 @@ impl SimCommand {
         for r in &results {
             match (r.objective, r.latency, r.cost) {
                 (Some(o), Some(l), Some(c)) => println!(
-                    "{:<9} {o:>10.3} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} | {:>8.2} {:>8.2} {:>8.2} {:>9.2} | {:>9.3}",
+                    "{:<12} {o:>10.3} {:>7} | {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} | {:>8.2} {:>8.2} {:>8.2} {:>9.2} | {:>9.3}",
                     r.algorithm.name(),
+                    r.gap
+                        .map_or("-".to_string(), |g| format!("{:.2}%", g * 100.0)),
                     l.tra,
                     l.mig,
                     l.ini,
@@ -318,7 +317,7 @@ impl SimCommand {
                     r.solve_ms
                 ),
                 _ => println!(
-                    "{:<9} no plan: {}",
+                    "{:<12} no plan: {}",
                     r.algorithm.name(),
                     r.error.as_deref().unwrap_or("unknown")
                 ),
@@ -329,6 +328,18 @@ impl SimCommand {
             for note in &r.fallbacks {
                 println!("          fallback: {note}");
             }
+        }
+        if let Some(r) = results.iter().find(|r| r.lower_bound.is_some()) {
+            let how = match r.bound_method {
+                Some(edgehost_placement::BoundMethod::Optimum) => {
+                    "the optimum, proven by exact search"
+                }
+                _ => "Lagrangian relaxation",
+            };
+            println!(
+                "lower bound on the objective: {:.3} ({how}); gap = (objective - bound) / objective",
+                r.lower_bound.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -367,12 +378,13 @@ impl SimCommand {
             return Ok(());
         }
         println!(
-            "{:>7} {:<9} {:>4} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+            "{:>7} {:<12} {:>4} {:>8} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
             axis.name(),
             "algorithm",
             "runs",
             "unsolved",
             "objective",
+            "gap",
             "tra s",
             "mig s",
             "ini s",
@@ -383,12 +395,13 @@ impl SimCommand {
         );
         for p in &points {
             println!(
-                "{:>7} {:<9} {:>4} {:>8} {:>10.3} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>9.3}",
+                "{:>7} {:<12} {:>4} {:>8} {:>10.3} {:>6.2}% {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>9.3}",
                 p.value,
                 p.algorithm.map_or("", Algorithm::name),
                 p.runs,
                 p.unsolved,
                 p.objective,
+                p.gap * 100.0,
                 p.tra,
                 p.mig,
                 p.ini,
@@ -398,7 +411,7 @@ impl SimCommand {
                 p.solve_ms
             );
         }
-        println!("\n{}", sweep::summary(axis, &reductions));
+        println!("\n{}", sweep::summary(axis, &reductions, &points));
         println!("\nwrote {}", csv.display());
         for f in figures {
             println!("wrote {}", dir.join(f).display());

@@ -4,7 +4,10 @@ use std::time::Instant;
 
 use edgehost_placement::cost::{Latency, ResourceCost};
 use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
-use edgehost_placement::{Algorithm, Alp, AlpParams, Instance, Optimal, Plan, Policy, baseline};
+use edgehost_placement::{
+    Algorithm, Alp, AlpParams, BoundMethod, Bounder, Instance, LocalSearch, Optimal, Plan, Policy,
+    baseline,
+};
 use serde::Serialize;
 
 /// The latency breakdown as reported (seconds, summed over tasks).
@@ -83,6 +86,16 @@ pub struct AlgorithmResult {
     /// Where a policy plugin failed and the native policy decided instead.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// A lower bound on the objective of every feasible plan of the
+    /// instance (the same for every algorithm of a run; `null` when no
+    /// algorithm found a plan).
+    pub lower_bound: Option<f64>,
+    /// How the bound was obtained: `optimum` (exact search seeded with the
+    /// best plan found) or `lagrangian`.
+    pub bound_method: Option<BoundMethod>,
+    /// `(objective - lower_bound) / objective`: how far from optimal this
+    /// plan may be at most (`null` without a plan or a bound).
+    pub gap: Option<f64>,
 }
 
 /// How to run the algorithms.
@@ -102,8 +115,53 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Runs `algorithm` on `instance`; `seed` drives ALP and Random.
+    /// Runs every algorithm of `algorithms` on `instance`, then bounds the
+    /// objective from below (seeding the exact search with the best plan
+    /// found) and gives each result its gap to the bound.
+    pub fn run_all(
+        &self,
+        algorithms: &[Algorithm],
+        instance: &Instance,
+        seed: u64,
+    ) -> Vec<AlgorithmResult> {
+        let mut results = Vec::with_capacity(algorithms.len());
+        let mut best: Option<(f64, Plan)> = None;
+        for &a in algorithms {
+            let (result, plan) = self.run_one(a, instance, seed);
+            if let (Some(v), Some(plan)) = (result.objective, plan)
+                && best.as_ref().is_none_or(|(b, _)| v < *b)
+            {
+                best = Some((v, plan));
+            }
+            results.push(result);
+        }
+        let Some((_, incumbent)) = best else {
+            return results;
+        };
+        // Every plan returned was checked against the limits, so the
+        // incumbent is feasible; a bound that still fails is left out.
+        if let Ok(bound) = Bounder::default().bound(instance, Some(&incumbent)) {
+            for r in &mut results {
+                r.lower_bound = Some(bound.value);
+                r.bound_method = Some(bound.method);
+                r.gap = r.objective.map(|v| bound.gap(v));
+            }
+        }
+        results
+    }
+
+    /// Runs `algorithm` on `instance`; `seed` drives ALP and Random. The
+    /// result carries no bound (see [`Runner::run_all`]).
     pub fn run(&self, algorithm: Algorithm, instance: &Instance, seed: u64) -> AlgorithmResult {
+        self.run_one(algorithm, instance, seed).0
+    }
+
+    fn run_one(
+        &self,
+        algorithm: Algorithm,
+        instance: &Instance,
+        seed: u64,
+    ) -> (AlgorithmResult, Option<Plan>) {
         let native = Policy::native();
         let policy = self.policy.unwrap_or(&native);
         let start = Instant::now();
@@ -130,6 +188,9 @@ impl Runner<'_> {
             Algorithm::Greedy => baseline::greedy(instance).map_err(|e| e.to_string()),
             Algorithm::Polling => baseline::polling(instance).map_err(|e| e.to_string()),
             Algorithm::Random => baseline::random(instance, seed).map_err(|e| e.to_string()),
+            Algorithm::LocalSearch => LocalSearch::default()
+                .place(instance)
+                .map_err(|e| e.to_string()),
             Algorithm::Optimal => self
                 .optimal
                 .solve(instance)
@@ -140,7 +201,7 @@ impl Runner<'_> {
         match outcome {
             Ok(plan) => {
                 let report = edgehost_placement::cost::report(instance, &plan);
-                AlgorithmResult {
+                let result = AlgorithmResult {
                     algorithm,
                     objective: Some(report.objective.total),
                     feasible: true,
@@ -156,20 +217,30 @@ impl Runner<'_> {
                             .map(|&e| instance.servers[e].name.clone())
                             .collect()
                     }),
-                }
+                    lower_bound: None,
+                    bound_method: None,
+                    gap: None,
+                };
+                (result, Some(plan))
             }
-            Err(error) => AlgorithmResult {
-                algorithm,
-                objective: None,
-                feasible: false,
-                latency: None,
-                cost: None,
-                solve_ms,
-                error: Some(error),
-                refinement,
-                plan: None,
-                fallbacks,
-            },
+            Err(error) => (
+                AlgorithmResult {
+                    algorithm,
+                    objective: None,
+                    feasible: false,
+                    latency: None,
+                    cost: None,
+                    solve_ms,
+                    error: Some(error),
+                    refinement,
+                    plan: None,
+                    fallbacks,
+                    lower_bound: None,
+                    bound_method: None,
+                    gap: None,
+                },
+                None,
+            ),
         }
     }
 }
@@ -191,9 +262,24 @@ mod tests {
             with_plans: true,
             policy: None,
         };
-        for a in Algorithm::ALL {
-            let r = runner.run(a, &inst, 1);
+        let results = runner.run_all(&Algorithm::ALL, &inst, 1);
+        let optimum = results
+            .iter()
+            .find(|r| r.algorithm == Algorithm::Optimal)
+            .and_then(|r| r.objective)
+            .expect("optimum");
+        for r in results {
+            let a = r.algorithm;
             assert!(r.feasible, "{a}: {:?}", r.error);
+            // Four servers and two tasks fit the exact solver: the bound
+            // is the optimum, and the optimum's gap is zero.
+            assert_eq!(r.bound_method, Some(BoundMethod::Optimum));
+            assert!((r.lower_bound.expect("bound") - optimum).abs() < 1e-9);
+            let gap = r.gap.expect("gap");
+            assert!((0.0..1.0).contains(&gap), "{a}: {gap}");
+            if a == Algorithm::Optimal {
+                assert!(gap < 1e-12);
+            }
             let l = r.latency.expect("latency");
             assert!((l.tra + l.mig + l.ini + l.pro - l.total).abs() < 1e-9);
             assert_eq!(r.plan.as_ref().map(Vec::len), Some(inst.agents.len()));

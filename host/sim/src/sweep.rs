@@ -10,6 +10,7 @@ use edgehost_placement::{Algorithm, Scenario, ScenarioConfig};
 use serde::Serialize;
 
 use crate::run::{AlgorithmResult, Runner};
+
 use crate::{Error, Result};
 
 /// What varies.
@@ -75,6 +76,11 @@ pub struct SweepPoint {
     pub cost_total: f64,
     /// Mean decision time, ms.
     pub solve_ms: f64,
+    /// Mean lower bound on the objective (the optimum where the exact
+    /// solver fits, a Lagrangian bound above).
+    pub lower_bound: f64,
+    /// Mean gap of this algorithm's objective to the bound, as a fraction.
+    pub gap: f64,
 }
 
 impl SweepPoint {
@@ -133,11 +139,7 @@ impl Sweep {
                 if let Some(params) = self.params {
                     instance.params = params;
                 }
-                let results: Vec<AlgorithmResult> = self
-                    .algorithms
-                    .iter()
-                    .map(|&a| runner.run(a, &instance, seed))
-                    .collect();
+                let results = runner.run_all(&self.algorithms, &instance, seed);
                 let comparable = results
                     .iter()
                     .all(|r| r.feasible || r.algorithm == Algorithm::Optimal);
@@ -186,6 +188,8 @@ fn mean_point(value: usize, algorithm: Algorithm, results: &[AlgorithmResult]) -
         p.comm += c.comm / n;
         p.cost_total += c.total / n;
         p.solve_ms += r.solve_ms / n;
+        p.lower_bound += r.lower_bound.unwrap_or(0.0) / n;
+        p.gap += r.gap.unwrap_or(0.0) / n;
     }
     p
 }
@@ -193,7 +197,7 @@ fn mean_point(value: usize, algorithm: Algorithm, results: &[AlgorithmResult]) -
 /// Writes the points as CSV, one row per point and algorithm.
 pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<()> {
     let mut out = format!(
-        "{},algorithm,runs,unsolved,objective,tra,mig,ini,pro,total,cpu,storage,comm,cost_total,solve_ms\n",
+        "{},algorithm,runs,unsolved,objective,tra,mig,ini,pro,total,cpu,storage,comm,cost_total,solve_ms,lower_bound,gap\n",
         axis.name()
     );
     for p in points {
@@ -201,7 +205,7 @@ pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "{},{name},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4}",
+            "{},{name},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{:.6},{:.6}",
             p.value,
             p.runs,
             p.unsolved,
@@ -215,7 +219,9 @@ pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<
             p.storage,
             p.comm,
             p.cost_total,
-            p.solve_ms
+            p.solve_ms,
+            p.lower_bound,
+            p.gap
         );
     }
     std::fs::write(path, out).map_err(|source| Error::Io {
@@ -241,7 +247,8 @@ pub struct Reduction {
     pub points: usize,
 }
 
-/// AntLLM's reductions against Greedy, Polling and Random (those present).
+/// AntLLM's reductions against Greedy, Polling, Random and local search
+/// (those present).
 pub fn reductions(points: &[SweepPoint]) -> Vec<Reduction> {
     let find = |value: usize, a: Algorithm| {
         points
@@ -251,7 +258,12 @@ pub fn reductions(points: &[SweepPoint]) -> Vec<Reduction> {
     let mut values: Vec<usize> = points.iter().map(|p| p.value).collect();
     values.dedup();
     let mut out = Vec::new();
-    for baseline in [Algorithm::Greedy, Algorithm::Polling, Algorithm::Random] {
+    for baseline in [
+        Algorithm::Greedy,
+        Algorithm::Polling,
+        Algorithm::Random,
+        Algorithm::LocalSearch,
+    ] {
         let mut r = Reduction {
             baseline,
             delay_pct: 0.0,
@@ -284,41 +296,78 @@ pub fn reductions(points: &[SweepPoint]) -> Vec<Reduction> {
     out
 }
 
-/// The reductions in the paper's words.
-pub fn summary(axis: SweepAxis, reductions: &[Reduction]) -> String {
-    if reductions.is_empty() {
-        return format!(
-            "sweep over {}: no baseline to compare AntLLM with",
+/// The reductions in the paper's words: against the paper's three
+/// baselines, then against local search, then each algorithm's mean gap to
+/// the lower bound.
+pub fn summary(axis: SweepAxis, reductions: &[Reduction], points: &[SweepPoint]) -> String {
+    let (paper, strong): (Vec<&Reduction>, Vec<&Reduction>) = reductions
+        .iter()
+        .partition(|r| r.baseline != Algorithm::LocalSearch);
+    let mut out = if paper.is_empty() {
+        format!(
+            "sweep over {}: none of the paper's baselines to compare AntLLM with",
             axis.name()
+        )
+    } else {
+        let n = paper.len() as f64;
+        let mean = |f: fn(&Reduction) -> f64| paper.iter().map(|r| f(r)).sum::<f64>() / n;
+        let each = |f: fn(&Reduction) -> f64| {
+            paper
+                .iter()
+                .map(|r| format!("{} {:.2}%", r.baseline, f(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let wins = paper
+            .iter()
+            .map(|r| format!("{} {}/{}", r.baseline, r.objective_wins, r.points))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "Varying the number of {}: AntLLM reduces the total delay by {:.2}% on average compared with \
+             the baselines ({}), and the resource cost by {:.2}% ({}). Its EAD objective is {:.2}% lower \
+             ({}); points where it is lowest: {}.",
+            axis.name(),
+            mean(|r| r.delay_pct),
+            each(|r| r.delay_pct),
+            mean(|r| r.cost_pct),
+            each(|r| r.cost_pct),
+            mean(|r| r.objective_pct),
+            each(|r| r.objective_pct),
+            wins
+        )
+    };
+    for r in strong {
+        let _ = write!(
+            out,
+            "\nAgainst local-search (greedy on the objective plus moves and swaps): total delay {:.2}%, \
+             resource cost {:.2}%, EAD objective {:.2}% lower; AntLLM lowest at {}/{} points.",
+            r.delay_pct, r.cost_pct, r.objective_pct, r.objective_wins, r.points
         );
     }
-    let n = reductions.len() as f64;
-    let mean = |f: fn(&Reduction) -> f64| reductions.iter().map(f).sum::<f64>() / n;
-    let each = |f: fn(&Reduction) -> f64| {
-        reductions
+    let mut gaps = Vec::new();
+    let mut algorithms: Vec<Algorithm> = points.iter().filter_map(|p| p.algorithm).collect();
+    algorithms.dedup();
+    algorithms.sort();
+    algorithms.dedup();
+    for a in algorithms {
+        let mine: Vec<&SweepPoint> = points
             .iter()
-            .map(|r| format!("{} {:.2}%", r.baseline, f(r)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let wins = reductions
-        .iter()
-        .map(|r| format!("{} {}/{}", r.baseline, r.objective_wins, r.points))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "Varying the number of {}: AntLLM reduces the total delay by {:.2}% on average compared with \
-         the baselines ({}), and the resource cost by {:.2}% ({}). Its EAD objective is {:.2}% lower \
-         ({}); points where it is lowest: {}.",
-        axis.name(),
-        mean(|r| r.delay_pct),
-        each(|r| r.delay_pct),
-        mean(|r| r.cost_pct),
-        each(|r| r.cost_pct),
-        mean(|r| r.objective_pct),
-        each(|r| r.objective_pct),
-        wins
-    )
+            .filter(|p| p.algorithm == Some(a) && p.is_complete())
+            .collect();
+        if !mine.is_empty() {
+            let mean = mine.iter().map(|p| p.gap).sum::<f64>() / mine.len() as f64;
+            gaps.push(format!("{a} {:.2}%", mean * 100.0));
+        }
+    }
+    if !gaps.is_empty() {
+        let _ = write!(
+            out,
+            "\nMean gap to the lower bound on the objective: {}.",
+            gaps.join(", ")
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -350,8 +399,14 @@ mod tests {
         assert!(points.iter().all(|p| p.runs == 2 && p.total > 0.0));
         let r = reductions(&points);
         assert_eq!(r.len(), 2);
-        let text = summary(SweepAxis::Tasks, &r);
+        let text = summary(SweepAxis::Tasks, &r, &points);
         assert!(text.contains("AntLLM reduces the total delay by"), "{text}");
+        assert!(text.contains("Mean gap to the lower bound"), "{text}");
+        // Every point has a bound, at most each algorithm's objective.
+        for p in &points {
+            assert!(p.lower_bound > 0.0 && p.lower_bound <= p.objective + 1e-9);
+            assert!((0.0..1.0).contains(&p.gap));
+        }
 
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("s.csv");
