@@ -176,6 +176,11 @@ fn push_auto_places_agents_and_each_answers() {
         assert_eq!(placement["algorithm"], "antllm");
         assert_eq!(placement["candidates"].as_array().unwrap().len(), 3);
         assert!(placement["objective"].as_f64().unwrap() > 0.0);
+        // One agent over three hosts: the bound is the proven optimum, and
+        // the colony finds it.
+        let bound = placement["lower_bound"].as_f64().unwrap();
+        assert!(bound > 0.0, "{placement:#}");
+        assert!(placement["gap"].as_f64().unwrap() < 1e-9, "{placement:#}");
         assert!(pushed["digest"].as_str().unwrap().starts_with("sha256:"));
     }
     for i in 0..4 {

@@ -1,13 +1,14 @@
 //! Turning the live fleet into a placement instance and asking ALP.
 
 pub use edgehost_placement::cost::CostParams;
+use edgehost_placement::cost::ead_objective;
 use edgehost_placement::migration::{
     MigrationContext, MigrationPlan, expected_delay_s, move_time_s,
 };
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
 use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
 use edgehost_placement::topology::{GeoParams, Topology};
-use edgehost_placement::{Alm, AlmParams, Alp, AlpParams, Policy};
+use edgehost_placement::{Alm, AlmParams, Alp, AlpParams, Bounder, Policy};
 use edgehost_runtime::Descriptor;
 
 use crate::protocol::{AgentName, CostParts, HostReport, LatencyParts, Placement, site_of};
@@ -267,6 +268,12 @@ pub fn place(
         None => (outcome.plan.clone(), outcome.objective, None),
     };
     let chosen = plan.server_of(0);
+    // How far from optimal the plan may be, on the native objective (a
+    // plugged-in cost model may price it otherwise).
+    let bound = Bounder::default()
+        .bound(&instance, Some(&plan))
+        .map_err(|e| Error::Placement(e.to_string()))?;
+    let gap = bound.gap(ead_objective(&instance, &plan).total);
     let mut fallbacks = outcome.fallbacks.clone();
     let report = policy
         .report(
@@ -295,6 +302,8 @@ pub fn place(
         objective,
         candidates: hosts.iter().map(|h| h.name.clone()).collect(),
         refinement,
+        lower_bound: bound.value,
+        gap,
     })
 }
 

@@ -23,7 +23,7 @@ use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, Ser
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
 /// migration, agent status in reports; 3: addresses as socket addresses.)
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
@@ -466,6 +466,12 @@ pub struct Placement {
     pub candidates: Vec<HostName>,
     /// What the LLM refinement did (`None` when no LLM is configured).
     pub refinement: Option<String>,
+    /// A lower bound on the native objective of any placement of the agent
+    /// over the candidates (the proven optimum when the exact solver fits).
+    pub lower_bound: f64,
+    /// `(objective − lower_bound) / objective` of the chosen plan under the
+    /// native cost model: how far from optimal it may be at most.
+    pub gap: f64,
 }
 
 /// The parts of a migration's time (eq. 3), milliseconds.

@@ -377,6 +377,8 @@ fn write_seeds() {
                 objective: 0.7,
                 candidates: vec![host("h1"), host("h2")],
                 refinement: Some("kept".into()),
+                lower_bound: 0.5,
+                gap: 0.01,
             }),
         ),
         (

@@ -70,7 +70,14 @@ fn single_run_writes_results() {
     let rows = v.as_array().expect("array");
     assert_eq!(rows.len(), 6);
     for row in rows {
-        for key in ["algorithm", "objective", "feasible", "solve_ms", "lower_bound", "gap"] {
+        for key in [
+            "algorithm",
+            "objective",
+            "feasible",
+            "solve_ms",
+            "lower_bound",
+            "gap",
+        ] {
             assert!(row.get(key).is_some(), "{key} missing in {row}");
         }
         for key in ["tra", "mig", "ini", "pro", "total"] {

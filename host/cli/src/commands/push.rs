@@ -206,7 +206,7 @@ impl PushCommand {
         match &report.placement {
             Some(p) => {
                 outln!(
-                    "  why: {} over {} host(s) with the {} policy chose {}: predicted latency {:.3} s (transmit {:.3}, migration {:.3}, initiation {:.3}, processing {:.3}), cost {:.3} (cpu {:.3}, storage {:.3}, comm {:.3}), objective {:.4}",
+                    "  why: {} over {} host(s) with the {} policy chose {}: predicted latency {:.3} s (transmit {:.3}, migration {:.3}, initiation {:.3}, processing {:.3}), cost {:.3} (cpu {:.3}, storage {:.3}, comm {:.3}), objective {:.4}, {:.2}% above the lower bound {:.4}",
                     p.algorithm,
                     p.candidates.len(),
                     p.policy,
@@ -220,7 +220,9 @@ impl PushCommand {
                     p.cost.cpu,
                     p.cost.storage,
                     p.cost.communication,
-                    p.objective
+                    p.objective,
+                    p.gap * 100.0,
+                    p.lower_bound
                 );
                 for f in &p.fallbacks {
                     outln!("  note: {f}");
