@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use edgehost_placement::cost::{CostModel, NativeCostModel};
+use edgehost_placement::cost_model::{CostModel, NativeCostModel};
 use edgehost_placement::heuristic::{Heuristic, NativeHeuristic};
 use edgehost_placement::{Alp, Instance, Plan, Policy, Scenario, ScenarioConfig};
 use edgehost_runtime::{PolicyRuntimeBuilder, plugin_policy};

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use edgehost_placement::cost::{CostModel, NativeCostModel, PlanReport};
+use edgehost_placement::cost::PlanReport;
+use edgehost_placement::cost_model::{CostModel, NativeCostModel};
 use edgehost_placement::heuristic::{Heuristic, NativeHeuristic};
 use edgehost_placement::{
     Alm, Alp, Instance, MigrationContext, Plan, Policy, Scenario, ScenarioConfig,

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::host::{Shared, lock};
+use crate::host::Shared;
 use crate::place::{Planned, Priced, Resident, plan_migrations};
 use crate::protocol::{AgentName, Event, HostName, Request, Response};
+use crate::sync::lock;
 use crate::{Error, Result};
 
 /// Events kept per host: the log `edgehost events` reads is a window of the

@@ -18,7 +18,7 @@ use edgehost_proto::{
     ComponentModel, Digest, Estimate, HostModel, HostName, LinkModel, MigrationTimes,
 };
 
-use crate::host::lock;
+use crate::sync::lock;
 
 /// Weight of the newest sample once a fit has seen enough: about the last
 /// ten samples count. Until then every sample counts equally, so the first

@@ -13,7 +13,7 @@
 
 use std::sync::Mutex;
 
-use crate::host::lock;
+use crate::sync::lock;
 use crate::{Error, Result};
 
 /// One agent's staged and written states.

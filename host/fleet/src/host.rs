@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use edgehost_advisor::{AdvisorConfig, ChatClient, ChatMessage, LlmRefiner};
@@ -35,6 +35,7 @@ use crate::revocation::{HOST_LIST_FILE, Offered, Revocations};
 pub(crate) use crate::slot::{AgentSlot, Gate, Pending};
 use crate::slot::{MAX_RESTART_BACKOFF, RESTART_BACKOFF, Waiting};
 use crate::store::ComponentStore;
+use crate::sync::lock;
 use crate::tls::{bind, host_client_config, host_server_config, peer_certificate, peer_identity};
 use crate::{Error, Result};
 
@@ -130,10 +131,6 @@ pub struct Host {
     prepared: Vec<AgentRecord>,
     /// The address the endpoint is bound to.
     bound: SocketAddr,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Host {

@@ -40,6 +40,7 @@ pub mod protocol;
 pub mod revocation;
 mod slot;
 pub mod store;
+mod sync;
 pub mod tls;
 
 use std::path::Path;

@@ -34,9 +34,10 @@ use edgehost_runtime::Digest;
 use crate::calibration::{Move, Operation, Source, predict_migration};
 use crate::client::{call, call_encoded, unexpected, upload};
 use crate::delta;
-use crate::host::{Gate, Pending, Shared, lock};
+use crate::host::{Gate, Pending, Shared};
 use crate::identity::Identity;
 use crate::persist::{AgentRecord, Standing, Tombstone};
+use crate::sync::lock;
 use std::net::SocketAddr;
 
 use crate::protocol::{

@@ -2,9 +2,8 @@
 
 pub use edgehost_placement::cost::CostParams;
 use edgehost_placement::cost::ead_objective;
-use edgehost_placement::migration::{
-    MigrationContext, MigrationPlan, expected_delay_s, move_time_s,
-};
+use edgehost_placement::gain::{MigrationContext, expected_delay_s, move_time_s};
+use edgehost_placement::migration::MigrationPlan;
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
 use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
 use edgehost_placement::topology::{GeoParams, Topology};

@@ -13,13 +13,14 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use edgehost_runtime::Digest;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::sync::lock;
 use crate::{Error, Result};
 
 /// The prefix of an upload's temporary file.
@@ -117,7 +118,7 @@ impl ComponentStore {
     }
 
     fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
-        self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.usage)
     }
 
     /// Starts receiving a component announced as `digest`, `size` bytes.
@@ -222,7 +223,7 @@ impl Reservation {
     /// The upload arrived: its bytes count as stored (when `new`, else the
     /// file it replaced already counted them).
     fn settle(mut self, new: bool) {
-        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut usage = lock(&self.usage);
         usage.reserved = usage.reserved.saturating_sub(self.bytes);
         if new {
             usage.stored = usage.stored.saturating_add(self.bytes);
@@ -233,7 +234,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut usage = lock(&self.usage);
         usage.reserved = usage.reserved.saturating_sub(self.bytes);
     }
 }

@@ -3,107 +3,14 @@
 //!
 //! Each equation is a small named function with its units, so a reader can
 //! hold it against the paper; [`report`] and [`ead_objective`] put them
-//! together for a whole plan. The [`CostModel`] trait is the seam where a
-//! policy plugin replaces [`NativeCostModel`], the reference implementation.
+//! together for a whole plan. The migration gain built on them is in
+//! [`crate::gain`]; the seam where a policy plugin replaces them is
+//! [`crate::cost_model`].
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::{CostParams, CostWeights};
 use crate::model::{Instance, Plan};
-use crate::{Error, Result};
-
-/// Weights of the three parts of the resource cost (eq. 10). The paper adds
-/// seconds, gigabytes and megabytes with weight one; so do the defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CostWeights {
-    /// Weight of O_CPU (seconds of CPU-busy time).
-    pub cpu: f64,
-    /// Weight of O_Stor (GB).
-    pub storage: f64,
-    /// Weight of O_Comm (MB).
-    pub comm: f64,
-}
-
-impl Default for CostWeights {
-    fn default() -> Self {
-        Self {
-            cpu: 1.0,
-            storage: 1.0,
-            comm: 1.0,
-        }
-    }
-}
-
-/// Constants of the cost model.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CostParams {
-    /// Start-up time of an agent on an idle server, seconds.
-    pub init_base_s: f64,
-    /// Extra start-up time per agent running on the same server, seconds:
-    /// T_init(n) = init_base_s + init_per_agent_s * n (eq. 4 only says it grows).
-    pub init_per_agent_s: f64,
-    /// Fixed cost of exporting an agent's state, seconds.
-    pub export_base_s: f64,
-    /// Rate at which state is serialised on export, MB/s.
-    pub export_mb_per_s: f64,
-    /// Fixed cost of importing state into a fresh agent, seconds.
-    pub load_base_s: f64,
-    /// Rate at which state is imported, MB/s.
-    pub load_mb_per_s: f64,
-    /// Round trip between a user and the server it is attached to, seconds.
-    pub access_rtt_s: f64,
-    /// Weight theta of the dependency-communication term of the EAD objective.
-    pub theta: f64,
-    /// Weight of the compute-load term of the EAD objective (seconds per
-    /// second of compute; 1 keeps the objective in seconds).
-    pub compute_weight: f64,
-    /// Weights of eq. 10.
-    pub cost_weights: CostWeights,
-}
-
-impl Default for CostParams {
-    fn default() -> Self {
-        Self {
-            init_base_s: 0.8,
-            init_per_agent_s: 0.2,
-            export_base_s: 0.2,
-            export_mb_per_s: 100.0,
-            load_base_s: 0.2,
-            load_mb_per_s: 100.0,
-            access_rtt_s: 0.01,
-            theta: 1.0,
-            compute_weight: 1.0,
-            cost_weights: CostWeights::default(),
-        }
-    }
-}
-
-impl CostParams {
-    /// Rejects negative or non-finite constants and zero rates.
-    pub fn validate(&self) -> Result<()> {
-        let w = self.cost_weights;
-        let non_negative = [
-            self.init_base_s,
-            self.init_per_agent_s,
-            self.export_base_s,
-            self.load_base_s,
-            self.access_rtt_s,
-            self.theta,
-            self.compute_weight,
-            w.cpu,
-            w.storage,
-            w.comm,
-        ];
-        let positive = [self.export_mb_per_s, self.load_mb_per_s];
-        if non_negative.iter().any(|v| !v.is_finite() || *v < 0.0)
-            || positive.iter().any(|v| !v.is_finite() || *v <= 0.0)
-        {
-            return Err(Error::InvalidInstance(
-                "cost parameters must be finite and non-negative, rates positive".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Seconds to move `mb` megabytes over `mbps` megabits per second.
 pub fn transfer_time_s(mb: f64, mbps: f64) -> f64 {
@@ -470,77 +377,6 @@ pub fn report(instance: &Instance, plan: &Plan) -> PlanReport {
         out.tasks.push((latency, cost));
     }
     out
-}
-
-/// Prices plans. A policy plugin implements this to replace the native
-/// cost model; every method may fail, and the engine then falls back to
-/// [`NativeCostModel`] (see [`crate::policy::Policy`]).
-pub trait CostModel {
-    /// A short name for reports.
-    fn name(&self) -> &str;
-
-    /// The objective (lower is better) of each plan of a batch, in order.
-    /// The colony calls this once per iteration with all its ants' plans.
-    fn objectives(&self, instance: &Instance, plans: &[Plan]) -> Result<Vec<f64>>;
-
-    /// The full latency and cost breakdown of one plan.
-    fn report(&self, instance: &Instance, plan: &Plan) -> Result<PlanReport>;
-
-    /// The total EAM net gain (seconds, higher is better) of each candidate
-    /// deployment in `after`, relative to `before`, for users attached to
-    /// `context.user_servers`.
-    fn migration_gains(
-        &self,
-        instance: &Instance,
-        before: &Plan,
-        context: &crate::migration::MigrationContext,
-        after: &[Plan],
-    ) -> Result<Vec<f64>>;
-}
-
-/// The reference cost model: eqs. 1-10, the EAD objective and the EAM gain
-/// exactly as this module and [`crate::migration`] define them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NativeCostModel;
-
-impl CostModel for NativeCostModel {
-    fn name(&self) -> &str {
-        "native"
-    }
-
-    fn objectives(&self, instance: &Instance, plans: &[Plan]) -> Result<Vec<f64>> {
-        plans
-            .iter()
-            .map(|plan| {
-                plan.check_shape(instance)?;
-                Ok(ead_objective(instance, plan).total)
-            })
-            .collect()
-    }
-
-    fn report(&self, instance: &Instance, plan: &Plan) -> Result<PlanReport> {
-        plan.check_shape(instance)?;
-        Ok(report(instance, plan))
-    }
-
-    fn migration_gains(
-        &self,
-        instance: &Instance,
-        before: &Plan,
-        context: &crate::migration::MigrationContext,
-        after: &[Plan],
-    ) -> Result<Vec<f64>> {
-        before.check_shape(instance)?;
-        after
-            .iter()
-            .map(|plan| {
-                plan.check_shape(instance)?;
-                Ok(crate::migration::total_net_gain_s(
-                    instance, before, context, plan,
-                ))
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! * [`model::Instance`] (agents, servers, tasks, [`topology::Topology`]) and
 //!   [`model::Plan`];
 //! * [`cost`]: one function per equation, [`cost::report`] and
-//!   [`cost::ead_objective`], and the [`cost::CostModel`] trait;
+//!   [`cost::ead_objective`]; [`gain`], the migration gain built on them;
+//!   the [`cost_model::CostModel`] trait, where a plugin replaces both;
 //! * [`heuristic::Heuristic`], the per-decision heuristic matrix;
 //! * [`policy::Policy`], the heuristic and cost model in use, falling back to
 //!   the native ones when a plug-in fails;
@@ -27,6 +28,14 @@
 //! * [`separable::Separable`], the objective split per agent, server and
 //!   dependency, shared by the exact solver, local search and the bound;
 //! * [`scenario::Scenario`], seeded instances in the paper's setting.
+//!
+//! Modules import in one direction only, bottom up: `topology` (sites,
+//! links) → `model` (the instance, plans, cost constants) → `constraint`
+//! → `cost` (eqs. 1-10, the EAD objective) → `gain` (the EAM migration
+//! gain) → `separable` → `heuristic` → `cost_model` → `policy` →
+//! `pheromone` → the algorithms (`colony`, `migration`, `baseline`,
+//! `local`, `exact`, `bound`, `refine`) → `scenario`. No module imports
+//! one above it (test modules take fixtures from `scenario`).
 //!
 //! The crate is pure computation. It has no async runtime, no network, no
 //! files and no clock: randomness comes from seeds passed in (ChaCha, so a
@@ -47,7 +56,9 @@ pub mod bound;
 pub mod colony;
 pub mod constraint;
 pub mod cost;
+pub mod cost_model;
 pub mod exact;
+pub mod gain;
 pub mod heuristic;
 pub mod local;
 pub mod migration;
@@ -63,12 +74,16 @@ pub use algorithm::Algorithm;
 pub use bound::{BoundMethod, Bounder, LowerBound};
 pub use colony::{Alp, AlpOutcome, AlpParams};
 pub use constraint::{Limit, Violation};
-pub use cost::{CostModel, NativeCostModel, PlanReport};
+pub use cost::PlanReport;
+pub use cost_model::{CostModel, NativeCostModel};
 pub use exact::Optimal;
+pub use gain::MigrationContext;
 pub use heuristic::{Heuristic, HeuristicMatrix, NativeHeuristic};
 pub use local::LocalSearch;
-pub use migration::{Alm, AlmParams, MigrationContext, MigrationPlan};
-pub use model::{Agent, Dependency, Instance, Plan, Resources, Server, Site, Task};
+pub use migration::{Alm, AlmParams, MigrationPlan};
+pub use model::{
+    Agent, CostParams, CostWeights, Dependency, Instance, Plan, Resources, Server, Site, Task,
+};
 pub use policy::Policy;
 pub use refine::{Refiner, Verdict};
 pub use scenario::{Scenario, ScenarioConfig};

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cost::CostParams;
+pub use crate::topology::Site;
 use crate::topology::Topology;
 use crate::{Error, Result};
 
@@ -104,31 +104,97 @@ pub struct Agent {
     pub origin: Option<usize>,
 }
 
-/// A point on the plane in kilometres; topologies built from sites use the
-/// Euclidean distance between these.
+/// Weights of the three parts of the resource cost (eq. 10). The paper adds
+/// seconds, gigabytes and megabytes with weight one; so do the defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Site {
-    /// East-west coordinate, km.
-    pub x_km: f64,
-    /// North-south coordinate, km.
-    pub y_km: f64,
+pub struct CostWeights {
+    /// Weight of O_CPU (seconds of CPU-busy time).
+    pub cpu: f64,
+    /// Weight of O_Stor (GB).
+    pub storage: f64,
+    /// Weight of O_Comm (MB).
+    pub comm: f64,
 }
 
-impl Site {
-    /// Projects a latitude/longitude (degrees) onto the plane with an
-    /// equirectangular projection around `reference_lat` degrees, which is
-    /// accurate enough for distances across one region.
-    pub fn from_degrees(lat: f64, lon: f64, reference_lat: f64) -> Self {
-        const EARTH_RADIUS_KM: f64 = 6371.0;
+impl Default for CostWeights {
+    fn default() -> Self {
         Self {
-            x_km: EARTH_RADIUS_KM * lon.to_radians() * reference_lat.to_radians().cos(),
-            y_km: EARTH_RADIUS_KM * lat.to_radians(),
+            cpu: 1.0,
+            storage: 1.0,
+            comm: 1.0,
         }
     }
+}
 
-    /// Euclidean distance, km.
-    pub fn distance_km(self, other: Self) -> f64 {
-        (self.x_km - other.x_km).hypot(self.y_km - other.y_km)
+/// Constants of the cost model.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostParams {
+    /// Start-up time of an agent on an idle server, seconds.
+    pub init_base_s: f64,
+    /// Extra start-up time per agent running on the same server, seconds:
+    /// T_init(n) = init_base_s + init_per_agent_s * n (eq. 4 only says it grows).
+    pub init_per_agent_s: f64,
+    /// Fixed cost of exporting an agent's state, seconds.
+    pub export_base_s: f64,
+    /// Rate at which state is serialised on export, MB/s.
+    pub export_mb_per_s: f64,
+    /// Fixed cost of importing state into a fresh agent, seconds.
+    pub load_base_s: f64,
+    /// Rate at which state is imported, MB/s.
+    pub load_mb_per_s: f64,
+    /// Round trip between a user and the server it is attached to, seconds.
+    pub access_rtt_s: f64,
+    /// Weight theta of the dependency-communication term of the EAD objective.
+    pub theta: f64,
+    /// Weight of the compute-load term of the EAD objective (seconds per
+    /// second of compute; 1 keeps the objective in seconds).
+    pub compute_weight: f64,
+    /// Weights of eq. 10.
+    pub cost_weights: CostWeights,
+}
+
+impl Default for CostParams {
+    fn default() -> Self {
+        Self {
+            init_base_s: 0.8,
+            init_per_agent_s: 0.2,
+            export_base_s: 0.2,
+            export_mb_per_s: 100.0,
+            load_base_s: 0.2,
+            load_mb_per_s: 100.0,
+            access_rtt_s: 0.01,
+            theta: 1.0,
+            compute_weight: 1.0,
+            cost_weights: CostWeights::default(),
+        }
+    }
+}
+
+impl CostParams {
+    /// Rejects negative or non-finite constants and zero rates.
+    pub fn validate(&self) -> Result<()> {
+        let w = self.cost_weights;
+        let non_negative = [
+            self.init_base_s,
+            self.init_per_agent_s,
+            self.export_base_s,
+            self.load_base_s,
+            self.access_rtt_s,
+            self.theta,
+            self.compute_weight,
+            w.cpu,
+            w.storage,
+            w.comm,
+        ];
+        let positive = [self.export_mb_per_s, self.load_mb_per_s];
+        if non_negative.iter().any(|v| !v.is_finite() || *v < 0.0)
+            || positive.iter().any(|v| !v.is_finite() || *v <= 0.0)
+        {
+            return Err(Error::InvalidInstance(
+                "cost parameters must be finite and non-negative, rates positive".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

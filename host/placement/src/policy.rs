@@ -2,9 +2,10 @@
 //! to the native reference implementations when a plugged-in one fails or
 //! answers with something unusable.
 
-use crate::cost::{CostModel, NativeCostModel, PlanReport};
+use crate::cost::PlanReport;
+use crate::cost_model::{CostModel, NativeCostModel};
+use crate::gain::MigrationContext;
 use crate::heuristic::{Heuristic, HeuristicMatrix, NativeHeuristic};
-use crate::migration::MigrationContext;
 use crate::model::{Instance, Plan};
 use crate::{Error, Result};
 

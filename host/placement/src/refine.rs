@@ -11,7 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::constraint;
-use crate::migration::{MigrationContext, MigrationPlan, Move};
+use crate::gain::MigrationContext;
+use crate::migration::{MigrationPlan, Move};
 use crate::model::{Instance, Plan};
 use crate::policy::Policy;
 use crate::{Error, Result};

@@ -7,8 +7,35 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Site;
 use crate::{Error, Result};
+
+/// A point on the plane in kilometres; topologies built from sites use the
+/// Euclidean distance between these.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    /// East-west coordinate, km.
+    pub x_km: f64,
+    /// North-south coordinate, km.
+    pub y_km: f64,
+}
+
+impl Site {
+    /// Projects a latitude/longitude (degrees) onto the plane with an
+    /// equirectangular projection around `reference_lat` degrees, which is
+    /// accurate enough for distances across one region.
+    pub fn from_degrees(lat: f64, lon: f64, reference_lat: f64) -> Self {
+        const EARTH_RADIUS_KM: f64 = 6371.0;
+        Self {
+            x_km: EARTH_RADIUS_KM * lon.to_radians() * reference_lat.to_radians().cos(),
+            y_km: EARTH_RADIUS_KM * lat.to_radians(),
+        }
+    }
+
+    /// Euclidean distance, km.
+    pub fn distance_km(self, other: Self) -> f64 {
+        (self.x_km - other.x_km).hypot(self.y_km - other.y_km)
+    }
+}
 
 /// How distances between sites become delays and hops.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -28,7 +28,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use edgehost_placement::cost::{CostModel, PlanReport};
+use edgehost_placement::cost::PlanReport;
+use edgehost_placement::cost_model::CostModel;
 use edgehost_placement::heuristic::{Heuristic, HeuristicMatrix};
 use edgehost_placement::{Instance, MigrationContext, Plan, Policy};
 use wasmtime::Store;

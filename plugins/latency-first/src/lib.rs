@@ -16,7 +16,7 @@
 #![cfg(target_family = "wasm")]
 
 use edgehost_policy::placement::cost::{init_time_s, report, ship_time_s};
-use edgehost_policy::placement::migration::expected_delay_s;
+use edgehost_policy::placement::gain::expected_delay_s;
 use edgehost_policy::{Instance, Plan, PlanReport, Policy, PolicyError};
 
 struct LatencyFirst;

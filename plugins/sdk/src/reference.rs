@@ -5,7 +5,8 @@
 //! These are the very functions the host runs natively, so a plugin that
 //! uses them unchanged gives the host's numbers.
 
-use edgehost_placement::cost::{CostModel, NativeCostModel, PlanReport};
+use edgehost_placement::cost::PlanReport;
+use edgehost_placement::cost_model::{CostModel, NativeCostModel};
 use edgehost_placement::heuristic::{Heuristic, NativeHeuristic};
 use edgehost_placement::{Instance, MigrationContext, Plan};
 

@@ -67,7 +67,8 @@ impl PolicySlot {
 
 #[cfg(test)]
 mod tests {
-    use edgehost_placement::cost::{CostModel, NativeCostModel, PlanReport};
+    use edgehost_placement::cost::PlanReport;
+    use edgehost_placement::cost_model::{CostModel, NativeCostModel};
     use edgehost_placement::heuristic::{Heuristic, HeuristicMatrix};
     use edgehost_placement::{Instance, MigrationContext, Plan, Result};
 
