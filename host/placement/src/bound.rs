@@ -204,7 +204,15 @@ pub fn lagrangian(instance: &Instance, upper: Option<f64>, iterations: usize) ->
                     reduced.push((r, a));
                 }
             }
-            reduced.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            // Only the most negative `slots` can be taken: select them,
+            // then sort those few.
+            let by_cost =
+                |x: &(f64, usize), y: &(f64, usize)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
+            if reduced.len() > slots[e] && slots[e] > 0 {
+                reduced.select_nth_unstable_by(slots[e] - 1, by_cost);
+                reduced.truncate(slots[e]);
+            }
+            reduced.sort_by(by_cost);
             // Take the k most negative, k chosen to minimise the server's
             // start-up term plus their reduced costs.
             let mut best_k = 0;

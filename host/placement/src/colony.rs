@@ -52,6 +52,16 @@ pub struct AlpParams {
     /// Whether ants weigh the communication to dependencies they already
     /// placed (see the module docs).
     pub dependency_affinity: bool,
+    /// Candidate list length: with more servers than this, an ant chooses
+    /// an agent's server among the agent's `candidates` most attractive
+    /// servers by heuristic, and scans every server only when none of those
+    /// has room (0: always every server).
+    #[serde(default = "default_candidates")]
+    pub candidates: usize,
+}
+
+fn default_candidates() -> usize {
+    AlpParams::default().candidates
 }
 
 impl Default for AlpParams {
@@ -66,6 +76,7 @@ impl Default for AlpParams {
             tau_min_ratio: 0.05,
             patience: 0,
             dependency_affinity: true,
+            candidates: 16,
         }
     }
 }
@@ -182,12 +193,41 @@ impl Alp {
             })
             .collect();
 
+        // Candidate lists: each agent's servers by falling heuristic, cut
+        // at `candidates`, kept in index order so sampling is reproducible.
+        let k = if p.candidates > 0 && p.candidates < n_e {
+            p.candidates
+        } else {
+            n_e
+        };
+        let every: Vec<usize> = (0..n_e).collect();
+        let candidates: Vec<usize> = if k < n_e {
+            let mut out = Vec::with_capacity(n_a * k);
+            let mut order: Vec<usize> = Vec::with_capacity(n_e);
+            for a in 0..n_a {
+                let row = &eta_beta[a * n_e..(a + 1) * n_e];
+                order.clear();
+                order.extend(0..n_e);
+                order.select_nth_unstable_by(k - 1, |&x, &y| {
+                    row[y].total_cmp(&row[x]).then(x.cmp(&y))
+                });
+                let mut top = order[..k].to_vec();
+                top.sort_unstable();
+                out.extend(top);
+            }
+            out
+        } else {
+            Vec::new()
+        };
+
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let base = Capacity::new(instance);
         let mut tau = Pheromone::new(n_a, n_e, 1.0);
-        // tau^alpha * eta^beta, refreshed once per iteration.
+        // tau^alpha * eta^beta, refreshed once per iteration (on the
+        // candidate cells only when there are candidate lists).
         let mut attraction = eta_beta.clone();
-        let mut weights = vec![0.0; n_e];
+        let mut weights: Vec<f64> = Vec::with_capacity(n_e);
+        let mut open: Vec<usize> = Vec::with_capacity(n_e);
         let mut best: Option<(Plan, f64)> = None;
         let mut out = AlpOutcome {
             plan: Plan::new(Vec::new()),
@@ -222,7 +262,6 @@ impl Alp {
                 let mut stuck = false;
                 for a in 0..n_a {
                     let demand = instance.agents[a].demand;
-                    let row = &attraction[a * n_e..(a + 1) * n_e];
                     placed_deps.clear();
                     if p.dependency_affinity {
                         placed_deps.extend(
@@ -232,10 +271,31 @@ impl Alp {
                         );
                     }
                     let s = scale[a];
+                    let shortlist = if k < n_e {
+                        &candidates[a * k..(a + 1) * k]
+                    } else {
+                        &every[..]
+                    };
+                    // Cumulative weights over the servers with room; the
+                    // whole row when no candidate has room. Off the
+                    // candidate list the attraction is computed afresh.
                     let mut total = 0.0;
-                    for (e, (w, &base_w)) in weights.iter_mut().zip(row).enumerate() {
-                        if cap.fits(e, demand) {
-                            let mut v = base_w;
+                    for (pass, servers) in [shortlist, &every[..]].into_iter().enumerate() {
+                        if pass == 1 && (total > 0.0 || k == n_e) {
+                            break;
+                        }
+                        weights.clear();
+                        open.clear();
+                        total = 0.0;
+                        for &e in servers {
+                            if !cap.fits(e, demand) {
+                                continue;
+                            }
+                            let mut v = if pass == 0 {
+                                attraction[a * n_e + e]
+                            } else {
+                                pow(tau.get(a, e), p.alpha) * eta_beta[a * n_e + e]
+                            };
                             if !placed_deps.is_empty() {
                                 let mut extra = 0.0;
                                 for &(f, vol) in &placed_deps {
@@ -244,29 +304,24 @@ impl Alp {
                                 v *= pow(s / (s + theta * extra), p.beta);
                             }
                             total += v;
+                            weights.push(total);
+                            open.push(e);
                         }
-                        // Cumulative weights: a server that cannot take the
-                        // agent adds nothing and is never chosen.
-                        *w = total;
                     }
                     if total <= 0.0 || !total.is_finite() {
                         stuck = true;
                         break;
                     }
                     let target = rng.random::<f64>() * total;
-                    let mut e = weights.partition_point(|&c| c <= target);
-                    if e >= n_e {
-                        e = n_e - 1;
-                    }
+                    let mut i = weights
+                        .partition_point(|&c| c <= target)
+                        .min(open.len() - 1);
                     // Rounding can push the target past the last entry; step
                     // back to the last server with a positive weight.
-                    while e > 0 && weights[e] == weights[e - 1] {
-                        e -= 1;
+                    while i > 0 && weights[i] == weights[i - 1] {
+                        i -= 1;
                     }
-                    if !cap.fits(e, demand) {
-                        stuck = true;
-                        break;
-                    }
+                    let e = open[i];
                     cap.take(e, demand);
                     assignment[a] = e;
                 }
@@ -306,8 +361,18 @@ impl Alp {
                     tau.reinforce(&plans[ib], deposit(ib_cost));
                     tau.reinforce(gb_plan, deposit(*gb_cost));
                     tau.clamp(tau_max * p.tau_min_ratio, tau_max);
-                    for ((w, &t), &h) in attraction.iter_mut().zip(tau.levels()).zip(&eta_beta) {
-                        *w = pow(t, p.alpha) * h;
+                    if k < n_e {
+                        for (a, shortlist) in candidates.chunks_exact(k).enumerate() {
+                            for &e in shortlist {
+                                let i = a * n_e + e;
+                                attraction[i] = pow(tau.levels()[i], p.alpha) * eta_beta[i];
+                            }
+                        }
+                    } else {
+                        for ((w, &t), &h) in attraction.iter_mut().zip(tau.levels()).zip(&eta_beta)
+                        {
+                            *w = pow(t, p.alpha) * h;
+                        }
                     }
                 }
             }
