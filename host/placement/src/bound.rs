@@ -147,13 +147,18 @@ pub fn lagrangian(instance: &Instance, upper: Option<f64>, iterations: usize) ->
         .iter()
         .map(|s| s.slots_remaining())
         .collect();
-    // Agent a may go to e only if it fits on the empty server.
-    let allowed = |a: usize, e: usize| {
-        slots[e] > 0
-            && instance.agents[a]
-                .demand
-                .fits_in(instance.servers[e].remaining())
-    };
+    // Agent a may go to e only if it fits on the empty server; decided
+    // once, not at every iteration.
+    let room: Vec<_> = instance.servers.iter().map(|s| s.remaining()).collect();
+    let fits: Vec<bool> = (0..n_a)
+        .flat_map(|a| {
+            let d = instance.agents[a].demand;
+            (0..n_e)
+                .map(|e| slots[e] > 0 && d.fits_in(room[e]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let allowed = |a: usize, e: usize| fits[a * n_e + e];
     // Multipliers of "each agent on exactly one server", started at each
     // agent's cheapest server alone: the bound then starts at the sum of
     // those, and only grows.

@@ -151,11 +151,7 @@ impl Runner<'_> {
     }
 
     /// Runs `algorithm` on `instance`; `seed` drives ALP and Random. The
-    /// result carries no bound (see [`Runner::run_all`]).
-    pub fn run(&self, algorithm: Algorithm, instance: &Instance, seed: u64) -> AlgorithmResult {
-        self.run_one(algorithm, instance, seed).0
-    }
-
+    /// result carries no bound yet; the plan comes back beside it.
     fn run_one(
         &self,
         algorithm: Algorithm,
