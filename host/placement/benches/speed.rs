@@ -1,4 +1,5 @@
-//! Decision speed: ALP with default parameters on large instances, the
+//! Decision speed: ALP with default parameters (local-search finish
+//! included; the colony's own best is shown beside it) on large instances, the
 //! Lagrangian lower bound and local search beside it. Prints a table of
 //! wall-clock times (median of several runs).
 //!
@@ -24,9 +25,9 @@ fn main() {
         ("10,000 agents x 1,000 servers", 10_000, 1000, 2.0, 20, 3),
     ];
     println!(
-        "| instance | ALP median ms | ALP min ms | runs | ALP objective | bound ms | bound | ALP gap | local search ms | local search objective | greedy ms |"
+        "| instance | ALP median ms | ALP min ms | runs | ALP objective | colony alone | bound ms | bound | ALP gap | colony gap | local search ms | local search objective | greedy ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (label, agents, servers, scale, max_agents, runs) in cases {
         let inst = Scenario::new(ScenarioConfig {
             servers,
@@ -41,11 +42,14 @@ fn main() {
         let alp = Alp::default();
         let mut times = Vec::new();
         let mut objective = 0.0;
+        let mut colony = 0.0;
         for run in 0..runs {
             let t = Instant::now();
             let out = alp.place(&inst, &policy, run).expect("alp");
             times.push(t.elapsed().as_secs_f64() * 1e3);
             objective = out.objective;
+            // The colony's own best, before the local-search finish.
+            colony = out.objective + out.polish_gain;
         }
         let min = times.iter().copied().fold(f64::INFINITY, f64::min);
         let t = Instant::now();
@@ -65,9 +69,10 @@ fn main() {
         let _ = baseline::greedy(&inst);
         let greedy_ms = t.elapsed().as_secs_f64() * 1e3;
         println!(
-            "| {label} | {:.1} | {min:.1} | {runs} | {objective:.1} | {bound_ms:.1} | {bound:.1} | {:.2}% | {ls_ms} | {ls_objective} | {greedy_ms:.2} |",
+            "| {label} | {:.1} | {min:.1} | {runs} | {objective:.1} | {colony:.1} | {bound_ms:.1} | {bound:.1} | {:.2}% | {:.2}% | {ls_ms} | {ls_objective} | {greedy_ms:.2} |",
             median(times),
-            (objective - bound) / objective * 100.0
+            (objective - bound) / objective * 100.0,
+            (colony - bound) / colony * 100.0
         );
     }
 

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constraint::Capacity;
 use crate::cost::{init_time_s, ship_time_s};
+use crate::local::LocalSearch;
 use crate::model::{Instance, Plan};
 use crate::pheromone::Pheromone;
 use crate::policy::Policy;
@@ -54,10 +55,20 @@ pub struct AlpParams {
     pub dependency_affinity: bool,
     /// Candidate list length: with more servers than this, an ant chooses
     /// an agent's server among the agent's `candidates` most attractive
-    /// servers by heuristic, and scans every server only when none of those
-    /// has room (0: always every server).
+    /// servers by heuristic. When none of those has room it chooses among
+    /// the first `candidates` servers with room in the fleet-wide order of
+    /// attractiveness (0: always every server).
     #[serde(default = "default_candidates")]
     pub candidates: usize,
+    /// Whether the colony's best plan is finished by local search (moves
+    /// and swaps, [`crate::local::LocalSearch::improve`]) and the result
+    /// kept when the policy's objective prices it lower.
+    #[serde(default = "default_polish")]
+    pub polish: bool,
+}
+
+fn default_polish() -> bool {
+    AlpParams::default().polish
 }
 
 fn default_candidates() -> usize {
@@ -77,6 +88,7 @@ impl Default for AlpParams {
             patience: 0,
             dependency_affinity: true,
             candidates: 16,
+            polish: true,
         }
     }
 }
@@ -116,6 +128,9 @@ pub struct AlpOutcome {
     pub ants_completed: usize,
     /// Ants that got stuck and whose plans were discarded.
     pub ants_discarded: usize,
+    /// How much the local-search finish lowered the colony's best
+    /// objective (0 when it found nothing better or was off).
+    pub polish_gain: f64,
     /// Policy fallbacks that happened during the run.
     pub fallbacks: Vec<String>,
 }
@@ -201,6 +216,22 @@ impl Alp {
             n_e
         };
         let every: Vec<usize> = (0..n_e).collect();
+        // The fallback order when an agent's own list is full: servers by
+        // falling mean attraction over the agents, index order on ties.
+        let fleet_order: Vec<usize> = if k < n_e {
+            let mut mean = vec![0.0; n_e];
+            for row in eta_beta.chunks_exact(n_e) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += v;
+                }
+            }
+            let mut order = every.clone();
+            order.sort_by(|&x, &y| mean[y].total_cmp(&mean[x]).then(x.cmp(&y)));
+            order
+        } else {
+            Vec::new()
+        };
+        let mut fallback: Vec<usize> = Vec::with_capacity(k);
         let candidates: Vec<usize> = if k < n_e {
             let mut out = Vec::with_capacity(n_a * k);
             let mut order: Vec<usize> = Vec::with_capacity(n_e);
@@ -235,6 +266,7 @@ impl Alp {
             iteration_best: Vec::with_capacity(p.iterations),
             ants_completed: 0,
             ants_discarded: 0,
+            polish_gain: 0.0,
             fallbacks: Vec::new(),
         };
         let mut since_improvement = 0;
@@ -258,6 +290,9 @@ impl Alp {
             let mut plans: Vec<Plan> = Vec::with_capacity(p.ants);
             for _ in 0..p.ants {
                 let mut cap = base.clone();
+                // Servers before this position in `fleet_order` have no
+                // slot left for the rest of this ant's walk.
+                let mut first_open = 0;
                 let mut assignment = vec![0usize; n_a];
                 let mut stuck = false;
                 for a in 0..n_a {
@@ -277,13 +312,27 @@ impl Alp {
                         &every[..]
                     };
                     // Cumulative weights over the servers with room; the
-                    // whole row when no candidate has room. Off the
-                    // candidate list the attraction is computed afresh.
+                    // fleet-wide fallback when no candidate has room. Off
+                    // the candidate list the attraction is computed afresh.
                     let mut total = 0.0;
-                    for (pass, servers) in [shortlist, &every[..]].into_iter().enumerate() {
-                        if pass == 1 && (total > 0.0 || k == n_e) {
-                            break;
+                    for pass in 0..2 {
+                        if pass == 1 {
+                            if total > 0.0 || k == n_e {
+                                break;
+                            }
+                            while first_open < n_e && cap.slots(fleet_order[first_open]) == 0 {
+                                first_open += 1;
+                            }
+                            fallback.clear();
+                            fallback.extend(
+                                fleet_order[first_open..]
+                                    .iter()
+                                    .copied()
+                                    .filter(|&e| cap.fits(e, demand))
+                                    .take(k),
+                            );
                         }
+                        let servers = if pass == 0 { shortlist } else { &fallback[..] };
                         weights.clear();
                         open.clear();
                         total = 0.0;
@@ -381,12 +430,24 @@ impl Alp {
             }
         }
 
-        let (plan, objective) = best.ok_or_else(|| {
+        let (mut plan, mut objective) = best.ok_or_else(|| {
             Error::NoFeasiblePlan(format!(
                 "every one of {} ants got stuck",
                 out.ants_discarded
             ))
         })?;
+        if p.polish {
+            let polished = LocalSearch::default().improve(instance, &plan)?;
+            if polished != plan {
+                let cost =
+                    policy.objectives(instance, std::slice::from_ref(&polished), &mut fallbacks)?;
+                if let Some(&c) = cost.first().filter(|&&c| c < objective) {
+                    out.polish_gain = objective - c;
+                    plan = polished;
+                    objective = c;
+                }
+            }
+        }
         out.plan = plan;
         out.objective = objective;
         out.fallbacks = fallbacks;
@@ -416,6 +477,66 @@ mod tests {
             .fold(f64::INFINITY, f64::min);
         assert!(a.objective <= best_ant);
         assert_eq!(a.ants_completed + a.ants_discarded, 16 * 40);
+    }
+
+    #[test]
+    fn short_candidate_lists_still_fill_a_tight_fleet() {
+        // 60 agents on 30 servers of two slots each: every slot is taken,
+        // so most agents find their two-server list full and must fall
+        // back to the fleet-wide order.
+        let inst = Scenario::new(ScenarioConfig {
+            servers: 30,
+            tasks: 0,
+            agents: Some(60),
+            max_agents_per_server: 2,
+            capacity_scale: 4.0,
+        })
+        .generate(5)
+        .expect("scenario");
+        let alp = Alp::new(AlpParams {
+            candidates: 2,
+            ants: 4,
+            iterations: 5,
+            ..AlpParams::default()
+        });
+        let out = alp.place(&inst, &Policy::native(), 3).expect("placement");
+        crate::constraint::check(&inst, &out.plan).expect("feasible");
+        assert_eq!(out.ants_discarded, 0);
+    }
+
+    #[test]
+    fn the_local_search_finish_never_makes_a_plan_worse() {
+        let inst = Scenario::new(ScenarioConfig {
+            servers: 12,
+            tasks: 0,
+            agents: Some(80),
+            max_agents_per_server: 10,
+            capacity_scale: 2.0,
+        })
+        .generate(9)
+        .expect("scenario");
+        let colony = AlpParams {
+            ants: 4,
+            iterations: 5,
+            polish: false,
+            ..AlpParams::default()
+        };
+        let plain = Alp::new(colony)
+            .place(&inst, &Policy::native(), 1)
+            .expect("alp");
+        let polished = Alp::new(AlpParams {
+            polish: true,
+            ..colony
+        })
+        .place(&inst, &Policy::native(), 1)
+        .expect("alp");
+        assert_eq!(plain.polish_gain, 0.0);
+        // Same seed, same colony: the finish starts from the same plan.
+        assert!((polished.objective + polished.polish_gain - plain.objective).abs() < 1e-9);
+        assert!(polished.objective <= plain.objective);
+        // A short colony on 80 agents leaves moves for the finish to find.
+        assert!(polished.polish_gain > 0.0);
+        crate::constraint::check(&inst, &polished.plan).expect("feasible");
     }
 
     #[test]

@@ -168,12 +168,38 @@ impl LocalSearch {
             placed[a] = Some(e);
         }
         let at: Vec<usize> = placed.into_iter().map(|p| p.unwrap_or(0)).collect();
-        let mut state = State {
+        Ok(self.descend(State {
             split,
             at,
             count,
             cap,
-        };
+        }))
+    }
+
+    /// Improves a feasible `plan` until no single move or swap lowers the
+    /// objective (or the pass limit is hit). The result is never worse
+    /// than `plan` on the EAD objective.
+    pub fn improve(&self, instance: &Instance, plan: &Plan) -> Result<Plan> {
+        instance.validate()?;
+        crate::constraint::check(instance, plan)?;
+        let mut cap = Capacity::new(instance);
+        let mut count = vec![0usize; instance.servers.len()];
+        for (a, &e) in plan.assignment.iter().enumerate() {
+            cap.take(e, instance.agents[a].demand);
+            count[e] += 1;
+        }
+        Ok(self.descend(State {
+            split: Separable::new(instance),
+            at: plan.assignment.clone(),
+            count,
+            cap,
+        }))
+    }
+
+    /// First-improvement descent over moves and swaps from `state`.
+    fn descend(&self, mut state: State<'_>) -> Plan {
+        let n_a = state.at.len();
+        let n_e = state.count.len();
         let swaps = n_a <= self.max_swap_agents;
         for _ in 0..self.max_passes {
             let scale = state.split.total(&state.at).abs().max(1.0);
@@ -207,7 +233,7 @@ impl LocalSearch {
                 break;
             }
         }
-        Ok(Plan::new(state.at))
+        Plan::new(state.at)
     }
 }
 
