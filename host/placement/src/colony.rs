@@ -19,7 +19,7 @@
 //! is native arithmetic over the topology, not a heuristic call, and can be
 //! switched off ([`AlpParams::dependency_affinity`]).
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,7 @@ use crate::constraint::Capacity;
 use crate::cost::{init_time_s, ship_time_s};
 use crate::local::LocalSearch;
 use crate::model::{Instance, Plan};
-use crate::pheromone::Pheromone;
+use crate::pheromone::{ColonyParams, Pheromone, roulette};
 use crate::policy::Policy;
 use crate::{Error, Result};
 
@@ -96,21 +96,22 @@ impl Default for AlpParams {
 impl AlpParams {
     /// Rejects parameters that make the colony meaningless.
     pub fn validate(&self) -> Result<()> {
-        let ok = self.ants > 0
-            && self.iterations > 0
-            && self.alpha.is_finite()
-            && self.alpha >= 0.0
-            && self.beta.is_finite()
-            && self.beta >= 0.0
-            && self.rho > 0.0
-            && self.rho <= 1.0
-            && self.q.is_finite()
-            && self.q > 0.0
-            && (0.0..=1.0).contains(&self.tau_min_ratio);
-        if ok {
+        ColonyParams {
+            ants: self.ants,
+            iterations: self.iterations,
+            alpha: self.alpha,
+            beta: self.beta,
+            rho: self.rho,
+            q: self.q,
+        }
+        .validate()?;
+        if (0.0..=1.0).contains(&self.tau_min_ratio) {
             Ok(())
         } else {
-            Err(Error::InvalidParameters(format!("{self:?}")))
+            Err(Error::InvalidParameters(format!(
+                "tau_min_ratio must be in [0, 1]: {}",
+                self.tau_min_ratio
+            )))
         }
     }
 }
@@ -357,19 +358,10 @@ impl Alp {
                             open.push(e);
                         }
                     }
-                    if total <= 0.0 || !total.is_finite() {
+                    let Some(i) = roulette(&weights, &mut rng) else {
                         stuck = true;
                         break;
-                    }
-                    let target = rng.random::<f64>() * total;
-                    let mut i = weights
-                        .partition_point(|&c| c <= target)
-                        .min(open.len() - 1);
-                    // Rounding can push the target past the last entry; step
-                    // back to the last server with a positive weight.
-                    while i > 0 && weights[i] == weights[i - 1] {
-                        i -= 1;
-                    }
+                    };
                     let e = open[i];
                     cap.take(e, demand);
                     assignment[a] = e;

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::{CostParams, CostWeights};
+pub use crate::model::CostParams;
 use crate::model::{Instance, Plan};
 
 /// Seconds to move `mb` megabytes over `mbps` megabits per second.
@@ -111,9 +111,11 @@ pub fn communication_cost_mb(events_mb: impl IntoIterator<Item = f64>) -> f64 {
     events_mb.into_iter().sum()
 }
 
-/// Eq. 10, O_r: the weighted sum of the three costs (unitless score).
-pub fn total_cost(cpu_s: f64, storage_gb: f64, comm_mb: f64, weights: &CostWeights) -> f64 {
-    weights.cpu * cpu_s + weights.storage * storage_gb + weights.comm * comm_mb
+/// Eq. 10, O_r: the sum of the three costs with the paper's unit weights
+/// (a unitless score). It is reported, never optimised: the algorithms
+/// minimise the EAD objective, so weights here would change no decision.
+pub fn total_cost(cpu_s: f64, storage_gb: f64, comm_mb: f64) -> f64 {
+    cpu_s + storage_gb + comm_mb
 }
 
 /// The EAM net gain of moving an agent, seconds: the delay benefit minus the
@@ -370,7 +372,7 @@ pub fn report(instance: &Instance, plan: &Plan) -> PlanReport {
             cpu,
             storage,
             comm,
-            total: total_cost(cpu, storage, comm, &p.cost_weights),
+            total: total_cost(cpu, storage, comm),
         };
         out.latency.add(&latency);
         out.cost.add(&cost);
@@ -393,7 +395,7 @@ mod tests {
         assert!((initiation_latency_s([3, 3], &p) - 2.8).abs() < 1e-12);
         assert!((cpu_cost_s(10.0, 4.0, 1.0) - 5.0).abs() < 1e-12);
         assert!(cpu_cost_s(1.0, 4.0, 1.0) >= 0.0);
-        assert!((total_cost(1.0, 2.0, 3.0, &CostWeights::default()) - 6.0).abs() < 1e-12);
+        assert!((total_cost(1.0, 2.0, 3.0) - 6.0).abs() < 1e-12);
         assert!((eam_net_gain_s(10.0, 3.0, 0.5, 2.0, 2.0, 1.0) - 4.0).abs() < 1e-12);
     }
 

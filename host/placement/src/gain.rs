@@ -35,6 +35,22 @@ pub struct MigrationContext {
     pub gamma_s_per_mb: f64,
     /// theta_dep: weight of the dependency damage.
     pub theta_dep: f64,
+    /// What relieving a short server is worth: seconds per percentage
+    /// point of memory, storage or bandwidth brought back up towards
+    /// `safety_fraction` (and charged for every point a move takes a target
+    /// below it). The policy contract does not carry it: plugins see the
+    /// default.
+    #[serde(default = "default_pressure_price")]
+    pub pressure_s_per_point: f64,
+}
+
+/// The default of [`MigrationContext::pressure_s_per_point`]: one second
+/// per percentage point, so freeing 5 points of a server's memory is worth
+/// about what a default-priced move of a small agent costs.
+pub const PRESSURE_S_PER_POINT: f64 = 1.0;
+
+fn default_pressure_price() -> f64 {
+    PRESSURE_S_PER_POINT
 }
 
 impl MigrationContext {
@@ -49,6 +65,7 @@ impl MigrationContext {
             horizon_requests: 20.0,
             gamma_s_per_mb: 0.01,
             theta_dep: 1.0,
+            pressure_s_per_point: PRESSURE_S_PER_POINT,
         }
     }
 
@@ -64,7 +81,9 @@ impl MigrationContext {
             && self.gamma_s_per_mb.is_finite()
             && self.gamma_s_per_mb >= 0.0
             && self.theta_dep.is_finite()
-            && self.theta_dep >= 0.0;
+            && self.theta_dep >= 0.0
+            && self.pressure_s_per_point.is_finite()
+            && self.pressure_s_per_point >= 0.0;
         if ok {
             Ok(())
         } else {
@@ -113,11 +132,47 @@ pub fn move_time_s(
     )
 }
 
-/// The EAM net gain of going from deployment `before` to `after`, seconds:
-/// for every agent that moves, the delay benefit over the horizon minus its
-/// migration time and weighted state volume, minus theta_dep times the
-/// change in dependency communication over the horizon (each dependency
-/// counted once, with both ends where `after` puts them).
+/// Percentage points by which the servers fall short of `safety_fraction`
+/// free memory, storage and bandwidth once `plan` is applied, summed over
+/// servers and resources. Compute is left out: its shortage shows in the
+/// delays, which price it at the free rate.
+pub fn shortage_points(instance: &Instance, plan: &Plan, safety_fraction: f64) -> f64 {
+    let mut room: Vec<_> = instance.servers.iter().map(|s| s.remaining()).collect();
+    for (a, &e) in plan.assignment.iter().enumerate() {
+        room[e] = room[e].minus(instance.agents[a].demand);
+    }
+    let short = |left: f64, cap: f64| {
+        if cap > 0.0 {
+            (safety_fraction - left / cap).max(0.0) * 100.0
+        } else {
+            0.0
+        }
+    };
+    instance
+        .servers
+        .iter()
+        .zip(&room)
+        .map(|(s, r)| {
+            short(r.memory_gb, s.capacity.memory_gb)
+                + short(r.storage_gb, s.capacity.storage_gb)
+                + short(r.bandwidth_mbps, s.capacity.bandwidth_mbps)
+        })
+        .sum()
+}
+
+/// The EAM net gain of going from deployment `before` to `after`, seconds.
+///
+/// - For every agent that moves: the delay benefit over the horizon minus
+///   its migration time and weighted state volume. At its target the agent
+///   also waits, per request, for half the work of the other agents this
+///   plan moves there (their requests and its own arrive in random order),
+///   so the compute term counts the load the plan itself adds.
+/// - Minus theta_dep times the change in dependency communication over the
+///   horizon (each dependency counted once, with both ends where `after`
+///   puts them).
+/// - Plus the pressure relieved: `pressure_s_per_point` times the drop in
+///   [`shortage_points`] (negative when moves push a target below the
+///   safety fraction).
 pub fn total_net_gain_s(
     instance: &Instance,
     before: &Plan,
@@ -126,17 +181,26 @@ pub fn total_net_gain_s(
 ) -> f64 {
     let h = context.horizon_requests;
     let mut on_server: Vec<usize> = instance.servers.iter().map(|s| s.hosted).collect();
-    for &e in &after.assignment {
-        on_server[e] += 1;
+    let mut moved_in = vec![0.0; instance.servers.len()];
+    for (a, (&from, &to)) in before.assignment.iter().zip(&after.assignment).enumerate() {
+        on_server[to] += 1;
+        if from != to {
+            moved_in[to] += instance.agents[a].compute_gcyc;
+        }
     }
     let mut gain = 0.0;
     for (a, (&from, &to)) in before.assignment.iter().zip(&after.assignment).enumerate() {
         if from == to {
             continue;
         }
-        let user = context.user_servers[instance.agents[a].task];
+        let agent = &instance.agents[a];
+        let user = context.user_servers[agent.task];
+        let wait = 0.5 * (moved_in[to] - agent.compute_gcyc).max(0.0)
+            / instance.servers[to].compute_remaining_gcps();
         let benefit = h
-            * (expected_delay_s(instance, a, from, user) - expected_delay_s(instance, a, to, user));
+            * (expected_delay_s(instance, a, from, user)
+                - expected_delay_s(instance, a, to, user)
+                - wait);
         gain += eam_net_gain_s(
             benefit,
             move_time_s(instance, a, from, to, on_server[to]),
@@ -160,5 +224,65 @@ pub fn total_net_gain_s(
                 - topo.comm_time_s(before.assignment[a], before.assignment[b], d.volume_mb);
         }
     }
-    gain - context.theta_dep * h * damage
+    let relief = if context.pressure_s_per_point > 0.0 {
+        context.pressure_s_per_point
+            * (shortage_points(instance, before, context.safety_fraction)
+                - shortage_points(instance, after, context.safety_fraction))
+    } else {
+        0.0
+    };
+    gain - context.theta_dep * h * damage + relief
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::tiny_instance;
+
+    fn unpriced(users: Vec<usize>) -> MigrationContext {
+        MigrationContext {
+            pressure_s_per_point: 0.0,
+            ..MigrationContext::new(users)
+        }
+    }
+
+    #[test]
+    fn agents_moved_together_wait_for_each_other() {
+        let mut inst = tiny_instance();
+        inst.agents[1].depends_on.clear();
+        let ctx = unpriced(vec![0]);
+        let before = Plan::new(vec![0, 0]);
+        let g = |after: Vec<usize>| total_net_gain_s(&inst, &before, &ctx, &Plan::new(after));
+        let both = g(vec![1, 1]);
+        let apart = g(vec![1, 0]) + g(vec![0, 1]);
+        // Server 1 has 1 gcps free; each mover waits for half the other's
+        // work (4 and 6 gcyc) on every request, and each starts among one
+        // more agent.
+        let wait = ctx.horizon_requests * 0.5 * (4.0 + 6.0) / 1.0;
+        let start_up = 2.0 * inst.params.init_per_agent_s;
+        assert!(
+            (apart - both - wait - start_up).abs() < 1e-9,
+            "{apart} {both}"
+        );
+    }
+
+    #[test]
+    fn relieving_a_short_server_is_worth_its_points() {
+        let mut inst = tiny_instance();
+        inst.agents[1].depends_on.clear();
+        // Both agents on server 0 leave it 1% of its memory: 9 points short.
+        inst.servers[0].used.memory_gb = 0.78;
+        let before = Plan::new(vec![0, 0]);
+        assert!((shortage_points(&inst, &before, 0.1) - 9.0).abs() < 1e-9);
+        let off = Plan::new(vec![0, 1]);
+        assert_eq!(shortage_points(&inst, &off, 0.1), 0.0);
+        let priced = MigrationContext::new(vec![0]);
+        let relief = total_net_gain_s(&inst, &before, &priced, &off)
+            - total_net_gain_s(&inst, &before, &unpriced(vec![0]), &off);
+        assert!((relief - 9.0 * PRESSURE_S_PER_POINT).abs() < 1e-9);
+        // Overfilling server 1 (1.2 GB on 1 GB) is charged: 30 points.
+        let over = Plan::new(vec![1, 1]);
+        assert!((shortage_points(&inst, &over, 0.1) - 30.0).abs() < 1e-9);
+        assert_eq!(total_net_gain_s(&inst, &before, &priced, &before), 0.0);
+    }
 }

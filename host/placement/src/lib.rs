@@ -81,9 +81,7 @@ pub use gain::MigrationContext;
 pub use heuristic::{Heuristic, HeuristicMatrix, NativeHeuristic};
 pub use local::LocalSearch;
 pub use migration::{Alm, AlmParams, MigrationPlan};
-pub use model::{
-    Agent, CostParams, CostWeights, Dependency, Instance, Plan, Resources, Server, Site, Task,
-};
+pub use model::{Agent, CostParams, Dependency, Instance, Plan, Resources, Server, Site, Task};
 pub use policy::Policy;
 pub use refine::{Refiner, Verdict};
 pub use scenario::{Scenario, ScenarioConfig};

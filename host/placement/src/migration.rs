@@ -1,14 +1,17 @@
-//! ALM, the ant-colony migration of Algorithm 2, and the EAM net gain.
+//! ALM, the ant-colony migration of Algorithm 2.
 //!
 //! A migration decision starts from a running deployment. It is *triggered*
 //! for an agent when its user has moved more than `hop_threshold` hops away
 //! from the agent's server, or when the agent's server is short of
 //! resources (its free fraction of memory, storage, bandwidth or compute is
 //! under `safety_fraction`). For every triggered agent the colony picks a
-//! target among the neighbouring servers N(e_a) (eq. 14), prices each ant's
-//! migration plan with the EAM net gain, subtracts a penalty for every move
-//! to a server without room (eq. 15), evaporates (eq. 16) and reinforces the
-//! best plan's targets (eq. 17).
+//! target among "stay" and the neighbouring servers N(e_a) (eq. 14), prices
+//! each ant's migration plan with the EAM net gain ([`crate::gain`]: delay,
+//! move time, dependency damage, the load its own moves add and the
+//! pressure it relieves), subtracts a penalty for every move to a server
+//! without room (eq. 15), evaporates (eq. 16) and reinforces the best
+//! plan's targets (eq. 17). Trails, the roulette and the parameter checks
+//! are ALP's ([`crate::pheromone`]).
 //!
 //! The colony's best plan is then pruned: moves to servers without room are
 //! dropped, then moves whose marginal net gain (the plan's gain minus the
@@ -16,13 +19,14 @@
 //! first, until every remaining move pays for itself. ALM therefore never
 //! recommends a migration with a negative net gain.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::constraint::{Capacity, Limit};
 use crate::gain::MigrationContext;
 use crate::model::{Instance, Plan};
+use crate::pheromone::{ColonyParams, Pheromone, roulette};
 use crate::policy::Policy;
 use crate::{Error, Result};
 
@@ -116,6 +120,30 @@ pub struct AlmParams {
     pub q: f64,
     /// Fitness penalty per move to a server without room, seconds (eq. 15).
     pub penalty_s: f64,
+}
+
+impl AlmParams {
+    /// Refuses parameters that make the colony meaningless, with the same
+    /// rules as ALP's, and a negative or non-finite penalty.
+    pub fn validate(&self) -> Result<()> {
+        ColonyParams {
+            ants: self.ants,
+            iterations: self.iterations,
+            alpha: self.alpha,
+            beta: self.beta,
+            rho: self.rho,
+            q: self.q,
+        }
+        .validate()?;
+        if self.penalty_s.is_finite() && self.penalty_s >= 0.0 {
+            Ok(())
+        } else {
+            Err(Error::InvalidParameters(format!(
+                "penalty_s must be finite and not negative: {}",
+                self.penalty_s
+            )))
+        }
+    }
 }
 
 impl Default for AlmParams {
@@ -251,9 +279,7 @@ impl Alm {
         deployment.check_shape(instance)?;
         context.validate(instance)?;
         let p = self.params;
-        if p.ants == 0 || p.iterations == 0 || !(p.rho > 0.0 && p.rho <= 1.0) || p.q <= 0.0 {
-            return Err(Error::InvalidParameters(format!("{p:?}")));
-        }
+        p.validate()?;
         let mut fallbacks = Vec::new();
         let triggered = triggers(instance, deployment, context);
         // Staying where it is is always the first choice of a triggered
@@ -300,7 +326,8 @@ impl Alm {
             let s = best.abs().max(1.0);
             eta.push(gains.iter().map(|g| 1.0 / (1.0 + (best - g) / s)).collect());
         }
-        let mut tau: Vec<Vec<f64>> = movers.iter().map(|(_, c)| vec![1.0; c.len()]).collect();
+        let mut tau = Pheromone::ragged(movers.iter().map(|(_, c)| c.len()), 1.0);
+        let mut weights: Vec<f64> = Vec::new();
 
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut best: Option<(Vec<usize>, f64)> = None;
@@ -311,21 +338,15 @@ impl Alm {
                 let mut pick = Vec::with_capacity(movers.len());
                 let mut after = deployment.clone();
                 for (m, (a, cands)) in movers.iter().enumerate() {
-                    let weights: Vec<f64> = tau[m]
-                        .iter()
-                        .zip(&eta[m])
-                        .map(|(t, h)| t.powf(p.alpha) * h.powf(p.beta))
-                        .collect();
-                    let total: f64 = weights.iter().sum();
-                    let mut target = rng.random::<f64>() * total;
-                    let mut chosen = weights.len() - 1;
-                    for (i, w) in weights.iter().enumerate() {
-                        if target < *w {
-                            chosen = i;
-                            break;
-                        }
-                        target -= w;
+                    weights.clear();
+                    let mut total = 0.0;
+                    for (t, h) in tau.row(m).iter().zip(&eta[m]) {
+                        total += t.powf(p.alpha) * h.powf(p.beta);
+                        weights.push(total);
                     }
+                    // Every weight is positive (eta is in (0, 1], tau
+                    // stays positive); "stay" is the fallback regardless.
+                    let chosen = roulette(&weights, &mut rng).unwrap_or(0);
                     pick.push(chosen);
                     after.assignment[*a] = cands[chosen];
                 }
@@ -347,20 +368,14 @@ impl Alm {
                 best = Some((choices[ib].clone(), ib_fit));
             }
             // Eq. 16: evaporation after the ants' traversal.
-            for row in &mut tau {
-                for t in row.iter_mut() {
-                    *t *= 1.0 - p.rho;
-                }
-            }
+            tau.evaporate(p.rho);
             // Eq. 17: reinforce the best plan's targets by Q / (1 + Cost),
             // Cost being its fitness shortfall from the best seen, scaled.
             if let Some((gb, gb_fit)) = &best {
                 let s = gb_fit.abs().max(1.0);
                 for (pick, fit) in [(&choices[ib], ib_fit), (gb, *gb_fit)] {
                     let cost = ((gb_fit - fit) / s).max(0.0);
-                    for (m, &c) in pick.iter().enumerate() {
-                        tau[m][c] += p.q / (1.0 + cost);
-                    }
+                    tau.reinforce_choices(pick, p.q / (1.0 + cost));
                 }
             }
         }
@@ -473,7 +488,7 @@ impl Alm {
 mod tests {
     use super::*;
     use crate::colony::Alp;
-    use crate::gain::total_net_gain_s;
+    use crate::gain::{shortage_points, total_net_gain_s};
     use crate::scenario::{Scenario, ScenarioConfig};
 
     fn placed(seed: u64) -> (Instance, Plan) {
@@ -576,6 +591,68 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn alm_relieves_a_short_server_when_relief_is_priced() {
+        let (mut inst, plan) = placed(2);
+        let e = plan.assignment[0];
+        let on_e = |p: &Plan| p.assignment.iter().filter(|&&s| s == e).count();
+        let placed_memory: f64 = (0..plan.assignment.len())
+            .filter(|&a| plan.assignment[a] == e)
+            .map(|a| inst.agents[a].demand.memory_gb)
+            .sum();
+        inst.servers[e].used.memory_gb = inst.servers[e].capacity.memory_gb - 0.01 - placed_memory;
+        // Every user where its entry agent runs: only pressure triggers.
+        let users: Vec<usize> = inst
+            .tasks
+            .iter()
+            .map(|t| plan.assignment[t.agents[0]])
+            .collect();
+        let ctx = |price: f64| MigrationContext {
+            hop_threshold: 100,
+            pressure_s_per_point: price,
+            ..MigrationContext::new(users.clone())
+        };
+        let relieved = Alm::default()
+            .plan(&inst, &plan, &ctx(1000.0), &Policy::native(), 4)
+            .expect("alm");
+        assert!(on_e(&relieved.deployment) < on_e(&plan), "{relieved:?}");
+        assert!(
+            shortage_points(&inst, &relieved.deployment, 0.1) < shortage_points(&inst, &plan, 0.1)
+        );
+        // Unpriced, relief is worth nothing: any move must pay by delay.
+        let unpriced = Alm::default()
+            .plan(&inst, &plan, &ctx(0.0), &Policy::native(), 4)
+            .expect("alm");
+        let g = total_net_gain_s(&inst, &plan, &ctx(0.0), &unpriced.deployment);
+        assert!(unpriced.moves.is_empty() || g > 0.0, "{g}");
+        assert!(unpriced.moves.iter().all(|m| m.net_gain_s > 0.0));
+    }
+
+    #[test]
+    fn bad_colony_parameters_are_refused() {
+        let (inst, plan) = placed(1);
+        let ctx = MigrationContext::new(vec![0; inst.tasks.len()]);
+        for params in [
+            AlmParams {
+                alpha: f64::NAN,
+                ..AlmParams::default()
+            },
+            AlmParams {
+                beta: -1.0,
+                ..AlmParams::default()
+            },
+            AlmParams {
+                penalty_s: f64::INFINITY,
+                ..AlmParams::default()
+            },
+        ] {
+            assert!(matches!(
+                Alm::new(params).plan(&inst, &plan, &ctx, &Policy::native(), 1),
+                Err(Error::InvalidParameters(_))
+            ));
+        }
     }
 
     #[test]

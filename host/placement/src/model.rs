@@ -104,28 +104,6 @@ pub struct Agent {
     pub origin: Option<usize>,
 }
 
-/// Weights of the three parts of the resource cost (eq. 10). The paper adds
-/// seconds, gigabytes and megabytes with weight one; so do the defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CostWeights {
-    /// Weight of O_CPU (seconds of CPU-busy time).
-    pub cpu: f64,
-    /// Weight of O_Stor (GB).
-    pub storage: f64,
-    /// Weight of O_Comm (MB).
-    pub comm: f64,
-}
-
-impl Default for CostWeights {
-    fn default() -> Self {
-        Self {
-            cpu: 1.0,
-            storage: 1.0,
-            comm: 1.0,
-        }
-    }
-}
-
 /// Constants of the cost model.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CostParams {
@@ -149,8 +127,6 @@ pub struct CostParams {
     /// Weight of the compute-load term of the EAD objective (seconds per
     /// second of compute; 1 keeps the objective in seconds).
     pub compute_weight: f64,
-    /// Weights of eq. 10.
-    pub cost_weights: CostWeights,
 }
 
 impl Default for CostParams {
@@ -165,7 +141,6 @@ impl Default for CostParams {
             access_rtt_s: 0.01,
             theta: 1.0,
             compute_weight: 1.0,
-            cost_weights: CostWeights::default(),
         }
     }
 }
@@ -173,7 +148,6 @@ impl Default for CostParams {
 impl CostParams {
     /// Rejects negative or non-finite constants and zero rates.
     pub fn validate(&self) -> Result<()> {
-        let w = self.cost_weights;
         let non_negative = [
             self.init_base_s,
             self.init_per_agent_s,
@@ -182,9 +156,6 @@ impl CostParams {
             self.access_rtt_s,
             self.theta,
             self.compute_weight,
-            w.cpu,
-            w.storage,
-            w.comm,
         ];
         let positive = [self.export_mb_per_s, self.load_mb_per_s];
         if non_negative.iter().any(|v| !v.is_finite() || *v < 0.0)

@@ -3,9 +3,7 @@
 //! numbers finite. A policy can therefore index freely.
 
 use edgehost_placement::MigrationContext;
-use edgehost_placement::cost::{
-    CostParams, CostWeights, EadTerms, Latency, PlanReport, ResourceCost,
-};
+use edgehost_placement::cost::{CostParams, EadTerms, Latency, PlanReport, ResourceCost};
 use edgehost_placement::model::{Agent, Dependency, Instance, Plan, Resources, Server, Site, Task};
 use edgehost_placement::topology::Topology;
 
@@ -121,11 +119,6 @@ pub(crate) fn instance(i: wit::Instance) -> Result<Instance, PolicyError> {
         access_rtt_s: p.access_rtt_s,
         theta: p.theta,
         compute_weight: p.compute_weight,
-        cost_weights: CostWeights {
-            cpu: p.cost_weights.cpu,
-            storage: p.cost_weights.storage,
-            comm: p.cost_weights.comm,
-        },
     };
     let instance = Instance {
         agents,
@@ -174,6 +167,7 @@ pub(crate) fn context(
         horizon_requests: c.horizon_requests,
         gamma_s_per_mb: c.gamma_s_per_mb,
         theta_dep: c.theta_dep,
+        pressure_s_per_point: edgehost_placement::gain::PRESSURE_S_PER_POINT,
     })
 }
 

@@ -107,10 +107,12 @@ pub(super) fn instance(i: &Instance) -> wit::Instance {
             access_rtt_s: p.access_rtt_s,
             theta: p.theta,
             compute_weight: p.compute_weight,
+            // Eq. 10's weights are the paper's ones; the contract keeps
+            // the field, and the host always sends 1.
             cost_weights: wit::CostWeights {
-                cpu: p.cost_weights.cpu,
-                storage: p.cost_weights.storage,
-                comm: p.cost_weights.comm,
+                cpu: 1.0,
+                storage: 1.0,
+                comm: 1.0,
             },
         },
     }
