@@ -102,11 +102,13 @@ fn instance() -> Instance {
         .expect("scenario")
 }
 
-/// A deliberately weak colony, so the optimum is a real improvement.
+/// A deliberately weak colony (one ant, no local-search finish), so the
+/// optimum is a real improvement.
 fn weak_plan(inst: &Instance) -> (Plan, f64) {
     let out = Alp::new(AlpParams {
         ants: 1,
         iterations: 1,
+        polish: false,
         ..AlpParams::default()
     })
     .place(inst, &Policy::native(), 1)

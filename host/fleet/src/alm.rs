@@ -130,8 +130,16 @@ impl Shared {
         let settings = self.config.alm.clone();
         let plan_hosts = hosts.clone();
         let plan_residents = residents.clone();
-        let Planned { plan, priced } = tokio::task::spawn_blocking(move || {
-            plan_migrations(&plan_hosts, &plan_residents, &settings, &policy)
+        let refiner = self.refiner.clone();
+        let Planned {
+            plan,
+            priced,
+            refinement,
+        } = tokio::task::spawn_blocking(move || {
+            let refiner = refiner
+                .as_deref()
+                .map(|r| r as &dyn edgehost_placement::Refiner);
+            plan_migrations(&plan_hosts, &plan_residents, &settings, &policy, refiner)
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
@@ -159,6 +167,9 @@ impl Shared {
                 // A periodic check of an agent nothing is wrong with is not news.
                 continue;
             }
+            let llm = (!triggered.is_empty())
+                .then(|| refinement.as_ref().map(|n| format!("LLM: {n}")))
+                .flatten();
             let event = match plan.moves.iter().find(|m| m.agent == i) {
                 Some(m) if m.net_gain_s > 0.0 => {
                     let target = hosts[m.to].name.clone();
@@ -169,6 +180,7 @@ impl Shared {
                         "net gain {:.3} s over {horizon} requests",
                         m.net_gain_s
                     ));
+                    reasons.extend(llm);
                     match self.migrate(resident.name.clone(), target.clone()).await {
                         Ok(Response::Migrated(report)) => {
                             reasons.push(format!("downtime {:.3} ms", report.downtime_ms));
@@ -216,6 +228,7 @@ impl Shared {
                     }
                     reasons.extend(priced[i].as_ref().map(priced_reason));
                     reasons.extend(plan.dropped.iter().cloned());
+                    reasons.extend(llm);
                     event(
                         &self.name,
                         &resident.name,

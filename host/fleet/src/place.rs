@@ -5,7 +5,7 @@ use edgehost_placement::cost::ead_objective;
 use edgehost_placement::gain::{MigrationContext, expected_delay_s, move_time_s};
 use edgehost_placement::migration::MigrationPlan;
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
-use edgehost_placement::refine::{Refiner, Verdict, refine_placement};
+use edgehost_placement::refine::{Refiner, Verdict, refine_migration, refine_placement};
 use edgehost_placement::topology::{GeoParams, Topology};
 use edgehost_placement::{Alm, AlmParams, Alp, AlpParams, Bounder, Policy};
 use edgehost_runtime::Descriptor;
@@ -341,15 +341,22 @@ pub struct Planned {
     /// By resident, in order; `None` for an agent already at its user's host
     /// and not moved.
     pub priced: Vec<Option<Priced>>,
+    /// What the LLM made of the colony's plan, when one is configured and
+    /// some agent was triggered.
+    pub refinement: Option<String>,
 }
 
 /// Runs ALM for the agents of `hosts[0]` (this host): which of them should
-/// move, and where. Only moves with a positive net gain come back.
+/// move, and where. With a `refiner`, the LLM is shown the colony's plan
+/// when some agent was triggered; its proposal stands only if it is
+/// feasible, every move in it pays for itself and its total gain is not
+/// lower. Only moves with a positive net gain come back.
 pub fn plan_migrations(
     hosts: &[HostReport],
     residents: &[Resident],
     settings: &crate::config::AlmSettings,
     policy: &Policy,
+    refiner: Option<&dyn Refiner>,
 ) -> Result<Planned> {
     let (servers, topology, params) = measured_fleet(hosts)?;
     // A measured call time is turned into the work it took at this host's
@@ -406,6 +413,20 @@ pub fn plan_migrations(
     let plan = Alm::new(AlmParams::default())
         .plan(&instance, &deployment, &context, policy, PLACEMENT_SEED)
         .map_err(|e| Error::Placement(e.to_string()))?;
+    let (plan, refinement) = match refiner {
+        Some(refiner) if !plan.triggers.is_empty() => {
+            let (decided, verdict) =
+                refine_migration(&instance, &deployment, &context, &plan, refiner, policy);
+            let note = match verdict {
+                Verdict::Accepted { colony, refined } => format!(
+                    "accepted the LLM's plan (net gain {refined:.3} s against the colony's {colony:.3} s)"
+                ),
+                Verdict::Kept(reason) => format!("kept the colony's plan: {reason}"),
+            };
+            (decided, Some(note))
+        }
+        _ => (plan, None),
+    };
     let on_server = edgehost_placement::cost::agents_per_server(&instance, &plan.deployment);
     let priced = residents
         .iter()
@@ -425,5 +446,9 @@ pub fn plan_migrations(
             })
         })
         .collect();
-    Ok(Planned { plan, priced })
+    Ok(Planned {
+        plan,
+        priced,
+        refinement,
+    })
 }

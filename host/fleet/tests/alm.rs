@@ -89,8 +89,25 @@ async fn three_sites(
     dir: &Path,
     horizon_requests: f64,
 ) -> (TestHost, TestHost, TestHost, quinn::Connection) {
+    three_sites_with(dir, horizon_requests, |c| c).await
+}
+
+/// [`three_sites`], with Beijing's configuration adjusted.
+async fn three_sites_with(
+    dir: &Path,
+    horizon_requests: f64,
+    adjust: impl FnOnce(HostConfig) -> HostConfig,
+) -> (TestHost, TestHost, TestHost, quinn::Connection) {
     new_fleet(dir);
-    let alpha = start_host_at(dir, "beijing", vec![], (39.90, 116.40), horizon_requests).await;
+    let alpha = start_host_with(
+        dir,
+        "beijing",
+        vec![],
+        (39.90, 116.40),
+        horizon_requests,
+        adjust,
+    )
+    .await;
     let near = start_host_at(
         dir,
         "beijing-east",
@@ -193,6 +210,42 @@ async fn a_user_moving_past_the_hop_threshold_draws_its_agent_along() {
         }
         other => panic!("{other:?}"),
     }
+    for h in [far, near, alpha] {
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_is_consulted_on_a_migration_and_a_move_of_its_that_does_not_pay_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // The LLM would send the agent next door, while its user is in
+    // Singapore: that move loses time, so the colony's decision stands.
+    let llm = stub_llm(
+        r#"{"placement": {"follower": "beijing-east"}, "rationale": "closer to the old user"}"#,
+    );
+    let (alpha, near, far, to_alpha) = three_sites_with(dir.path(), 1000.0, |c| HostConfig {
+        llm: Some(edgehost_fleet::config::LlmSettings {
+            endpoint: llm,
+            model: "stub".into(),
+            api_key_env: None,
+            timeout_ms: 5_000,
+        }),
+        ..c
+    })
+    .await;
+    let moved = attach(&to_alpha, "follower", "singapore").await;
+    assert_eq!(moved.decision, "moved to singapore", "{moved:?}");
+    assert!(
+        moved
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("LLM: kept the colony's plan: proposed migration does not pay")),
+        "{moved:?}"
+    );
+    assert_eq!(
+        invoke(&to_alpha, "follower", b"notes").await,
+        (b"where I began".to_vec(), "singapore".to_owned())
+    );
     for h in [far, near, alpha] {
         h.stop().await;
     }

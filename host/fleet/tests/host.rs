@@ -375,42 +375,6 @@ async fn hosts_find_each_other_and_route_calls() {
     a.stop().await;
 }
 
-/// A one-answer-fits-all OpenAI-compatible stub: every chat completion is
-/// `content`. Serves until the test process ends.
-fn stub_llm(content: &'static str) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
-            let answer = serde_json::json!({
-                "choices": [{ "message": { "role": "assistant", "content": content } }]
-            })
-            .to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn agents_reach_the_configured_llm_and_placements_are_refined() {
     let dir = tempfile::tempdir().unwrap();

@@ -273,6 +273,70 @@ mod tests {
     }
 
     #[test]
+    fn migration_proposals_must_pay_move_by_move() {
+        use crate::migration::Alm;
+        let mut inst = tiny_instance();
+        inst.agents[1].depends_on.clear();
+        let policy = Policy::native();
+        let before = Plan::new(vec![0, 0]);
+        // The user is on server 1, far from both agents.
+        let context = MigrationContext {
+            hop_threshold: 0,
+            horizon_requests: 1000.0,
+            ..MigrationContext::new(vec![1])
+        };
+        let colony = Alm::default()
+            .plan(&inst, &before, &context, &policy, 1)
+            .expect("alm");
+        let gain = |p: &Plan| crate::gain::total_net_gain_s(&inst, &before, &context, p);
+        // Moving the planner (the entry agent: the 50 MB file travels to
+        // it) towards the user pays; moving the worker alone does not.
+        let planner_only = Plan::new(vec![1, 0]);
+        let worker_only = Plan::new(vec![0, 1]);
+        assert!(gain(&planner_only) > 0.0);
+        assert!(gain(&worker_only) < 0.0);
+        // The colony found the planner's move; proposing it again is not
+        // worse, so it is accepted.
+        assert_eq!(colony.deployment, planner_only);
+        let (decided, verdict) = refine_migration(
+            &inst,
+            &before,
+            &context,
+            &colony,
+            &Fixed(Ok(planner_only.clone())),
+            &policy,
+        );
+        assert!(matches!(verdict, Verdict::Accepted { .. }), "{verdict:?}");
+        assert_eq!(decided.deployment, planner_only);
+        assert_eq!(decided.moves.len(), 1);
+        // Moving the worker alone loses time.
+        let (decided, verdict) = refine_migration(
+            &inst,
+            &before,
+            &context,
+            &colony,
+            &Fixed(Ok(worker_only)),
+            &policy,
+        );
+        assert!(
+            matches!(verdict, Verdict::Kept(KeptReason::Unprofitable(_))),
+            "{verdict:?}"
+        );
+        assert_eq!(decided, colony);
+        // Staying put gains nothing: worse than the colony's move.
+        let (decided, verdict) = refine_migration(
+            &inst,
+            &before,
+            &context,
+            &colony,
+            &Fixed(Ok(before.clone())),
+            &policy,
+        );
+        assert!(matches!(verdict, Verdict::Kept(KeptReason::Worse { .. })));
+        assert_eq!(decided, colony);
+    }
+
+    #[test]
     fn placement_proposals_are_validated() {
         let inst = tiny_instance();
         let policy = Policy::native();
