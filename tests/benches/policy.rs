@@ -24,6 +24,7 @@ fn instance(agents: usize, servers: usize, scale: f64, max_agents: usize) -> Ins
         agents: Some(agents),
         max_agents_per_server: max_agents,
         capacity_scale: scale,
+        warm_fraction: 0.5,
     })
     .generate(11)
     .expect("scenario")

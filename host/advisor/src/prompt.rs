@@ -358,6 +358,7 @@ mod tests {
                 agents: Some(50),
                 max_agents_per_server: 10,
                 capacity_scale: 2.0,
+                warm_fraction: 0.5,
             })
             .generate(1)
             .expect("scenario");

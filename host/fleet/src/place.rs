@@ -2,7 +2,8 @@
 
 pub use edgehost_placement::cost::CostParams;
 use edgehost_placement::cost::ead_objective;
-use edgehost_placement::gain::{MigrationContext, expected_delay_s, move_time_s};
+use edgehost_placement::cost::{agents_per_server, user_delay_s};
+use edgehost_placement::gain::{MigrationContext, move_time_s};
 use edgehost_placement::migration::MigrationPlan;
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
 use edgehost_placement::refine::{Refiner, Verdict, refine_migration, refine_placement};
@@ -427,7 +428,9 @@ pub fn plan_migrations(
         }
         _ => (plan, None),
     };
-    let on_server = edgehost_placement::cost::agents_per_server(&instance, &plan.deployment);
+    // Each move priced on its own, as ALM's gain prices it: the user's
+    // delay (each resident is a task of its own) with the agent counts of
+    // the deployment before and after.
     let priced = residents
         .iter()
         .enumerate()
@@ -437,12 +440,18 @@ pub fn plan_migrations(
                 .iter()
                 .find(|m| m.agent == a)
                 .map_or(r.user, |m| m.to);
-            (to != 0).then(|| Priced {
-                to,
-                saving_s: context.horizon_requests
-                    * (expected_delay_s(&instance, a, 0, r.user)
-                        - expected_delay_s(&instance, a, to, r.user)),
-                move_s: move_time_s(&instance, a, 0, to, on_server[to].max(1)),
+            (to != 0).then(|| {
+                let mut after = deployment.clone();
+                after.assignment[a] = to;
+                let on_before = agents_per_server(&instance, &deployment);
+                let on_after = agents_per_server(&instance, &after);
+                Priced {
+                    to,
+                    saving_s: context.horizon_requests
+                        * (user_delay_s(&instance, &deployment, a, r.user, &on_before)
+                            - user_delay_s(&instance, &after, a, r.user, &on_after)),
+                    move_s: move_time_s(&instance, a, 0, to, on_after[to]),
+                }
             })
         })
         .collect();

@@ -35,6 +35,7 @@ fn main() {
             agents: Some(agents),
             max_agents_per_server: max_agents,
             capacity_scale: scale,
+            warm_fraction: 0.5,
         })
         .generate(42)
         .expect("scenario");

@@ -482,6 +482,7 @@ mod tests {
             agents: Some(60),
             max_agents_per_server: 2,
             capacity_scale: 4.0,
+            warm_fraction: 0.5,
         })
         .generate(5)
         .expect("scenario");
@@ -504,6 +505,7 @@ mod tests {
             agents: Some(80),
             max_agents_per_server: 10,
             capacity_scale: 2.0,
+            warm_fraction: 0.5,
         })
         .generate(9)
         .expect("scenario");

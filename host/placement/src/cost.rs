@@ -274,14 +274,49 @@ pub fn ead_objective(instance: &Instance, plan: &Plan) -> EadTerms {
 }
 
 /// Seconds agent `a` computes on server `e` when `agents_on_e` agents share
-/// it: a core's share of the remaining compute rate, divided further when
-/// there are more agents than cores.
+/// it: its gigacycles at the server's free rate (the rate a live host's
+/// calibration measures a call against), stretched by `agents_on_e /
+/// cores` when there are more agents than cores.
 pub fn compute_time_s(instance: &Instance, a: usize, e: usize, agents_on_e: usize) -> f64 {
     let server = &instance.servers[e];
-    let cores = f64::from(server.cores);
-    let per_core = server.compute_remaining_gcps() / cores;
-    let share = (cores / agents_on_e.max(1) as f64).min(1.0);
-    instance.agents[a].compute_gcyc / (per_core * share)
+    let crowding = (agents_on_e as f64 / f64::from(server.cores.max(1))).max(1.0);
+    instance.agents[a].compute_gcyc / server.compute_remaining_gcps() * crowding
+}
+
+/// The part of one run of task `t` that depends on where its agents are
+/// and where its user is, besides the hand-offs between dependent agents:
+/// the transmit latency to the entry agent's server from `user` (eq. 1)
+/// plus every agent's compute time with the agent counts of `on_server`
+/// (eq. 5 without the LLM's thinking time). Seconds; zero for a task
+/// without agents.
+pub fn user_delay_s(
+    instance: &Instance,
+    plan: &Plan,
+    t: usize,
+    user: usize,
+    on_server: &[usize],
+) -> f64 {
+    let task = &instance.tasks[t];
+    let Some(entry) = task.entry_agent() else {
+        return 0.0;
+    };
+    let e_in = plan.assignment[entry];
+    let eta = instance.servers[e_in].eta_remaining_mbps();
+    let prompt_s = prompt_time_s(
+        task.prompt.len(),
+        eta,
+        instance.params.access_rtt_s,
+        instance.topology.rtt_s(user, e_in),
+    );
+    let compute: f64 = task
+        .agents
+        .iter()
+        .map(|&a| {
+            let e = plan.assignment[a];
+            compute_time_s(instance, a, e, on_server[e])
+        })
+        .sum();
+    transmit_latency_s(task.file_mb, eta, prompt_s) + compute
 }
 
 /// The latency (eqs. 1-6) and cost (eqs. 7-10) of every task under `plan`,

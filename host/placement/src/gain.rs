@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cost::{
     MIGRATION_ROUND_TRIPS, eam_net_gain_s, export_time_s, init_time_s, load_time_s,
-    memory_transfer_s, migration_latency_s,
+    memory_transfer_s, migration_latency_s, user_delay_s,
 };
 use crate::model::{Instance, Plan};
 use crate::{Error, Result};
@@ -160,55 +160,53 @@ pub fn shortage_points(instance: &Instance, plan: &Plan, safety_fraction: f64) -
         .sum()
 }
 
-/// The EAM net gain of going from deployment `before` to `after`, seconds.
+/// The EAM net gain of going from deployment `before` to `after`, seconds:
+/// `eam_net_gain_s` of
 ///
-/// - For every agent that moves: the delay benefit over the horizon minus
-///   its migration time and weighted state volume. At its target the agent
-///   also waits, per request, for half the work of the other agents this
-///   plan moves there (their requests and its own arrive in random order),
-///   so the compute term counts the load the plan itself adds.
-/// - Minus theta_dep times the change in dependency communication over the
-///   horizon (each dependency counted once, with both ends where `after`
-///   puts them).
-/// - Plus the pressure relieved: `pressure_s_per_point` times the drop in
-///   [`shortage_points`] (negative when moves push a target below the
-///   safety fraction).
+/// - the delay benefit: the horizon's runs of every task, each priced by
+///   [`user_delay_s`] (transmit from the user's server now, compute at each
+///   server's free rate, stretched when it runs more agents than cores), as
+///   the plan report prices them — so the compute term counts the load the
+///   plan's own moves add to their targets and take off their sources;
+/// - the moves: T_mig of each moved agent ([`move_time_s`]) and gamma per
+///   MB of its state;
+/// - the dependency damage: theta_dep times the change in communication
+///   between dependent agents over the horizon (each dependency counted
+///   once, with both ends where `after` puts them);
+///
+/// plus the pressure relieved: `pressure_s_per_point` times the drop in
+/// [`shortage_points`] (negative when moves push a target below the safety
+/// fraction).
 pub fn total_net_gain_s(
     instance: &Instance,
     before: &Plan,
     context: &MigrationContext,
     after: &Plan,
 ) -> f64 {
+    if before.assignment == after.assignment {
+        return 0.0;
+    }
     let h = context.horizon_requests;
-    let mut on_server: Vec<usize> = instance.servers.iter().map(|s| s.hosted).collect();
-    let mut moved_in = vec![0.0; instance.servers.len()];
+    let count = |plan: &Plan| {
+        let mut on: Vec<usize> = instance.servers.iter().map(|s| s.hosted).collect();
+        for &e in &plan.assignment {
+            on[e] += 1;
+        }
+        on
+    };
+    let (on_before, on_after) = (count(before), count(after));
+    let mut migration = 0.0;
+    let mut state = 0.0;
     for (a, (&from, &to)) in before.assignment.iter().zip(&after.assignment).enumerate() {
-        on_server[to] += 1;
         if from != to {
-            moved_in[to] += instance.agents[a].compute_gcyc;
+            migration += move_time_s(instance, a, from, to, on_after[to]);
+            state += instance.agents[a].state_mb;
         }
     }
-    let mut gain = 0.0;
-    for (a, (&from, &to)) in before.assignment.iter().zip(&after.assignment).enumerate() {
-        if from == to {
-            continue;
-        }
-        let agent = &instance.agents[a];
-        let user = context.user_servers[agent.task];
-        let wait = 0.5 * (moved_in[to] - agent.compute_gcyc).max(0.0)
-            / instance.servers[to].compute_remaining_gcps();
-        let benefit = h
-            * (expected_delay_s(instance, a, from, user)
-                - expected_delay_s(instance, a, to, user)
-                - wait);
-        gain += eam_net_gain_s(
-            benefit,
-            move_time_s(instance, a, from, to, on_server[to]),
-            context.gamma_s_per_mb,
-            instance.agents[a].state_mb,
-            0.0,
-            0.0,
-        );
+    let mut benefit = 0.0;
+    for (t, &user) in context.user_servers.iter().enumerate() {
+        benefit += user_delay_s(instance, before, t, user, &on_before)
+            - user_delay_s(instance, after, t, user, &on_after);
     }
     let topo = &instance.topology;
     let mut damage = 0.0;
@@ -231,7 +229,14 @@ pub fn total_net_gain_s(
     } else {
         0.0
     };
-    gain - context.theta_dep * h * damage + relief
+    eam_net_gain_s(
+        h * benefit,
+        migration,
+        context.gamma_s_per_mb,
+        state,
+        context.theta_dep,
+        h * damage,
+    ) + relief
 }
 
 #[cfg(test)]
@@ -247,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn agents_moved_together_wait_for_each_other() {
+    fn agents_moved_together_crowd_their_target() {
         let mut inst = tiny_instance();
         inst.agents[1].depends_on.clear();
         let ctx = unpriced(vec![0]);
@@ -255,15 +260,44 @@ mod tests {
         let g = |after: Vec<usize>| total_net_gain_s(&inst, &before, &ctx, &Plan::new(after));
         let both = g(vec![1, 1]);
         let apart = g(vec![1, 0]) + g(vec![0, 1]);
-        // Server 1 has 1 gcps free; each mover waits for half the other's
-        // work (4 and 6 gcyc) on every request, and each starts among one
-        // more agent.
-        let wait = ctx.horizon_requests * 0.5 * (4.0 + 6.0) / 1.0;
+        // Server 1 has one core, 1 gcps free and one agent of its own: an
+        // agent moved there alone runs among two, both run among three, so
+        // each computes one more share of its gigacycles (4 and 6) on every
+        // request, and each starts among one more agent.
+        let crowding = ctx.horizon_requests * (4.0 + 6.0) / 1.0;
         let start_up = 2.0 * inst.params.init_per_agent_s;
         assert!(
-            (apart - both - wait - start_up).abs() < 1e-9,
+            (apart - both - crowding - start_up).abs() < 1e-9,
             "{apart} {both}"
         );
+    }
+
+    #[test]
+    fn the_delay_benefit_is_the_reports_delay() {
+        let inst = tiny_instance();
+        let ctx = unpriced(vec![1]);
+        let before = Plan::new(vec![0, 0]);
+        let after = Plan::new(vec![1, 0]);
+        // The report's transmit plus processing, less the LLM's thinking
+        // and the hand-offs (which the dependency damage prices).
+        let delay = |plan: &Plan, users: usize| {
+            let mut moved = inst.clone();
+            moved.tasks[0].user_server = users;
+            let r = crate::cost::report(&moved, plan).latency;
+            let llm: f64 = moved.agents.iter().map(|a| a.llm_s).sum();
+            let handoff = moved
+                .topology
+                .comm_time_s(plan.assignment[1], plan.assignment[0], 5.0);
+            r.tra + r.pro - llm - handoff
+        };
+        let benefit = ctx.horizon_requests * (delay(&before, 1) - delay(&after, 1));
+        let damage = ctx.horizon_requests
+            * (inst.topology.comm_time_s(0, 1, 5.0) - inst.topology.comm_time_s(0, 0, 5.0));
+        let on_after = [1, 2];
+        let migration = move_time_s(&inst, 0, 0, 1, on_after[1]) + ctx.gamma_s_per_mb * 10.0;
+        let expected = benefit - migration - ctx.theta_dep * damage;
+        let got = total_net_gain_s(&inst, &before, &ctx, &after);
+        assert!((got - expected).abs() < 1e-9, "{got} {expected}");
     }
 
     #[test]

@@ -276,7 +276,11 @@ mod tests {
     fn migration_proposals_must_pay_move_by_move() {
         use crate::migration::Alm;
         let mut inst = tiny_instance();
-        inst.agents[1].depends_on.clear();
+        // Server 1 computes twice as fast as server 0 and has room for one
+        // of the two agents.
+        inst.servers[1].compute_gcps = 8.0;
+        inst.servers[1].cpu_busy = 0.0;
+        inst.servers[1].cores = 2;
         let policy = Policy::native();
         let before = Plan::new(vec![0, 0]);
         // The user is on server 1, far from both agents.
@@ -289,8 +293,10 @@ mod tests {
             .plan(&inst, &before, &context, &policy, 1)
             .expect("alm");
         let gain = |p: &Plan| crate::gain::total_net_gain_s(&inst, &before, &context, p);
-        // Moving the planner (the entry agent: the 50 MB file travels to
-        // it) towards the user pays; moving the worker alone does not.
+        // Moving the planner (the entry agent: the 50 MB file reaches it
+        // over its server's bandwidth) to the user's faster server pays;
+        // moving the worker alone saves less compute than it loses in
+        // hand-offs to the planner.
         let planner_only = Plan::new(vec![1, 0]);
         let worker_only = Plan::new(vec![0, 1]);
         assert!(gain(&planner_only) > 0.0);

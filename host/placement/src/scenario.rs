@@ -56,6 +56,16 @@ pub struct ScenarioConfig {
     /// Multiplies every server's memory, disk, bandwidth and cores; 1 is
     /// the paper's setting.
     pub capacity_scale: f64,
+    /// Fraction of the agents whose state already lives on their user's
+    /// server (a session in progress), in `[0, 1]`; the others start cold.
+    /// Placing a warm agent elsewhere is a migration (eq. 3), so at 0 no
+    /// plan migrates anything.
+    #[serde(default = "default_warm")]
+    pub warm_fraction: f64,
+}
+
+fn default_warm() -> f64 {
+    ScenarioConfig::default().warm_fraction
 }
 
 impl Default for ScenarioConfig {
@@ -66,6 +76,7 @@ impl Default for ScenarioConfig {
             agents: None,
             max_agents_per_server: 10,
             capacity_scale: 1.0,
+            warm_fraction: 0.5,
         }
     }
 }
@@ -215,6 +226,12 @@ impl Scenario {
                 "a scenario needs at least one server and a positive capacity scale".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&c.warm_fraction) {
+            return Err(Error::InvalidParameters(format!(
+                "the warm fraction must be in [0, 1]: {}",
+                c.warm_fraction
+            )));
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let scale = c.capacity_scale;
         let mut servers = Vec::with_capacity(c.servers);
@@ -305,9 +322,12 @@ impl Scenario {
                     }
                     _ => {}
                 }
-                // Half of the agents already keep their memory on the user's
-                // server (a session in progress); the rest start cold.
-                let origin = (rng.random::<f64>() < 0.5).then_some(user_server);
+                // Some agents already keep their memory on the user's server
+                // (a session in progress); the rest start cold. The draw is
+                // made at every fraction, so the rest of the scenario does
+                // not change with it.
+                let origin =
+                    (rng.random::<f64>() < self.config.warm_fraction).then_some(user_server);
                 agents.push(Agent {
                     name: format!("t{t}.{}", role.name),
                     task: t,

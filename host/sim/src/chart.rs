@@ -75,7 +75,7 @@ fn draw(
             .map_err(chart_error)?;
         chart
             .configure_mesh()
-            .x_desc(format!("number of {}", axis.name()))
+            .x_desc(axis.label())
             .y_desc(*unit)
             .x_labels(points.len().min(10))
             .draw()
@@ -119,12 +119,13 @@ pub fn write_figures(dir: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Resu
     let (delay_fig, cost_fig) = match axis {
         SweepAxis::Servers => ("fig2", "fig3"),
         SweepAxis::Tasks => ("fig4", "fig5"),
+        SweepAxis::Warm => ("warm", "warm"),
     };
     let delay = format!("{delay_fig}-delay-vs-{}.svg", axis.name());
     let cost = format!("{cost_fig}-cost-vs-{}.svg", axis.name());
     draw(
         &dir.join(&delay),
-        &format!("Delay with different numbers of {}", axis.name()),
+        &format!("Delay against the {}", axis.label()),
         axis,
         points,
         &DELAY_PANELS,
@@ -132,7 +133,7 @@ pub fn write_figures(dir: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Resu
     )?;
     draw(
         &dir.join(&cost),
-        &format!("Resource cost with different numbers of {}", axis.name()),
+        &format!("Resource cost against the {}", axis.label()),
         axis,
         points,
         &COST_PANELS,

@@ -18,6 +18,7 @@
 //! talk to real hosts.
 
 pub mod chart;
+pub mod migrate;
 pub mod run;
 pub mod sweep;
 
@@ -91,11 +92,22 @@ pub struct SimCommand {
     /// Directory for result files (sweeps default to `sim-out`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Vary the number of servers or tasks, write CSV and SVG charts.
+    /// Percentage of agents whose state already lives on their user's
+    /// server (0: nothing to migrate, every agent starts cold).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub warm: u32,
+    /// Vary the number of servers, of tasks, or the warm percentage; write
+    /// CSV and SVG charts.
     #[arg(long, value_enum)]
     pub sweep: Option<SweepAxis>,
+    /// Evaluate ALM instead of placement: place with ALP, move every user
+    /// to another server, then compare ALM's decision with staying and
+    /// with re-placing by each algorithm of `--algorithms` (averaged over
+    /// `--repeats` seeds).
+    #[arg(long, conflicts_with = "sweep")]
+    pub after_move: bool,
     /// Values of the swept quantity, comma-separated (default: 2-8
-    /// servers, or 1-5 tasks).
+    /// servers, 1-5 tasks, or 0,25,50,75 % warm).
     #[arg(long, value_delimiter = ',')]
     pub points: Option<Vec<usize>>,
     /// Seeds averaged per sweep point (`--seed`, `--seed`+1, ...).
@@ -213,6 +225,9 @@ impl SimCommand {
             with_plans: self.plans,
             policy: policy.as_ref(),
         };
+        if self.after_move {
+            return self.after_move(&runner, params);
+        }
         match self.sweep {
             Some(axis) => self.sweep(axis, &runner, params),
             None => self.single(&runner, params),
@@ -257,6 +272,7 @@ impl SimCommand {
         let mut instance = Scenario::new(ScenarioConfig {
             servers: self.servers,
             tasks: self.tasks,
+            warm_fraction: f64::from(self.warm) / 100.0,
             ..ScenarioConfig::default()
         })
         .generate(self.seed)
@@ -344,6 +360,57 @@ impl SimCommand {
         Ok(())
     }
 
+    fn after_move(&self, runner: &Runner<'_>, params: Option<CostParams>) -> anyhow::Result<()> {
+        let eval = migrate::AfterMove {
+            config: ScenarioConfig {
+                servers: self.servers,
+                tasks: self.tasks,
+                warm_fraction: f64::from(self.warm) / 100.0,
+                ..ScenarioConfig::default()
+            },
+            seed: self.seed,
+            repeats: self.repeats.max(1),
+            // The exact solver's targets would only repeat local search's
+            // on the instances it can take.
+            targets: self
+                .algorithms
+                .iter()
+                .copied()
+                .filter(|&a| a != Algorithm::Optimal)
+                .collect(),
+            params,
+        };
+        let results = eval.run(runner).context("evaluation failed")?;
+        if let Some(dir) = &self.out {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            write_json(&dir.join("after-move.json"), &results)?;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            return Ok(());
+        }
+        println!(
+            "{} servers, {} tasks, seeds {}..={}: ALP places, every user moves, then",
+            self.servers,
+            self.tasks,
+            self.seed,
+            self.seed + eval.repeats - 1
+        );
+        println!(
+            "{:<13} {:>4} {:>7} {:>11} {:>9} {:>9} {:>11}",
+            "strategy", "runs", "moved", "migration s", "state MB", "delay s", "horizon s"
+        );
+        for r in &results {
+            println!(
+                "{:<13} {:>4} {:>7.2} {:>11.3} {:>9.1} {:>9.3} {:>11.2}",
+                r.strategy, r.runs, r.moved, r.migration_s, r.state_mb, r.delay_s, r.horizon_s
+            );
+        }
+        print!("\n{}", migrate::summary(&results));
+        Ok(())
+    }
+
     fn sweep(
         &self,
         axis: SweepAxis,
@@ -355,13 +422,20 @@ impl SimCommand {
             values: self.points.clone().unwrap_or_else(|| axis.default_values()),
             servers: self.servers,
             tasks: self.tasks,
+            warm_fraction: f64::from(self.warm) / 100.0,
             seed: self.seed,
             repeats: self.repeats.max(1),
             algorithms: self.algorithms.clone(),
             params,
         };
-        if sweep.values.contains(&0) {
-            bail!("sweep points must be at least 1");
+        match axis {
+            SweepAxis::Warm if sweep.values.iter().any(|&v| v > 100) => {
+                bail!("warm points are percentages, 0 to 100")
+            }
+            SweepAxis::Servers | SweepAxis::Tasks if sweep.values.contains(&0) => {
+                bail!("sweep points must be at least 1")
+            }
+            _ => {}
         }
         let points = sweep.run(runner).context("sweep failed")?;
         let dir = self.out.clone().unwrap_or_else(|| PathBuf::from("sim-out"));

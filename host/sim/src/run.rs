@@ -80,6 +80,9 @@ pub struct AlgorithmResult {
     pub error: Option<String>,
     /// For antllm with a refiner: what the refinement did.
     pub refinement: Option<String>,
+    /// For antllm with a refiner: the refinement in one word.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refined: Option<Refined>,
     /// The plan: server name per agent, in instance order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<String>>,
@@ -96,6 +99,42 @@ pub struct AlgorithmResult {
     /// `(objective - lower_bound) / objective`: how far from optimal this
     /// plan may be at most (`null` without a plan or a bound).
     pub gap: Option<f64>,
+}
+
+/// What an LLM refinement did to a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refined {
+    /// The LLM's plan replaced the colony's and scores better.
+    Better,
+    /// The LLM's plan was accepted but scores the same (usually the same
+    /// plan, returned unchanged).
+    Unchanged,
+    /// The colony's plan stands: the answer was late, unreadable,
+    /// infeasible, worse or (for a migration) had a move that does not pay.
+    Rejected,
+}
+
+impl Refined {
+    /// The one-word outcome of a verdict; `higher_is_better` for migration
+    /// gains, lower for placement objectives.
+    pub fn of(verdict: &Verdict, higher_is_better: bool) -> Self {
+        match *verdict {
+            Verdict::Accepted { colony, refined } => {
+                let better = if higher_is_better {
+                    refined > colony + 1e-9
+                } else {
+                    refined < colony - 1e-9
+                };
+                if better {
+                    Self::Better
+                } else {
+                    Self::Unchanged
+                }
+            }
+            Verdict::Kept(_) => Self::Rejected,
+        }
+    }
 }
 
 /// How to run the algorithms.
@@ -152,7 +191,7 @@ impl Runner<'_> {
 
     /// Runs `algorithm` on `instance`; `seed` drives ALP and Random. The
     /// result carries no bound yet; the plan comes back beside it.
-    fn run_one(
+    pub(crate) fn run_one(
         &self,
         algorithm: Algorithm,
         instance: &Instance,
@@ -162,6 +201,7 @@ impl Runner<'_> {
         let policy = self.policy.unwrap_or(&native);
         let start = Instant::now();
         let mut refinement = None;
+        let mut refined_as = None;
         let mut fallbacks = Vec::new();
         let outcome: Result<Plan, String> = match algorithm {
             Algorithm::AntLlm => Alp::new(self.alp)
@@ -170,6 +210,7 @@ impl Runner<'_> {
                 .map(|o| match self.refiner {
                     Some(r) => {
                         let refined = refine_placement(instance, &o.plan, o.objective, r, policy);
+                        refined_as = Some(Refined::of(&refined.verdict, false));
                         refinement = Some(match &refined.verdict {
                             Verdict::Accepted { colony, refined } => {
                                 format!("accepted: {colony:.4} -> {refined:.4}")
@@ -206,6 +247,7 @@ impl Runner<'_> {
                     solve_ms,
                     error: None,
                     refinement,
+                    refined: refined_as,
                     fallbacks,
                     plan: self.with_plans.then(|| {
                         plan.assignment
@@ -229,6 +271,7 @@ impl Runner<'_> {
                     solve_ms,
                     error: Some(error),
                     refinement,
+                    refined: refined_as,
                     plan: None,
                     fallbacks,
                     lower_bound: None,

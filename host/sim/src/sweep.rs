@@ -9,7 +9,7 @@ use edgehost_placement::cost::CostParams;
 use edgehost_placement::{Algorithm, Scenario, ScenarioConfig};
 use serde::Serialize;
 
-use crate::run::{AlgorithmResult, Runner};
+use crate::run::{AlgorithmResult, Refined, Runner};
 
 use crate::{Error, Result};
 
@@ -21,6 +21,9 @@ pub enum SweepAxis {
     Servers,
     /// The number of tasks (Fig. 4 and 5).
     Tasks,
+    /// The percentage of agents whose state already lives on their user's
+    /// server; at 0 no plan migrates anything.
+    Warm,
 }
 
 impl SweepAxis {
@@ -29,14 +32,25 @@ impl SweepAxis {
         match self {
             Self::Servers => "servers",
             Self::Tasks => "tasks",
+            Self::Warm => "warm",
         }
     }
 
-    /// The default points: 2 to 8 servers, or 1 to 5 tasks.
+    /// What the swept value means, for chart axes and titles.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Servers => "number of servers",
+            Self::Tasks => "number of tasks",
+            Self::Warm => "% of agents with warm state",
+        }
+    }
+
+    /// The default points: 2 to 8 servers, 1 to 5 tasks, or 0 to 75% warm.
     pub fn default_values(self) -> Vec<usize> {
         match self {
             Self::Servers => (2..=8).collect(),
             Self::Tasks => (1..=5).collect(),
+            Self::Warm => vec![0, 25, 50, 75],
         }
     }
 }
@@ -81,6 +95,13 @@ pub struct SweepPoint {
     pub lower_bound: f64,
     /// Mean gap of this algorithm's objective to the bound, as a fraction.
     pub gap: f64,
+    /// With an LLM refiner (antllm only): runs where the LLM's plan was
+    /// better, accepted but no better, and rejected.
+    pub llm_better: usize,
+    /// See `llm_better`.
+    pub llm_unchanged: usize,
+    /// See `llm_better`.
+    pub llm_rejected: usize,
 }
 
 impl SweepPoint {
@@ -101,6 +122,8 @@ pub struct Sweep {
     pub servers: usize,
     /// Tasks when sweeping servers.
     pub tasks: usize,
+    /// Fraction of warm agents when sweeping servers or tasks.
+    pub warm_fraction: f64,
     /// First seed; `repeats` consecutive seeds are averaged per point.
     pub seed: u64,
     /// Seeds per point.
@@ -119,16 +142,24 @@ impl Sweep {
     pub fn run(&self, runner: &Runner<'_>) -> Result<Vec<SweepPoint>> {
         let mut points = Vec::new();
         for &value in &self.values {
+            let base = ScenarioConfig {
+                servers: self.servers,
+                tasks: self.tasks,
+                warm_fraction: self.warm_fraction,
+                ..ScenarioConfig::default()
+            };
             let config = match self.axis {
                 SweepAxis::Servers => ScenarioConfig {
                     servers: value,
-                    tasks: self.tasks,
-                    ..ScenarioConfig::default()
+                    ..base
                 },
                 SweepAxis::Tasks => ScenarioConfig {
-                    servers: self.servers,
                     tasks: value,
-                    ..ScenarioConfig::default()
+                    ..base
+                },
+                SweepAxis::Warm => ScenarioConfig {
+                    warm_fraction: value as f64 / 100.0,
+                    ..base
                 },
             };
             let mut per_algorithm: Vec<Vec<AlgorithmResult>> =
@@ -190,6 +221,12 @@ fn mean_point(value: usize, algorithm: Algorithm, results: &[AlgorithmResult]) -
         p.solve_ms += r.solve_ms / n;
         p.lower_bound += r.lower_bound.unwrap_or(0.0) / n;
         p.gap += r.gap.unwrap_or(0.0) / n;
+        match r.refined {
+            Some(Refined::Better) => p.llm_better += 1,
+            Some(Refined::Unchanged) => p.llm_unchanged += 1,
+            Some(Refined::Rejected) => p.llm_rejected += 1,
+            None => {}
+        }
     }
     p
 }
@@ -197,7 +234,7 @@ fn mean_point(value: usize, algorithm: Algorithm, results: &[AlgorithmResult]) -
 /// Writes the points as CSV, one row per point and algorithm.
 pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<()> {
     let mut out = format!(
-        "{},algorithm,runs,unsolved,objective,tra,mig,ini,pro,total,cpu,storage,comm,cost_total,solve_ms,lower_bound,gap\n",
+        "{},algorithm,runs,unsolved,objective,tra,mig,ini,pro,total,cpu,storage,comm,cost_total,solve_ms,lower_bound,gap,llm_better,llm_unchanged,llm_rejected\n",
         axis.name()
     );
     for p in points {
@@ -205,7 +242,7 @@ pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "{},{name},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{:.6},{:.6}",
+            "{},{name},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{:.6},{:.6},{},{},{}",
             p.value,
             p.runs,
             p.unsolved,
@@ -221,7 +258,10 @@ pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<
             p.cost_total,
             p.solve_ms,
             p.lower_bound,
-            p.gap
+            p.gap,
+            p.llm_better,
+            p.llm_unchanged,
+            p.llm_rejected
         );
     }
     std::fs::write(path, out).map_err(|source| Error::Io {
@@ -324,10 +364,10 @@ pub fn summary(axis: SweepAxis, reductions: &[Reduction], points: &[SweepPoint])
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "Varying the number of {}: AntLLM reduces the total delay by {:.2}% on average compared with \
+            "Varying the {}: AntLLM reduces the total delay by {:.2}% on average compared with \
              the baselines ({}), and the resource cost by {:.2}% ({}). Its EAD objective is {:.2}% lower \
              ({}); points where it is lowest: {}.",
-            axis.name(),
+            axis.label(),
             mean(|r| r.delay_pct),
             each(|r| r.delay_pct),
             mean(|r| r.cost_pct),
@@ -367,6 +407,19 @@ pub fn summary(axis: SweepAxis, reductions: &[Reduction], points: &[SweepPoint])
             gaps.join(", ")
         );
     }
+    let count = |f: fn(&SweepPoint) -> usize| points.iter().map(f).sum::<usize>();
+    let (better, unchanged, rejected) = (
+        count(|p| p.llm_better),
+        count(|p| p.llm_unchanged),
+        count(|p| p.llm_rejected),
+    );
+    if better + unchanged + rejected > 0 {
+        let _ = write!(
+            out,
+            "\nLLM refinement of AntLLM's plans: better {better}, unchanged {unchanged}, rejected {rejected} (of {}).",
+            better + unchanged + rejected
+        );
+    }
     out
 }
 
@@ -382,6 +435,7 @@ mod tests {
             values: vec![1, 2],
             servers: 4,
             tasks: 2,
+            warm_fraction: 0.5,
             seed: 1,
             repeats: 2,
             algorithms: vec![Algorithm::AntLlm, Algorithm::Greedy, Algorithm::Random],

@@ -306,6 +306,7 @@ fn speed(component: &PolicyComponent, budget_ms: f64) -> std::result::Result<Str
         agents: Some(1000),
         max_agents_per_server: 20,
         capacity_scale: 2.0,
+        warm_fraction: 0.5,
     })
     .generate(1)
     .map_err(|e| format!("could not build the test instance: {e}"))?;
@@ -417,6 +418,7 @@ fn hostile_cases() -> Vec<Case> {
         agents: Some(5000),
         max_agents_per_server: 40,
         capacity_scale: 2.0,
+        warm_fraction: 0.5,
     })
     .generate(3)
     {
