@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use edgehost_placement::cost::ead_objective;
-use edgehost_placement::{Alp, AlpParams, Optimal, Policy, Scenario, ScenarioConfig, baseline};
+use edgehost_placement::{
+    Alp, AlpParams, LocalSearch, Optimal, Policy, Scenario, ScenarioConfig, baseline,
+};
 
 const INSTANCES: u64 = 120;
 
@@ -61,11 +63,17 @@ fn gap_table(label: &str, tasks: usize, params: AlpParams) {
 fn sweep(label: &str, points: &[(usize, usize)], repeats: u64) {
     let policy = Policy::native();
     println!("\n{label}: mean EAD objective (s) over {repeats} seeds\n");
-    println!("| servers | tasks | antllm | greedy | polling | random | ALP best at point |");
-    println!("|---:|---:|---:|---:|---:|---:|:---:|");
+    println!(
+        "| servers | tasks | antllm | colony alone | local-search | greedy | polling | random | ALP best at point | ALP vs local-search |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|");
+    let colony = Alp::new(AlpParams {
+        polish: false,
+        ..AlpParams::default()
+    });
     for &(servers, tasks) in points {
-        let mut sums = [0.0f64; 4];
-        let mut counts = [0usize; 4];
+        let mut sums = [0.0f64; 6];
+        let mut counts = [0usize; 6];
         for seed in 1..=repeats {
             let inst = Scenario::new(ScenarioConfig {
                 servers,
@@ -76,6 +84,8 @@ fn sweep(label: &str, points: &[(usize, usize)], repeats: u64) {
             .expect("scenario");
             let plans = [
                 Alp::default().place(&inst, &policy, seed).map(|o| o.plan),
+                colony.place(&inst, &policy, seed).map(|o| o.plan),
+                LocalSearch::default().place(&inst),
                 baseline::greedy(&inst),
                 baseline::polling(&inst),
                 baseline::random(&inst, seed),
@@ -87,15 +97,18 @@ fn sweep(label: &str, points: &[(usize, usize)], repeats: u64) {
                 }
             }
         }
-        let mean: Vec<f64> = (0..4).map(|i| sums[i] / counts[i].max(1) as f64).collect();
-        let wins = (1..4).all(|i| counts[i] == 0 || mean[0] < mean[i]);
+        let mean: Vec<f64> = (0..6).map(|i| sums[i] / counts[i].max(1) as f64).collect();
+        let wins = (2..6).all(|i| counts[i] == 0 || mean[0] < mean[i]);
         println!(
-            "| {servers} | {tasks} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {servers} | {tasks} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:+.2}% |",
             mean[0],
             mean[1],
             mean[2],
             mean[3],
-            if wins { "yes" } else { "NO" }
+            mean[4],
+            mean[5],
+            if wins { "yes" } else { "NO" },
+            (mean[0] - mean[2]) / mean[2] * 100.0
         );
     }
 }
