@@ -106,6 +106,13 @@ fn main() {
         .expect("writing to a String");
     }
 
+    writeln!(
+        out,
+        "/// The componentize-py the Python agents were built with.\npub const COMPONENTIZE_PY_TOOL: &str = {:?};",
+        componentize_py(&root).display().to_string()
+    )
+    .expect("writing to a String");
+
     let out_file =
         PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
     std::fs::write(out_file, out).expect("writing guests.rs");

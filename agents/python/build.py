@@ -11,10 +11,12 @@ directory; needs nothing but componentize-py (`pip install componentize-py`).
 """
 
 import argparse
+import ast
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,24 +51,37 @@ def main() -> int:
     if tool is None:
         return fail("componentize-py not found: pip install componentize-py==0.25.1, or pass --componentize-py PATH")
 
+    problem = check_guest(app_dir / f"{APP_MODULE}.py")
+    if problem:
+        return fail(problem)
+
     output = args.output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        tool, "--quiet",
-        "-d", str(args.wit), "-w", WORLD,
-        "componentize", APP_MODULE,
-        "-p", str(app_dir), "-p", str(KIT_DIR),
-        "-o", str(output),
-    ]  # fmt: skip
     # No Rust backtrace: on failure, the app's own Python traceback is what matters.
     env = dict(os.environ, RUST_BACKTRACE="0", RUST_LIB_BACKTRACE="0")
     started = time.monotonic()
-    try:
-        result = subprocess.run(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-    except OSError as e:
-        return fail(f"cannot run {tool}: {e.strerror}")
+    # componentize-py imports the app, and Python writes `__pycache__` next
+    # to what it imports: build from copies, so neither the app's folder nor
+    # the kit (perhaps a read-only checkout) is written to.
+    with tempfile.TemporaryDirectory(prefix="edgehost-build-") as scratch:
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        app_copy = Path(scratch) / "app"
+        kit_copy = Path(scratch) / "kit"
+        shutil.copytree(app_dir, app_copy, ignore=skip)
+        shutil.copytree(KIT_DIR / "edgehost_agent", kit_copy / "edgehost_agent", ignore=skip)
+        command = [
+            tool, "--quiet",
+            "-d", str(args.wit), "-w", WORLD,
+            "componentize", APP_MODULE,
+            "-p", str(app_copy), "-p", str(kit_copy),
+            "-o", str(output),
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            )
+        except OSError as e:
+            return fail(f"cannot run {tool}: {e.strerror}")
     if result.returncode != 0:
         return fail(explain_failure(result.stdout, [app_dir, KIT_DIR]))
     seconds = time.monotonic() - started
@@ -101,6 +116,34 @@ def explain_failure(output: str, python_path: "list[Path]") -> str:
     if "has no attribute 'Guest'" in last_line:
         last_line += " (end it with `Guest = export(YourAgent)`)"
     return f"{APP_MODULE}.py: {last_line}"
+
+
+def check_guest(app: Path) -> "str | None":
+    """The mistake the build cannot explain well: `Guest = MyAgent`.
+
+    componentize-py makes the world's exports from `Guest` by calling it
+    with no arguments, which an agent class (it takes `config`) refuses
+    only when the agent first runs, as a TypeError that does not say why.
+    `export(MyAgent)` is what makes the class a `Guest`.
+    """
+    try:
+        tree = ast.parse(app.read_text(encoding="utf-8"), filename=str(app))
+    except (OSError, SyntaxError, ValueError):
+        return None  # the build reports it, with the real traceback
+    classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "Guest" for t in node.targets)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in classes
+        ):
+            name = node.value.id
+            return (
+                f"{app.name}:{node.lineno}: `Guest = {name}` hands componentize-py the class itself; "
+                f"write `Guest = export({name})` (from edgehost_agent import export)"
+            )
+    return None
 
 
 def fail(message: str) -> int:

@@ -382,7 +382,8 @@ fn components_of_another_world_are_refused() {
     let rt = runtime();
     let err = rt.load_file(Path::new(MEMORY_AGENT)).unwrap_err();
     assert!(
-        err.to_string().contains("an agent") && err.to_string().contains("not a policy"),
+        err.to_string()
+            .starts_with("not an edgehost policy plugin: it is an agent"),
         "{err}"
     );
     let err = rt.load(b"not wasm", "junk").unwrap_err();

@@ -265,3 +265,78 @@ fn the_dialog_agent_talks_to_the_hosts_llm_with_its_memory() {
     }
     assert_eq!(agent.export_state().unwrap(), blob);
 }
+
+/// Copies `from` into `to`, recursively.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("creating a directory of the copy");
+    for entry in std::fs::read_dir(from).expect("listing the kit") {
+        let entry = entry.expect("reading a kit entry");
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "__pycache__") {
+            continue;
+        }
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).expect("copying a kit file");
+        }
+    }
+}
+
+fn has_pycache(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).expect("listing the kit").any(|e| {
+        let path = e.expect("reading a kit entry").path();
+        path.file_name().is_some_and(|n| n == "__pycache__")
+            || (path.is_dir() && has_pycache(&path))
+    })
+}
+
+#[test]
+fn the_build_writes_nothing_into_the_kit_and_explains_a_bare_guest_class() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let checkout = tempfile::tempdir().unwrap();
+    let kit = checkout.path().join("agents/python");
+    for part in ["edgehost_agent", "template"] {
+        copy_tree(&root.join("agents/python").join(part), &kit.join(part));
+    }
+    std::fs::copy(root.join("agents/python/build.py"), kit.join("build.py")).unwrap();
+    copy_tree(&root.join("wit/agent"), &checkout.path().join("wit/agent"));
+    let build = |out: &str| {
+        std::process::Command::new("python3")
+            .arg(kit.join("build.py"))
+            .arg(kit.join("template"))
+            .arg("-o")
+            .arg(checkout.path().join(out))
+            .args(["--componentize-py", edgehost_tests::COMPONENTIZE_PY_TOOL])
+            .output()
+            .unwrap()
+    };
+
+    let o = build("template.wasm");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Neither the kit nor the app's folder gets Python's bytecode.
+    assert!(
+        !has_pycache(&kit),
+        "the build wrote __pycache__ into the kit"
+    );
+
+    // `Guest = Counter` instead of `Guest = export(Counter)`: refused at
+    // build time, with the fix.
+    let app = kit.join("template/app.py");
+    let source = std::fs::read_to_string(&app).unwrap();
+    assert!(source.contains("Guest = export(Counter)"));
+    std::fs::write(
+        &app,
+        source.replace("Guest = export(Counter)", "Guest = Counter"),
+    )
+    .unwrap();
+    let o = build("bare.wasm");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`Guest = Counter` hands componentize-py the class itself; write `Guest = export(Counter)`"),
+        "{err}"
+    );
+}

@@ -7,7 +7,7 @@
 //! | 0 | success |
 //! | 1 | not found: no such agent, component, host or file |
 //! | 2 | error: anything else, a wrong flag or argument included |
-//! | 3 | refused: a host or a check said no (not allowed, name taken, host full, another protocol version, a plugin that fails its checks) |
+//! | 3 | refused: a host or a check said no (not allowed, name taken, host full, another protocol version, a plugin that fails its checks or fails during `sim`) |
 //! | 4 | unreachable: no host of the fleet could be reached |
 //! | 141 | standard output was closed by its reader |
 
@@ -63,6 +63,15 @@ pub fn code_of(error: &anyhow::Error) -> Code {
         if let Some(code) = cause.downcast_ref::<FleetError>().and_then(fleet_code) {
             return code;
         }
+        if cause.is::<edgehost_sim::PluginFailed>() {
+            return Code::Refused;
+        }
+        if let Some(edgehost_runtime::Error::Io { cause, .. }) =
+            cause.downcast_ref::<edgehost_runtime::Error>()
+            && cause.kind() == std::io::ErrorKind::NotFound
+        {
+            return Code::NotFound;
+        }
         if let Some(e) = cause.downcast_ref::<std::io::Error>()
             && e.kind() == std::io::ErrorKind::NotFound
         {
@@ -75,7 +84,7 @@ pub fn code_of(error: &anyhow::Error) -> Code {
 fn fleet_code(e: &FleetError) -> Option<Code> {
     let kind = match e {
         FleetError::Connect(_) => return Some(Code::Unreachable),
-        FleetError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+        FleetError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
             return Some(Code::NotFound);
         }
         FleetError::Remote { kind, .. } => *kind,

@@ -47,9 +47,22 @@ fn inspect_describes_an_agent() {
     let imports = v["imports"].as_array().unwrap();
     assert!(imports.iter().any(|e| e == "edgehost:agent/host@0.1.0"));
 
+    // The agent's own declaration, from its `describe`.
+    assert_eq!(v["declaration"]["kind"], "memory", "{v}");
+    assert!(v["declaration"]["demand"]["memory_mib"].as_u64().unwrap() > 0);
+    assert_eq!(v["declaration_error"], serde_json::Value::Null);
+
     let o = edgehost(&["inspect", MEMORY_AGENT]);
     assert!(o.status.success());
-    assert!(stdout(&o).starts_with("kind:    agent\n"), "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(
+            "component:         agent (world edgehost:agent/agent, contract version 0.1.0)\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\nagent kind:        memory\n"), "{text}");
+    assert!(text.contains("\ndependencies:      none\n"), "{text}");
 }
 
 #[test]
@@ -95,6 +108,36 @@ fn wrong_flags_exit_2_on_one_line() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
         assert!(err.starts_with("error: "), "{err:?}");
     }
+    // A mistyped flag gets clap's suggestion, on the same line.
+    let o = edgehost(&["run", MEMORY_AGENT, "--inptu", "x"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(
+        err.contains("tip: a similar argument exists: '--input'"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn run_reads_its_request_from_stdin_when_given_none() {
+    use std::io::Write as _;
+    let mut child = edgehost_cmd()
+        .args(["run", MEMORY_AGENT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"remember the sky is blue")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "noted #1", "{}", stdout(&o));
 }
 
 #[test]

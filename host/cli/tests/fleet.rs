@@ -483,7 +483,10 @@ fn policy_set_swaps_the_placement_policy_of_a_running_fleet() {
 
     // An agent is not a policy: refused locally, on one line.
     let out = fleet.run(&["policy", "set", "--heuristic", MEMORY_AGENT]);
-    assert!(one_line_error(&out).contains("not a policy plugin"));
+    assert!(
+        one_line_error(&out).contains("not an edgehost policy plugin: it is an agent"),
+        "{out:?}"
+    );
 
     let out = fleet.run(&["policy", "set", "--builtin"]);
     assert!(

@@ -72,9 +72,18 @@ fn check_fails_what_is_not_a_policy() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(3), "{out}");
     assert!(
-        out.lines()
-            .any(|l| l.trim_start().starts_with("FAIL") && l.contains("not a policy")),
+        out.lines().any(|l| l.trim_start().starts_with("FAIL")
+            && l.contains("not an edgehost policy plugin: it is an agent")),
         "{out}"
+    );
+    // The simulator says the same of an agent given as a plugin.
+    let o = edgehost(&["sim", "--heuristic", MEMORY_AGENT]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains("not an edgehost policy plugin: it is an agent")
+            && !err.contains("not an edgehost agent"),
+        "{err}"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -232,10 +241,47 @@ fn a_plugin_copied_from_the_template_builds_checks_and_changes_sim() {
         let o = edgehost(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert!(v[0].get("fallbacks").is_none(), "{v}");
-        (v[0]["objective"].as_f64().unwrap(), v[0]["plan"].clone())
+        assert_eq!(v[0]["fallbacks"], serde_json::json!([]), "{v}");
+        (
+            v[0]["objective"].as_f64().unwrap(),
+            v[0]["plan"].clone(),
+            v[0]["policy"].as_str().unwrap().to_owned(),
+        )
     };
     let native = sim(&[]);
     let plugged = sim(&["--heuristic", wasm, "--cost-model", wasm]);
-    assert_ne!(native, plugged, "the plugin changed nothing");
+    assert_eq!(native.2, "built-in");
+    assert!(plugged.2.starts_with("heuristic "), "{}", plugged.2);
+    assert_ne!(
+        (native.0, native.1),
+        (plugged.0, plugged.1),
+        "the plugin changed nothing"
+    );
+}
+
+#[test]
+fn sim_fails_when_the_plugin_fails_and_says_so_in_its_json() {
+    // The hostile plugin's NaN heuristic fails every call: the results are
+    // the built-in policy's, and a script must not take them for the
+    // plugin's.
+    let o = edgehost(&[
+        "sim",
+        "--algorithms",
+        "antllm",
+        "--json",
+        "--heuristic",
+        HOSTILE_POLICY,
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v[0]["policy"].as_str().unwrap().starts_with("heuristic "),
+        "{v}"
+    );
+    assert!(!v[0]["fallbacks"].as_array().unwrap().is_empty(), "{v}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("the policy plugin failed in 1 of 1 decisions"),
+        "{err}"
+    );
 }

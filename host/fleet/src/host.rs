@@ -932,7 +932,7 @@ impl Shared {
         }
         if now < restarts.1 {
             return Err(Error::Agent(format!(
-                "{:?} stopped ({reason}); restarting it from its last durable state in {} ms",
+                "{} stopped ({reason}); restarting it from its last durable state in {} ms",
                 slot.name,
                 (restarts.1 - now).as_millis().max(1)
             )));
@@ -961,6 +961,7 @@ impl Shared {
         epoch: u64,
         on_disk: Option<Vec<u8>>,
     ) {
+        let state_bytes = on_disk.as_ref().map_or(0, |s| s.len() as u64);
         let slot = Arc::new(AgentSlot {
             name: name.to_string(),
             durability: Durability::new(on_disk),
@@ -973,7 +974,7 @@ impl Shared {
             started: Instant::now(),
             calls: AtomicU64::new(0),
             snapshot_calls: AtomicU64::new(0),
-            state_bytes: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(state_bytes),
             held_calls: AtomicU64::new(0),
             holding: AtomicU64::new(0),
             gate: watch::Sender::new(Gate::Open),

@@ -57,6 +57,17 @@ impl Policy {
         Self { heuristic, cost }
     }
 
+    /// What decides, in words: `built-in`, or the names of the heuristic
+    /// and the cost model when either is not the native one.
+    pub fn describe(&self) -> String {
+        let (h, c) = (self.heuristic.name(), self.cost.name());
+        if h == "native" && c == "native" {
+            "built-in".to_owned()
+        } else {
+            format!("heuristic {h}, cost model {c}")
+        }
+    }
+
     /// Whether the configured cost model already failed in the decision
     /// that owns `fallbacks` (every cost-model note starts this way).
     fn cost_failed(&self, fallbacks: &[String]) -> bool {

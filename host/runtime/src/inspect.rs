@@ -116,7 +116,7 @@ impl ComponentInfo {
                 v.unwrap_or("?")
             ))),
             (Kind::Policy, _) => Err(Error::WrongWorld(
-                "it is a policy plugin (world edgehost:policy/policy), not an agent".to_owned(),
+                "it is a policy plugin (world edgehost:policy/policy)".to_owned(),
             )),
             (Kind::Neither, _) => Err(Error::WrongWorld(format!(
                 "it does not export {AGENT_EXPORT}@{CONTRACT_VERSION} (exports: {})",

@@ -65,6 +65,9 @@ pub enum Error {
     /// A valid component, but not an agent this host can run.
     #[error("not an edgehost agent: {0}")]
     WrongWorld(String),
+    /// A valid component, but not a policy plugin this host can use.
+    #[error("not an edgehost policy plugin: {0}")]
+    NotPolicy(String),
     /// Cranelift could not compile the component.
     #[error("compiling the component failed: {0}")]
     Compile(String),
@@ -151,21 +154,21 @@ pub enum Error {
         fault: PluginFault,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause, in the message (not a separate source, so a chain
+        /// printed in full names it once).
+        cause: std::io::Error,
     },
 }
 
 impl Error {
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl AsRef<Path>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            cause,
         }
     }
 }

@@ -210,12 +210,12 @@ impl PolicyRuntime {
         let info = ComponentInfo::scan(bytes)?;
         info.expect_policy()?;
         let loaded = self.sandbox.load(bytes, &info, |e| {
-            Error::WrongWorld(format!(
+            Error::NotPolicy(format!(
                 "policy {name:?} imports what a policy may not: {e:#}"
             ))
         })?;
         let pre = bindings::PolicyPre::new(loaded.pre).map_err(|e| {
-            Error::WrongWorld(format!(
+            Error::NotPolicy(format!(
                 "policy {name:?} has exports that do not match: {e:#}"
             ))
         })?;
@@ -240,18 +240,18 @@ impl ComponentInfo {
         match (self.kind, self.version.as_deref()) {
             (Kind::Policy, Some(CONTRACT_VERSION)) => {}
             (Kind::Policy, v) => {
-                return Err(Error::WrongWorld(format!(
+                return Err(Error::NotPolicy(format!(
                     "it targets edgehost:policy/policy@{}, this host serves @{CONTRACT_VERSION}",
                     v.unwrap_or("?")
                 )));
             }
             (Kind::Agent, _) => {
-                return Err(Error::WrongWorld(
-                    "it is an agent (world edgehost:agent/agent), not a policy plugin".to_owned(),
+                return Err(Error::NotPolicy(
+                    "it is an agent (world edgehost:agent/agent)".to_owned(),
                 ));
             }
             (Kind::Neither, _) => {
-                return Err(Error::WrongWorld(format!(
+                return Err(Error::NotPolicy(format!(
                     "it does not export {POLICY_HEURISTIC_EXPORT}@{CONTRACT_VERSION} (exports: {})",
                     if self.exports.is_empty() {
                         "none".to_owned()
@@ -264,7 +264,7 @@ impl ComponentInfo {
         for wanted in [POLICY_HEURISTIC_EXPORT, POLICY_COST_EXPORT] {
             let full = format!("{wanted}@{CONTRACT_VERSION}");
             if !self.exports.contains(&full) {
-                return Err(Error::WrongWorld(format!(
+                return Err(Error::NotPolicy(format!(
                     "a policy must export both {POLICY_HEURISTIC_EXPORT} and {POLICY_COST_EXPORT} \
                      at @{CONTRACT_VERSION}; {full} is missing"
                 )));

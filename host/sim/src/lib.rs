@@ -43,17 +43,30 @@ pub enum Error {
     #[error(transparent)]
     Placement(#[from] edgehost_placement::Error),
     /// A file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message, not a separate source).
+        cause: std::io::Error,
     },
     /// A chart could not be drawn.
     #[error("cannot draw chart: {0}")]
     Chart(String),
+}
+
+/// A policy plugin given to `sim` failed in some of its decisions, where
+/// the built-in policy decided instead: the results are not the plugin's.
+/// The results are printed first; this is the command's error after them.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the policy plugin failed in {failed} of {decisions} decisions and the built-in policy decided those (see `fallbacks`)"
+)]
+pub struct PluginFailed {
+    /// Decisions where the plugin failed at least once.
+    pub failed: usize,
+    /// Decisions that used the plugin.
+    pub decisions: usize,
 }
 
 /// Result alias of this crate.
@@ -289,7 +302,9 @@ impl SimCommand {
         }
         if self.json {
             println!("{}", serde_json::to_string_pretty(&results)?);
-            return Ok(());
+            let decisions = results.iter().filter(|r| r.policy.is_some()).count();
+            let failed = results.iter().filter(|r| !r.fallbacks.is_empty()).count();
+            return plugin_verdict(runner, failed, decisions);
         }
         println!(
             "{} servers, {} tasks, {} agents, seed {}",
@@ -345,6 +360,8 @@ impl SimCommand {
                 println!("          fallback: {note}");
             }
         }
+        let decisions = results.iter().filter(|r| r.policy.is_some()).count();
+        let failed = results.iter().filter(|r| !r.fallbacks.is_empty()).count();
         if let Some(r) = results.iter().find(|r| r.lower_bound.is_some()) {
             let how = match r.bound_method {
                 Some(edgehost_placement::BoundMethod::Optimum) => {
@@ -357,7 +374,7 @@ impl SimCommand {
                 r.lower_bound.unwrap_or_default()
             );
         }
-        Ok(())
+        plugin_verdict(runner, failed, decisions)
     }
 
     fn after_move(&self, runner: &Runner<'_>, params: Option<CostParams>) -> anyhow::Result<()> {
@@ -445,11 +462,17 @@ impl SimCommand {
         sweep::write_csv(&csv, axis, &points)?;
         let figures = chart::write_figures(&dir, axis, &points)?;
         let reductions = sweep::reductions(&points);
+        let failed: usize = points.iter().map(|p| p.fallbacks).sum();
+        let decisions: usize = points
+            .iter()
+            .filter(|p| p.algorithm == Some(Algorithm::AntLlm))
+            .map(|p| p.runs)
+            .sum();
         if self.json {
             // One object per point and algorithm; the reductions follow
             // from them and are printed in the text output.
             println!("{}", serde_json::to_string_pretty(&points)?);
-            return Ok(());
+            return plugin_verdict(runner, failed, decisions);
         }
         println!(
             "{:>7} {:<12} {:>4} {:>8} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
@@ -490,8 +513,17 @@ impl SimCommand {
         for f in figures {
             println!("wrote {}", dir.join(f).display());
         }
-        Ok(())
+        plugin_verdict(runner, failed, decisions)
     }
+}
+
+/// An error after the results when a plugin was given and failed in some
+/// decision.
+fn plugin_verdict(runner: &Runner<'_>, failed: usize, decisions: usize) -> anyhow::Result<()> {
+    if runner.policy.is_some() && failed > 0 {
+        return Err(PluginFailed { failed, decisions }.into());
+    }
+    Ok(())
 }
 
 fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -86,8 +86,12 @@ pub struct AlgorithmResult {
     /// The plan: server name per agent, in instance order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<String>>,
-    /// Where a policy plugin failed and the native policy decided instead.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The policy antllm decided with (`built-in`, or the plugins'
+    /// heuristic and cost model); `null` for the other algorithms, which
+    /// use no policy.
+    pub policy: Option<String>,
+    /// Where a policy plugin failed and the native policy decided instead
+    /// (always present; empty when nothing failed).
     pub fallbacks: Vec<String>,
     /// A lower bound on the objective of every feasible plan of the
     /// instance (the same for every algorithm of a run; `null` when no
@@ -248,6 +252,7 @@ impl Runner<'_> {
                     error: None,
                     refinement,
                     refined: refined_as,
+                    policy: (algorithm == Algorithm::AntLlm).then(|| policy.describe()),
                     fallbacks,
                     plan: self.with_plans.then(|| {
                         plan.assignment
@@ -273,6 +278,7 @@ impl Runner<'_> {
                     refinement,
                     refined: refined_as,
                     plan: None,
+                    policy: (algorithm == Algorithm::AntLlm).then(|| policy.describe()),
                     fallbacks,
                     lower_bound: None,
                     bound_method: None,

@@ -102,6 +102,8 @@ pub struct SweepPoint {
     pub llm_unchanged: usize,
     /// See `llm_better`.
     pub llm_rejected: usize,
+    /// Runs where a policy plugin failed and the built-in policy decided.
+    pub fallbacks: usize,
 }
 
 impl SweepPoint {
@@ -221,6 +223,9 @@ fn mean_point(value: usize, algorithm: Algorithm, results: &[AlgorithmResult]) -
         p.solve_ms += r.solve_ms / n;
         p.lower_bound += r.lower_bound.unwrap_or(0.0) / n;
         p.gap += r.gap.unwrap_or(0.0) / n;
+        if !r.fallbacks.is_empty() {
+            p.fallbacks += 1;
+        }
         match r.refined {
             Some(Refined::Better) => p.llm_better += 1,
             Some(Refined::Unchanged) => p.llm_unchanged += 1,
@@ -264,9 +269,9 @@ pub fn write_csv(path: &Path, axis: SweepAxis, points: &[SweepPoint]) -> Result<
             p.llm_rejected
         );
     }
-    std::fs::write(path, out).map_err(|source| Error::Io {
+    std::fs::write(path, out).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use edgehost_fleet::protocol::{Request, Response};
-use edgehost_runtime::{ComponentInfo, Digest, Kind};
+use edgehost_runtime::{ComponentInfo, Digest};
 
 use super::client::{ClientArgs, print_per_host};
 
@@ -29,13 +29,8 @@ pub struct SetArgs {
 fn read_policy(path: &Path) -> Result<(Digest, Vec<u8>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let info = ComponentInfo::read(&bytes).with_context(|| path.display().to_string())?;
-    if info.kind != Kind::Policy {
-        bail!(
-            "{}: not a policy plugin (its kind is {:?})",
-            path.display(),
-            info.kind
-        );
-    }
+    info.expect_policy()
+        .with_context(|| path.display().to_string())?;
     Ok((info.digest, bytes))
 }
 

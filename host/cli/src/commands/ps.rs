@@ -102,7 +102,7 @@ impl PsCommand {
             return Ok(());
         }
         outln!(
-            "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6} {:>10} {:>10} {:>7}",
+            "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6} {:>10} {:>10} {:>7}  POLICY",
             "HOST",
             "ADDRESS",
             "SITE",
@@ -123,7 +123,7 @@ impl PsCommand {
                 "up".to_owned()
             };
             outln!(
-                "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6.1} {:>10} {:>10} {:>4}/{:<2}",
+                "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6.1} {:>10} {:>10} {:>4}/{:<2}  {}",
                 h.name,
                 h.addr,
                 h.site,
@@ -134,7 +134,8 @@ impl PsCommand {
                 human(h.memory_free_bytes),
                 human(h.disk_free_bytes),
                 h.agents,
-                h.max_agents
+                h.max_agents,
+                h.policy
             );
         }
         outln!();

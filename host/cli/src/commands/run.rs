@@ -1,6 +1,6 @@
 //! `edgehost run`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use clap::Args;
 /// Run an agent locally, once.
 ///
 /// Steps: instantiate, init (with --config), import-state (with --state-in),
-/// handle the input (with --input or --input-file), export-state (with
-/// --state-out). The response is printed on stdout.
+/// handle one request (--input, --input-file, or the body piped on stdin),
+/// export-state (with --state-out). The response is printed on stdout.
 #[derive(Args)]
 pub struct RunCommand {
     /// The agent component (.wasm).
@@ -22,7 +22,8 @@ pub struct RunCommand {
     /// A configuration entry for init, as KEY=VALUE; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
-    /// The request body, as text.
+    /// The request body, as text (without it or --input-file, the body is
+    /// read from stdin when stdin is not a terminal).
     #[arg(long, conflicts_with = "input_file")]
     input: Option<String>,
     /// Read the request body from a file.
@@ -56,9 +57,19 @@ impl RunCommand {
         let component_bytes = std::fs::read(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
         let input = match (&self.input, &self.input_file) {
-            (Some(text), _) => Some(text.clone().into_bytes()),
-            (None, Some(path)) => Some(read(path)?),
-            (None, None) => None,
+            (Some(text), _) => text.clone().into_bytes(),
+            (None, Some(path)) => read(path)?,
+            (None, None) => {
+                let mut stdin = std::io::stdin().lock();
+                if stdin.is_terminal() {
+                    bail!(
+                        "no request to handle: give --input TEXT or --input-file PATH, or pipe the body on stdin"
+                    );
+                }
+                let mut body = Vec::new();
+                stdin.read_to_end(&mut body).context("reading stdin")?;
+                body
+            }
         };
         let state_in = self.state_in.as_deref().map(read).transpose()?;
 
@@ -73,15 +84,14 @@ impl RunCommand {
         if let Some(state) = &state_in {
             agent.import_state(state).context("import-state")?;
         }
-        if let Some(input) = input {
-            let response = agent.handle(&input).context("handle")?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&response)?;
-            if !response.ends_with(b"\n") {
-                out.write_all(b"\n")?;
-            }
-            out.flush()?;
+        let response = agent.handle(&input).context("handle")?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&response)?;
+        if !response.ends_with(b"\n") {
+            out.write_all(b"\n")?;
         }
+        out.flush()?;
+        drop(out);
         if let Some(path) = &self.state_out {
             let state = agent.export_state().context("export-state")?;
             write_atomically(path, &state)?;
