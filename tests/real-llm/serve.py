@@ -28,7 +28,7 @@ def main() -> int:
         return 1
     params = xllamacpp.CommonParams()
     params.model.path = str(models[0])
-    params.n_ctx = 4096
+    params.n_ctx = 8192
     params.port = port
     server = xllamacpp.Server(params)
     print(f"listening on {server.listening_address} ({models[0].name})", flush=True)

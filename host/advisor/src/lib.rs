@@ -192,6 +192,16 @@ impl ChatClient {
     }
 }
 
+/// The most tokens an answer for `agents` agents may take: a
+/// `"agent": "server"` pair costs about a dozen tokens, with room for the
+/// rationale. A model that does not stop (small ones often repeat
+/// themselves) is cut off here and its answer fails to parse, instead of
+/// generating until the request times out.
+fn answer_token_budget(agents: usize) -> u32 {
+    let agents = u32::try_from(agents).unwrap_or(u32::MAX);
+    agents.saturating_mul(24).saturating_add(192).min(16_384)
+}
+
 /// A refiner backed by a chat-completions endpoint.
 #[derive(Debug, Clone)]
 pub struct LlmRefiner {
@@ -225,7 +235,8 @@ impl LlmRefiner {
                 content: user,
             },
         ];
-        let content = self.chat.complete(&messages, None, None, true)?;
+        let budget = answer_token_budget(request.instance.agents.len());
+        let content = self.chat.complete(&messages, Some(budget), None, true)?;
         answer::parse(request.instance, &content)
     }
 }

@@ -154,6 +154,13 @@ fn better_answer_is_accepted() {
     );
     assert_eq!(got.body["model"], "stub-model");
     assert_eq!(got.body["response_format"]["type"], "json_object");
+    // The answer is capped: a model that does not stop is cut off rather
+    // than generating until the request times out.
+    let cap = got.body["max_tokens"].as_u64().expect("max_tokens is set");
+    assert!(
+        (inst.agents.len() as u64 * 12..=inst.agents.len() as u64 * 24 + 192).contains(&cap),
+        "{cap}"
+    );
     let user: Value = serde_json::from_str(
         got.body["messages"][1]["content"]
             .as_str()

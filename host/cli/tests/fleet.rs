@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{edgehost_cmd, one_line_error};
-use edgehost_tests::{HOSTILE_AGENT, LATENCY_FIRST_POLICY, MEMORY_AGENT, PYTHON_DIALOG_AGENT};
+use edgehost_tests::{
+    HOSTILE_AGENT, HOSTILE_POLICY, LATENCY_FIRST_POLICY, MEMORY_AGENT, PYTHON_DIALOG_AGENT,
+};
 use serde_json::Value;
 
 struct LocalFleet {
@@ -462,8 +464,19 @@ fn policy_set_swaps_the_placement_policy_of_a_running_fleet() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = stdout(&out);
-    assert_eq!(lines.lines().count(), 2, "{lines}");
-    assert!(lines.lines().all(|l| l.contains("generation 1")), "{lines}");
+    assert!(
+        lines
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(": passed the conformance check (sha256:")),
+        "{lines}"
+    );
+    let swapped: Vec<&str> = lines.lines().skip(1).collect();
+    assert_eq!(swapped.len(), 2, "{lines}");
+    assert!(
+        swapped.iter().all(|l| l.ends_with("(generation 1)")),
+        "{lines}"
+    );
     // Peers' reports reach the answering host with the next heartbeat.
     fleet.wait_for(|ps| {
         ps["hosts"]
@@ -501,6 +514,80 @@ fn policy_set_swaps_the_placement_policy_of_a_running_fleet() {
             .iter()
             .all(|h| h["policy"] == "built-in")
     });
+}
+
+#[test]
+fn a_policy_one_host_cannot_run_is_rolled_back_on_every_host() {
+    let fleet = LocalFleet::start(2);
+    // Shanghai gives policy plugins less memory than any Rust plugin starts
+    // with.
+    fleet.kill("shanghai", "KILL");
+    fleet.wait_for_host("shanghai", false);
+    let config = fleet.dir.path().join("shanghai").join("host.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[limits]\n", "[limits]\npolicy_memory_mib = 1\n"),
+    )
+    .unwrap();
+    let _shanghai = Reaped(fleet.restart("shanghai"));
+
+    // The plugin passes the conformance check...
+    let out = fleet.run(&["policy", "check", LATENCY_FIRST_POLICY]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    // ...but Shanghai cannot run it: it refuses and says why, Beijing,
+    // which had swapped, is rolled back, and the command fails.
+    let out = fleet.run(&[
+        "policy",
+        "set",
+        "--heuristic",
+        LATENCY_FIRST_POLICY,
+        "--cost-model",
+        LATENCY_FIRST_POLICY,
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        one_line_error(&out)
+            .contains("1 of 2 host(s) refused the policy; every host keeps its previous one"),
+        "{out:?}"
+    );
+    assert!(
+        text.contains("shanghai: refused: ") && text.contains("cannot run on this host"),
+        "{text}"
+    );
+    assert!(
+        text.contains("beijing: rolled back to built-in (generation 2)"),
+        "{text}"
+    );
+    let ps = fleet
+        .wait_for(|ps| named(ps, "hosts", "beijing").is_some_and(|h| h["policy_generation"] == 2));
+    for host in ps["hosts"].as_array().unwrap() {
+        assert_eq!(host["policy"], "built-in", "{ps:#}");
+    }
+    assert_eq!(
+        named(&ps, "hosts", "shanghai").unwrap()["policy_generation"],
+        0,
+        "{ps:#}"
+    );
+    // Decisions keep working, with the built-in policy.
+    let pushed = fleet.json(&["push", MEMORY_AGENT, "--name", "m", "--json"]);
+    assert_eq!(pushed["placement"]["policy"], "built-in", "{pushed:#}");
+
+    // A plugin that fails the conformance check never reaches a host.
+    let out = fleet.run(&["policy", "set", "--heuristic", HOSTILE_POLICY]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        one_line_error(&out).contains("fails the conformance check")
+            && one_line_error(&out).contains("; no host changed"),
+        "{out:?}"
+    );
+    let ps = fleet.ps();
+    assert_eq!(
+        named(&ps, "hosts", "beijing").unwrap()["policy_generation"],
+        2,
+        "{ps:#}"
+    );
 }
 
 impl LocalFleet {

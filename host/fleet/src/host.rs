@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use edgehost_advisor::{AdvisorConfig, ChatClient, ChatMessage, LlmRefiner};
 use edgehost_runtime::{
     AgentComponent, AgentInstance, Completion, Descriptor, Digest, HostError, Limits, Llm,
-    PolicyComponent, PolicyRuntime, PolicyRuntimeBuilder, PolicySlot, Router, Runtime,
-    RuntimeBuilder, Services, plugin_policy,
+    PolicyLimits, PolicyRuntime, PolicyRuntimeBuilder, PolicySlot, Router, Runtime, RuntimeBuilder,
+    Services,
 };
 use edgehost_telemetry::{Sampler, ServerStatus};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
@@ -28,8 +28,8 @@ use crate::metrics::Metrics;
 use crate::persist::{AgentRecord, AgentStore, Standing, Tombstone};
 use crate::protocol::{
     AgentName, AgentReport, CHUNK_BYTES, ErrorKind, HostName, HostReport, Location, MAX_BODY_BYTES,
-    MAX_COMPONENT_BYTES, MAX_MESSAGE_BYTES, Request, Response, authorize, decode, encode,
-    read_frame_within, write_frame,
+    MAX_COMPONENT_BYTES, MAX_MESSAGE_BYTES, PolicyPlugins, Request, Response, authorize, decode,
+    encode, read_frame_within, write_frame,
 };
 use crate::revocation::{HOST_LIST_FILE, Offered, Revocations};
 pub(crate) use crate::slot::{AgentSlot, Gate, Pending};
@@ -83,7 +83,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// The policy placement decisions use; swapped whole, read once per decision.
     pub(crate) policy: PolicySlot,
-    pub(crate) policy_name: Mutex<String>,
+    /// What the active policy is made of; locked across a swap, so swaps
+    /// are one at a time.
+    pub(crate) active_policy: Mutex<crate::policy_swap::ActivePolicy>,
     pub(crate) policy_runtime: PolicyRuntime,
     pub(crate) llm: Option<Arc<HostLlm>>,
     pub(crate) refiner: Option<Arc<LlmRefiner>>,
@@ -102,9 +104,6 @@ pub(crate) struct Shared {
     pub(crate) credential_stamp: Mutex<Option<CredentialStamp>>,
     /// The revocation list number each peer (by name) last said it holds.
     pub(crate) peer_revocations: Mutex<HashMap<HostName, u64>>,
-    /// The components of the active policy plugins, kept by the store's
-    /// garbage collection.
-    pub(crate) policy_digests: Mutex<Vec<Digest>>,
     /// The components of the agents recorded on disk when the host
     /// started, kept by garbage collection until the next start: a prepared
     /// migration still to settle, or an agent that could not be recovered,
@@ -195,8 +194,12 @@ impl Host {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        let policy_runtime =
-            PolicyRuntimeBuilder::new(config.data_dir.join("policy-cache")).build()?;
+        let policy_runtime = PolicyRuntimeBuilder::new(config.data_dir.join("policy-cache"))
+            .limits(PolicyLimits {
+                memory_mib: config.limits.policy_memory_mib,
+                ..PolicyLimits::default()
+            })
+            .build()?;
         // The HTTP clients block; they are built (and used) off the async threads.
         let llm_settings = config.llm.clone();
         let calibration = Arc::new(Calibration::default());
@@ -245,7 +248,7 @@ impl Host {
             compiling: Mutex::new(HashSet::new()),
             metrics: Metrics::default(),
             policy: PolicySlot::default(),
-            policy_name: Mutex::new("built-in".to_owned()),
+            active_policy: Mutex::new(crate::policy_swap::ActivePolicy::default()),
             policy_runtime,
             llm,
             refiner,
@@ -257,7 +260,6 @@ impl Host {
             dial: Mutex::new(dial),
             credential_stamp: Mutex::new(stamp),
             peer_revocations: Mutex::new(HashMap::new()),
-            policy_digests: Mutex::new(Vec::new()),
             recorded: Mutex::new(HashSet::new()),
             collected_at: Mutex::new(Instant::now()),
             calibration,
@@ -493,7 +495,13 @@ impl Shared {
             Request::SetPolicy {
                 heuristic,
                 cost_model,
-            } => self.set_policy(heuristic, cost_model).await,
+            } => {
+                self.set_policy(PolicyPlugins {
+                    heuristic,
+                    cost_model,
+                })
+                .await
+            }
             Request::Migrate { name, to } => self.migrate(name, to).await,
             Request::Prepare {
                 name,
@@ -670,6 +678,7 @@ impl Shared {
                 (identity.name.clone(), connection.rtt().as_secs_f64() * 1e3)
             })
             .collect();
+        let active = lock(&self.active_policy).clone();
         HostReport {
             name: self.name.clone(),
             addr: self.addr,
@@ -684,7 +693,9 @@ impl Shared {
             agents,
             compiling: lock(&self.compiling).iter().copied().collect(),
             uptime_s: self.started.elapsed().as_secs_f64(),
-            policy: lock(&self.policy_name).clone(),
+            policy: active.name,
+            policy_generation: self.policy.generation(),
+            policy_plugins: active.plugins,
             model: Box::new(self.calibration.model(&rtts)),
         }
     }
@@ -1062,7 +1073,7 @@ impl Shared {
         // One snapshot of the policy for the whole decision: a swap that
         // lands meanwhile applies to the next one.
         let (_, policy) = self.policy.snapshot();
-        let name = lock(&self.policy_name).clone();
+        let name = lock(&self.active_policy).name.clone();
         let refiner = self.refiner.clone();
         let placement = tokio::task::spawn_blocking(move || {
             let refiner = refiner
@@ -1084,59 +1095,6 @@ impl Shared {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         Ok(Response::Placement(placement))
-    }
-
-    /// Loads stored policy plugins and makes them the active policy.
-    async fn set_policy(
-        self: &Arc<Self>,
-        heuristic: Option<Digest>,
-        cost_model: Option<Digest>,
-    ) -> Result<Response> {
-        for digest in heuristic.iter().chain(cost_model.iter()) {
-            if !self.store.has(digest) {
-                return Err(Error::NotFound(format!(
-                    "policy component {digest} is not stored here; upload it first"
-                )));
-            }
-        }
-        let shared = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let load = |digest: Option<Digest>| -> Result<Option<PolicyComponent>> {
-                digest
-                    .map(|d| {
-                        let bytes = shared.store.read(&d)?;
-                        Ok(shared
-                            .policy_runtime
-                            .load(&bytes, &format!("plugin {}", &d.hex()[..12]))?)
-                    })
-                    .transpose()
-            };
-            let h = load(heuristic)?;
-            let c = load(cost_model)?;
-            let describe = |what: &str, p: &Option<PolicyComponent>| match p {
-                Some(p) => format!("{what} {} ({})", p.name(), p.digest()),
-                None => format!("{what} built-in"),
-            };
-            let name = if h.is_none() && c.is_none() {
-                "built-in".to_owned()
-            } else {
-                format!(
-                    "{}, {}",
-                    describe("heuristic", &h),
-                    describe("cost model", &c)
-                )
-            };
-            let (generation, _old) = shared.policy.swap(plugin_policy(h.as_ref(), c.as_ref()));
-            *lock(&shared.policy_name) = name.clone();
-            *lock(&shared.policy_digests) = heuristic.into_iter().chain(cost_model).collect();
-            tracing::info!(policy = %name, generation, "placement policy swapped");
-            Ok(Response::PolicySet {
-                policy: name,
-                generation,
-            })
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     /// Runs `name` here if it lives here, else forwards to its owner.
@@ -1478,7 +1436,7 @@ impl Shared {
     fn components_in_use(&self) -> HashSet<Digest> {
         let mut keep: HashSet<Digest> = lock(&self.agents).values().map(|s| s.digest).collect();
         keep.extend(lock(&self.pending).values().map(|p| p.digest));
-        keep.extend(lock(&self.policy_digests).iter().copied());
+        keep.extend(lock(&self.active_policy).digests());
         keep.extend(lock(&self.recorded).iter().copied());
         keep.extend(lock(&self.compiling).iter().copied());
         keep

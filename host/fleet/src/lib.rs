@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod migration;
 pub mod persist;
 pub mod place;
+mod policy_swap;
 pub mod protocol;
 pub mod revocation;
 mod slot;

@@ -513,7 +513,9 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
     .await
     .unwrap()
     {
-        Response::PolicySet { policy, generation } => {
+        Response::PolicySet {
+            policy, generation, ..
+        } => {
             assert_eq!(generation, 1);
             assert!(policy.contains(&plugin_digest.to_string()), "{policy}");
         }
@@ -561,7 +563,9 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
     .await
     .unwrap()
     {
-        Response::PolicySet { policy, generation } => {
+        Response::PolicySet {
+            policy, generation, ..
+        } => {
             assert_eq!((policy.as_str(), generation), ("built-in", 2))
         }
         other => panic!("{other:?}"),

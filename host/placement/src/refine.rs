@@ -119,6 +119,7 @@ pub struct RefinedPlacement {
 fn failure(e: Error) -> KeptReason {
     match e {
         Error::RefinerAnswer(m) | Error::InvalidPlan(m) => KeptReason::Malformed(m),
+        Error::RefinerUnavailable(m) => KeptReason::Unavailable(m),
         other => KeptReason::Unavailable(other.to_string()),
     }
 }

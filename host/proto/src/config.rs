@@ -214,6 +214,11 @@ pub struct HostLimits {
     /// or migration it was made for.
     #[serde(default = "default_component_grace_ms")]
     pub component_grace_ms: u64,
+    /// Linear memory a policy plugin instance may use here, MiB. A plugin
+    /// that needs more cannot become this host's policy: `policy set`
+    /// refuses it here, and a fleet-wide swap is rolled back.
+    #[serde(default = "default_policy_memory_mib")]
+    pub policy_memory_mib: u32,
 }
 
 impl Default for HostLimits {
@@ -228,6 +233,7 @@ impl Default for HostLimits {
             prepare_expiry_ms: default_prepare_expiry_ms(),
             component_store_mib: default_component_store_mib(),
             component_grace_ms: default_component_grace_ms(),
+            policy_memory_mib: default_policy_memory_mib(),
         }
     }
 }
@@ -246,6 +252,9 @@ fn default_site() -> String {
 }
 fn default_bandwidth() -> f64 {
     20.0
+}
+fn default_policy_memory_mib() -> u32 {
+    256
 }
 fn default_max_agents() -> u32 {
     10
@@ -330,6 +339,11 @@ impl HostConfig {
         if self.limits.prepare_expiry_ms < 100 {
             return Err(Error::Config(
                 "limits.prepare_expiry_ms must be at least 100".into(),
+            ));
+        }
+        if self.limits.policy_memory_mib == 0 {
+            return Err(Error::Config(
+                "limits.policy_memory_mib must be at least 1".into(),
             ));
         }
         if self.limits.component_store_mib == 0 {

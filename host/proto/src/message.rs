@@ -23,7 +23,7 @@ use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, Ser
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
 /// migration, agent status in reports; 3: addresses as socket addresses.)
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
@@ -269,6 +269,9 @@ pub enum Response {
         policy: String,
         /// How many swaps this host has made.
         generation: u64,
+        /// The plugins it replaced, for a fleet-wide swap to roll back to
+        /// when another host refuses the new ones.
+        previous: PolicyPlugins,
     },
     /// The request failed; nothing changed.
     Error {
@@ -402,6 +405,23 @@ pub struct MigrationReport {
     pub held_calls: u64,
 }
 
+/// The plugins a placement policy is made of; `None` stands for the
+/// built-in heuristic or cost model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyPlugins {
+    /// The heuristic plugin's component.
+    pub heuristic: Option<Digest>,
+    /// The cost-model plugin's component.
+    pub cost_model: Option<Digest>,
+}
+
+impl PolicyPlugins {
+    /// The components, heuristic first.
+    pub fn digests(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.heuristic.iter().chain(self.cost_model.iter()).copied()
+    }
+}
+
 /// A host's report of itself: what the placement engine needs and what
 /// `edgehost ps` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -428,6 +448,10 @@ pub struct HostReport {
     pub uptime_s: f64,
     /// The placement policy this host decides with.
     pub policy: String,
+    /// How many policy swaps this host has made since it started.
+    pub policy_generation: u64,
+    /// The plugins that policy is made of.
+    pub policy_plugins: PolicyPlugins,
     /// What it has measured about itself and its links.
     pub model: Box<crate::HostModel>,
 }

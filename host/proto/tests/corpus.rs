@@ -144,6 +144,11 @@ fn report() -> HostReport {
         compiling: vec![Digest::of(b"d")],
         uptime_s: 9.0,
         policy: "builtin".into(),
+        policy_generation: 2,
+        policy_plugins: PolicyPlugins {
+            heuristic: None,
+            cost_model: Some(Digest::of(b"m")),
+        },
         model: Box::new(HostModel {
             export: Some(estimate()),
             start: Some(estimate()),
@@ -423,6 +428,10 @@ fn write_seeds() {
             Response::PolicySet {
                 policy: "builtin".into(),
                 generation: 1,
+                previous: PolicyPlugins {
+                    heuristic: Some(Digest::of(b"h")),
+                    cost_model: None,
+                },
             },
         ),
         (

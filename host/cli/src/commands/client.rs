@@ -119,19 +119,39 @@ impl Session {
         &self,
         step: impl AsyncFn(&quinn::Connection) -> Result<T>,
     ) -> Result<Vec<(HostName, Result<T>)>> {
-        let views = self.fleet()?;
-        Ok(self.runtime.block_on(async {
+        let hosts = self.reachable_hosts()?;
+        Ok(self.on_hosts(&hosts, step))
+    }
+
+    /// The hosts the connected host can reach, itself first.
+    pub fn reachable_hosts(&self) -> Result<Vec<(HostName, SocketAddr)>> {
+        Ok(self
+            .fleet()?
+            .into_iter()
+            .filter(|v| v.reachable)
+            .map(|v| (v.report.name, v.report.addr))
+            .collect())
+    }
+
+    /// Runs `step` on a connection of its own to each of `hosts`, one
+    /// after another: each host's name with what `step` answered there.
+    pub fn on_hosts<T>(
+        &self,
+        hosts: &[(HostName, SocketAddr)],
+        step: impl AsyncFn(&quinn::Connection) -> Result<T>,
+    ) -> Vec<(HostName, Result<T>)> {
+        self.runtime.block_on(async {
             let mut answers = Vec::new();
-            for view in views.iter().filter(|v| v.reachable) {
+            for (name, addr) in hosts {
                 let answer = async {
-                    let (connection, _) = self.client.connect(view.report.addr).await?;
+                    let (connection, _) = self.client.connect(*addr).await?;
                     step(&connection).await
                 }
                 .await;
-                answers.push((view.report.name.clone(), answer));
+                answers.push((name.clone(), answer));
             }
             answers
-        }))
+        })
     }
 
     /// Closes the connection cleanly.

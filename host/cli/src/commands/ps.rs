@@ -32,6 +32,7 @@ struct HostRow {
     max_agents: u32,
     compiling: Vec<String>,
     policy: String,
+    policy_generation: u64,
 }
 
 #[derive(Serialize)]
@@ -80,6 +81,7 @@ impl PsCommand {
                 max_agents: r.max_agents,
                 compiling: r.compiling.iter().map(ToString::to_string).collect(),
                 policy: r.policy.clone(),
+                policy_generation: r.policy_generation,
             });
             for a in &r.agents {
                 agents.push(AgentRow {
@@ -102,7 +104,7 @@ impl PsCommand {
             return Ok(());
         }
         outln!(
-            "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6} {:>10} {:>10} {:>7}  POLICY",
+            "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6} {:>10} {:>10} {:>7} {:>4}  POLICY",
             "HOST",
             "ADDRESS",
             "SITE",
@@ -112,7 +114,8 @@ impl PsCommand {
             "CPU%",
             "MEM FREE",
             "DISK FREE",
-            "AGENTS"
+            "AGENTS",
+            "GEN"
         );
         for h in &ps.hosts {
             let status = if !h.reachable {
@@ -123,7 +126,7 @@ impl PsCommand {
                 "up".to_owned()
             };
             outln!(
-                "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6.1} {:>10} {:>10} {:>4}/{:<2}  {}",
+                "{:<14} {:<22} {:<11} {:<12} {:<8} {:>5} {:>6.1} {:>10} {:>10} {:>4}/{:<2} {:>4}  {}",
                 h.name,
                 h.addr,
                 h.site,
@@ -135,6 +138,7 @@ impl PsCommand {
                 human(h.disk_free_bytes),
                 h.agents,
                 h.max_agents,
+                h.policy_generation,
                 h.policy
             );
         }
