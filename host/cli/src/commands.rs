@@ -7,6 +7,7 @@ use clap::Subcommand;
 use edgehost_runtime::{AgentInstance, RuntimeBuilder, Services};
 
 mod client;
+mod completions;
 mod events;
 mod fleet;
 mod inspect;
@@ -23,6 +24,7 @@ mod sim;
 mod status;
 mod up;
 
+pub use completions::{CompletionsCommand, ManCommand};
 pub use events::{ClientCommand, EventsCommand};
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
@@ -78,6 +80,11 @@ pub enum Command {
     /// Work with policy plugins: `policy check FILE` runs the conformance
     /// checks.
     Policy(PolicyCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions(CompletionsCommand),
+    /// Write the manual pages.
+    Man(ManCommand),
 }
 
 impl Command {
@@ -100,6 +107,8 @@ impl Command {
             Command::Model(c) => c.execute(),
             Command::Up(c) => c.execute(),
             Command::Policy(c) => c.execute(),
+            Command::Completions(c) => c.execute(),
+            Command::Man(c) => c.execute(),
         }
     }
 }

@@ -120,6 +120,58 @@ fn wrong_flags_exit_2_on_one_line() {
 }
 
 #[test]
+fn completions_load_in_bash_and_man_pages_cover_every_command() {
+    let out = edgehost(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("edgehost.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    // The script loads, registers a completion for edgehost, and completes
+    // a subcommand from its first letters.
+    let check = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p edgehost && COMP_WORDS=(edgehost mig) COMP_CWORD=1 \
+             && _edgehost edgehost mig edgehost && echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    let text = stdout(&check);
+    assert!(text.contains("-F _edgehost edgehost"), "{text}");
+    assert!(
+        text.lines().last().unwrap_or("").contains("migrate"),
+        "{text}"
+    );
+
+    let out = edgehost(&["completions", "zsh"]);
+    assert!(
+        stdout(&out).starts_with("#compdef edgehost"),
+        "{}",
+        stdout(&out)
+    );
+    assert_one_line_error(
+        &edgehost(&["completions", "tcsh"]),
+        2,
+        "invalid value 'tcsh'",
+    );
+
+    let out = edgehost(&["man"]);
+    assert!(stdout(&out).contains(".TH edgehost 1"), "{}", stdout(&out));
+    let pages = dir.path().join("man");
+    let out = edgehost(&["man", "--out", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for command in ["push", "migrate", "policy", "serve", "completions"] {
+        let page = std::fs::read_to_string(pages.join(format!("edgehost-{command}.1"))).unwrap();
+        assert!(
+            page.contains(&format!(".TH edgehost-{command} 1")),
+            "{page}"
+        );
+    }
+}
+
+#[test]
 fn run_reads_its_request_from_stdin_when_given_none() {
     use std::io::Write as _;
     let mut child = edgehost_cmd()

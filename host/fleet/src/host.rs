@@ -728,8 +728,12 @@ impl Shared {
     fn render_metrics(&self) -> String {
         let views = lock(&self.membership).views(Instant::now());
         let reachable = views.iter().filter(|v| v.reachable).count();
-        self.metrics
-            .render(lock(&self.agents).len(), reachable, views.len())
+        self.metrics.render(&crate::metrics::Gauges {
+            agents: lock(&self.agents).len(),
+            peers_reachable: reachable,
+            peers_known: views.len(),
+            policy_generation: self.policy.generation(),
+        })
     }
 
     async fn receive_upload(

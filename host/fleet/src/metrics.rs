@@ -24,11 +24,31 @@ pub struct Metrics {
     pub body_bytes: AtomicU64,
     /// Components compiled (cache misses).
     pub compiles: AtomicU64,
+    /// Migrations of agents away from this host that committed.
+    pub migrations: AtomicU64,
+    /// Migrations away from this host that failed (the agent stayed).
+    pub migration_failures: AtomicU64,
+    /// Sum of committed migrations' downtimes, microseconds.
+    pub migration_downtime_micros: AtomicU64,
+    /// State bytes of committed migrations.
+    pub migration_state_bytes: AtomicU64,
+}
+
+/// Gauges a host reads at the time of a scrape.
+pub struct Gauges {
+    /// Agents running on this host.
+    pub agents: usize,
+    /// Peers heard from recently.
+    pub peers_reachable: usize,
+    /// Peers known.
+    pub peers_known: usize,
+    /// Policy swaps since the host started.
+    pub policy_generation: u64,
 }
 
 impl Metrics {
     /// Renders the Prometheus text format, with the gauges given.
-    pub fn render(&self, agents: usize, peers_reachable: usize, peers_known: usize) -> String {
+    pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
         let mut line = |name: &str, kind: &str, help: &str, value: String| {
@@ -41,19 +61,25 @@ impl Metrics {
             "edgehost_agents",
             "gauge",
             "Agents running on this host.",
-            agents.to_string(),
+            gauges.agents.to_string(),
         );
         line(
             "edgehost_peers_reachable",
             "gauge",
             "Peers heard from recently.",
-            peers_reachable.to_string(),
+            gauges.peers_reachable.to_string(),
         );
         line(
             "edgehost_peers_known",
             "gauge",
             "Peers known.",
-            peers_known.to_string(),
+            gauges.peers_known.to_string(),
+        );
+        line(
+            "edgehost_policy_generation",
+            "gauge",
+            "Placement policy swaps since the host started.",
+            gauges.policy_generation.to_string(),
         );
         line(
             "edgehost_invocations_total",
@@ -97,6 +123,30 @@ impl Metrics {
             "Components compiled.",
             c(&self.compiles).to_string(),
         );
+        line(
+            "edgehost_migrations_total",
+            "counter",
+            "Migrations away from this host that committed.",
+            c(&self.migrations).to_string(),
+        );
+        line(
+            "edgehost_migration_failures_total",
+            "counter",
+            "Migrations away from this host that failed; the agent kept serving here.",
+            c(&self.migration_failures).to_string(),
+        );
+        line(
+            "edgehost_migration_downtime_seconds_sum",
+            "counter",
+            "Total downtime of committed migrations away from this host.",
+            format!("{:.6}", c(&self.migration_downtime_micros) as f64 / 1e6),
+        );
+        line(
+            "edgehost_migration_state_bytes_total",
+            "counter",
+            "State bytes shipped by committed migrations away from this host.",
+            c(&self.migration_state_bytes).to_string(),
+        );
         out
     }
 }
@@ -122,5 +172,64 @@ pub async fn serve(listener: TcpListener, render: impl Fn() -> String + Send + S
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of the series `text` (the Prometheus text format) holds.
+    fn series(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect()
+    }
+
+    #[test]
+    fn the_grafana_dashboard_queries_only_metrics_a_host_exports() {
+        let exported = Metrics::default().render(&Gauges {
+            agents: 1,
+            peers_reachable: 1,
+            peers_known: 2,
+            policy_generation: 3,
+        });
+        let exported = series(&exported);
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/grafana/edgehost-fleet.json"))
+                .expect("the dashboard is JSON");
+        let mut exprs = Vec::new();
+        let mut stack = vec![&dashboard];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::String(e)) = map.get("expr") {
+                        exprs.push(e.clone());
+                    }
+                    stack.extend(map.values());
+                }
+                serde_json::Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        assert!(exprs.len() >= 10, "{exprs:?}");
+        let mut queried = std::collections::BTreeSet::new();
+        for expr in &exprs {
+            let mut rest = expr.as_str();
+            while let Some(at) = rest.find("edgehost_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                assert!(exported.contains(&name.as_str()), "{name} in {expr:?}");
+                queried.insert(name);
+            }
+        }
+        // Every exported series has a panel.
+        for name in exported {
+            assert!(queried.contains(name), "no panel shows {name}");
+        }
     }
 }

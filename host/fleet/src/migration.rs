@@ -118,9 +118,22 @@ impl Shared {
                 target.report.agents.len(),
             )
             .await;
-        if result.is_err() {
-            // Before the commit point nothing changed: serve again.
-            slot.open();
+        match &result {
+            Ok(report) => {
+                let m = &self.metrics;
+                m.migrations.fetch_add(1, Ordering::Relaxed);
+                m.migration_downtime_micros
+                    .fetch_add((report.downtime_ms * 1e3) as u64, Ordering::Relaxed);
+                m.migration_state_bytes
+                    .fetch_add(report.state_bytes, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.metrics
+                    .migration_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                // Before the commit point nothing changed: serve again.
+                slot.open();
+            }
         }
         result.map(Response::Migrated)
     }

@@ -940,13 +940,17 @@ async fn the_metrics_endpoint_counts_agents_and_calls() {
         .await
         .unwrap();
     }
-    let mut stream = tokio::net::TcpStream::connect(port).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
+    let scrape = async || {
+        let mut stream = tokio::net::TcpStream::connect(port).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    let text = scrape().await;
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(text.contains("\nedgehost_agents 1\n"), "{text}");
     assert!(text.contains("\nedgehost_invocations_total 3\n"), "{text}");
@@ -954,6 +958,40 @@ async fn the_metrics_endpoint_counts_agents_and_calls() {
         text.contains(&format!("\nedgehost_upload_bytes_total {}\n", bytes.len())),
         "{text}"
     );
+    assert!(text.contains("\nedgehost_policy_generation 0\n"), "{text}");
+    assert!(text.contains("\nedgehost_migrations_total 0\n"), "{text}");
+
+    // A migration away is counted, with its downtime and state bytes.
+    let beta = start_host_with_peers(dir.path(), "beta", vec![host.addr.to_string()]).await;
+    wait_until_peers(&conn, 2).await;
+    let report = match call(
+        &conn,
+        &Request::Migrate {
+            name: "m".parse().unwrap(),
+            to: "beta".parse().unwrap(),
+        },
+    )
+    .await
+    .unwrap()
+    {
+        Response::Migrated(report) => report,
+        other => panic!("{other:?}"),
+    };
+    let text = scrape().await;
+    assert!(text.contains("\nedgehost_agents 0\n"), "{text}");
+    assert!(text.contains("\nedgehost_migrations_total 1\n"), "{text}");
+    assert!(
+        text.contains("\nedgehost_migration_failures_total 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "\nedgehost_migration_state_bytes_total {}\n",
+            report.state_bytes
+        )),
+        "{text}"
+    );
+    beta.stop().await;
     host.stop().await;
 }
 
