@@ -8,6 +8,7 @@ use edgehost_runtime::{AgentInstance, RuntimeBuilder, Services};
 
 mod client;
 mod completions;
+mod dashboard;
 mod events;
 mod fleet;
 mod inspect;
@@ -25,6 +26,7 @@ mod status;
 mod up;
 
 pub use completions::{CompletionsCommand, ManCommand};
+pub use dashboard::DashboardCommand;
 pub use events::{ClientCommand, EventsCommand};
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
@@ -80,6 +82,8 @@ pub enum Command {
     /// Work with policy plugins: `policy check FILE` runs the conformance
     /// checks.
     Policy(PolicyCommand),
+    /// Serve a live web dashboard of the fleet (read-only).
+    Dashboard(DashboardCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish,
     /// powershell).
     Completions(CompletionsCommand),
@@ -107,6 +111,7 @@ impl Command {
             Command::Model(c) => c.execute(),
             Command::Up(c) => c.execute(),
             Command::Policy(c) => c.execute(),
+            Command::Dashboard(c) => c.execute(),
             Command::Completions(c) => c.execute(),
             Command::Man(c) => c.execute(),
         }

@@ -590,6 +590,167 @@ fn a_policy_one_host_cannot_run_is_rolled_back_on_every_host() {
     );
 }
 
+/// A `GET` of `path` from an HTTP server on loopback: the status line and
+/// the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_dashboard_serves_the_fleet_and_streams_a_migration_as_it_happens() {
+    use std::io::{BufRead, BufReader, Write};
+    let fleet = LocalFleet::start(2);
+    let pushed = fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "m",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    assert_eq!(pushed["host"], "beijing", "{pushed:#}");
+
+    // The dashboard needs only the read-only viewer certificate.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut dashboard = Reaped(
+        edgehost_cmd()
+            .args(["dashboard", "--listen", &addr, "--interval-ms", "200"])
+            .env(
+                "EDGEHOST_CLIENT_CONFIG",
+                fleet.dir.path().join("viewer.toml"),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(dashboard.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with(&format!("dashboard on http://{addr}/")),
+        "{first}"
+    );
+
+    // The JSON the page reads: both hosts, with their map positions and
+    // policy, and the agent on Beijing.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let snapshot = loop {
+        let (status, body) = http_get(&addr, "/api/fleet");
+        assert!(status.contains("200"), "{status}");
+        let snapshot: Value = serde_json::from_str(&body).unwrap();
+        if snapshot["hosts"].as_array().is_some_and(|h| h.len() == 2) {
+            break snapshot;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let hosts = snapshot["hosts"].as_array().unwrap();
+    for h in hosts {
+        assert_eq!(h["reachable"], true, "{h:#}");
+        assert!(h["report"]["location"]["lat"].is_number(), "{h:#}");
+        assert_eq!(h["report"]["policy"], "built-in", "{h:#}");
+        assert_eq!(h["report"]["policy_generation"], 0, "{h:#}");
+    }
+    let beijing = hosts
+        .iter()
+        .find(|h| h["report"]["name"] == "beijing")
+        .unwrap();
+    assert_eq!(beijing["report"]["agents"][0]["name"], "m", "{beijing:#}");
+
+    // The page itself, with the snapshot inside, so it draws at once.
+    let (status, page) = http_get(&addr, "/");
+    assert!(status.contains("200"), "{status}");
+    assert!(page.contains("<title>edgehost fleet</title>"), "{page}");
+    assert!(
+        !page.contains("/*SNAPSHOT*/"),
+        "the snapshot was not put in"
+    );
+    assert!(page.contains("\"name\":\"shanghai\""), "{page}");
+    // Offline: no script, style sheet or font from elsewhere.
+    for outside in ["<script src", "<link", "@import", "url(http"] {
+        assert!(!page.contains(outside), "the page loads {outside}");
+    }
+    assert!(http_get(&addr, "/nothing-here").0.contains("404"));
+
+    // The event stream: a snapshot arrives at once, and the migration shows
+    // up in one, with the agent on its new host.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/stream HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut lines = BufReader::new(stream);
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut next_snapshot = || -> Value {
+        loop {
+            line.clear();
+            assert!(lines.read_line(&mut line).unwrap() > 0, "the stream ended");
+            if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                return serde_json::from_str(data).unwrap();
+            }
+        }
+    };
+    assert!(next_snapshot()["hosts"].is_array());
+    let migrated = fleet.json(&["migrate", "m", "--to", "shanghai", "--json"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let snapshot = next_snapshot();
+        let on_shanghai = snapshot["hosts"].as_array().unwrap().iter().any(|h| {
+            h["report"]["name"] == "shanghai"
+                && h["report"]["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["name"] == "m")
+        });
+        let migration = snapshot["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["agent"] == "m")
+            .cloned();
+        if let (true, Some(m)) = (on_shanghai, migration) {
+            assert_eq!(m["from"], "beijing", "{m:#}");
+            assert_eq!(m["to"], "shanghai", "{m:#}");
+            assert_eq!(m["downtime_ms"], migrated["downtime_ms"], "{m:#}");
+            assert_eq!(m["state_bytes"], migrated["state_bytes"], "{m:#}");
+            assert!(m["committed_ms"].as_u64().unwrap() > 0, "{m:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the migration never reached the stream: {snapshot:#}"
+        );
+    }
+}
+
 impl LocalFleet {
     /// Migrates `agent` (holding notes `0..notes.start`) to `to` while
     /// another thread invokes it with `remember note I` for each I in

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) attachments: Mutex<HashMap<AgentName, HostName>>,
     /// ALM decisions, newest last.
     pub(crate) events: Mutex<std::collections::VecDeque<crate::protocol::Event>>,
+    /// Committed migrations away from this host, newest last.
+    pub(crate) migrations: Mutex<std::collections::VecDeque<crate::protocol::RecentMigration>>,
     pub(crate) membership: Mutex<Membership>,
     /// Open connections to peers, with the identity each one's
     /// certificate proved. Never held across a dial (H8).
@@ -242,6 +244,7 @@ impl Host {
             agent_store,
             attachments: Mutex::new(HashMap::new()),
             events: Mutex::new(std::collections::VecDeque::new()),
+            migrations: Mutex::new(std::collections::VecDeque::new()),
             connections: Mutex::new(HashMap::new()),
             status: Mutex::new(status),
             sampler: Mutex::new(sampler),
@@ -538,6 +541,9 @@ impl Shared {
             Request::Attach { agent, host } => self.attach(agent, host).await,
             Request::Events => Ok(Response::Events(
                 lock(&self.events).iter().cloned().collect(),
+            )),
+            Request::Migrations => Ok(Response::Migrations(
+                lock(&self.migrations).iter().cloned().collect(),
             )),
             Request::Revocations { list } => self.take_revocations(list).await,
             Request::Heartbeat(report) => {

@@ -126,6 +126,16 @@ impl Shared {
                     .fetch_add((report.downtime_ms * 1e3) as u64, Ordering::Relaxed);
                 m.migration_state_bytes
                     .fetch_add(report.state_bytes, Ordering::Relaxed);
+                let mut recent = lock(&self.migrations);
+                if recent.len() >= crate::protocol::MAX_RECENT_MIGRATIONS {
+                    recent.pop_front();
+                }
+                recent.push_back(crate::protocol::RecentMigration {
+                    at_ms: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                    report: report.clone(),
+                });
             }
             Err(_) => {
                 self.metrics

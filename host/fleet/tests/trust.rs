@@ -42,6 +42,7 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
     match kind {
         RequestKind::Status => Request::Status,
         RequestKind::Fleet => Request::Fleet,
+        RequestKind::Migrations => Request::Migrations,
         RequestKind::Has => Request::Has { digest },
         RequestKind::Upload => Request::Upload { digest, size: 10 },
         RequestKind::Deploy => Request::Deploy {

@@ -94,6 +94,7 @@ request_kinds!(
     Events,
     SetPolicy,
     Revocations,
+    Migrations,
 );
 
 const ANYONE: &[Role] = &[Role::Host, Role::Operator, Role::Viewer];
@@ -115,7 +116,7 @@ impl RequestKind {
     pub fn allowed(self) -> &'static [Role] {
         use RequestKind::*;
         match self {
-            Status | Fleet | Events => ANYONE,
+            Status | Fleet | Events | Migrations => ANYONE,
             Has | Upload | Invoke | Migrate | Attach | Revocations => HOST_OR_OPERATOR,
             Deploy | Release | Place | SetPolicy => OPERATOR,
             Heartbeat | Prepare | Precopy | Transfer | Commit | Abort | Outcome => HOST,
@@ -168,7 +169,10 @@ mod tests {
             let viewer_may = kind.allowed().contains(&Role::Viewer);
             let read_only = matches!(
                 kind,
-                RequestKind::Status | RequestKind::Fleet | RequestKind::Events
+                RequestKind::Status
+                    | RequestKind::Fleet
+                    | RequestKind::Events
+                    | RequestKind::Migrations
             );
             assert_eq!(viewer_may, read_only, "{kind:?}");
         }

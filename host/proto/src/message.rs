@@ -192,6 +192,9 @@ pub enum Request {
         /// The CRL, DER, at most [`MAX_REVOCATION_LIST_BYTES`].
         list: Vec<u8>,
     },
+    /// The migrations away from this host that committed, newest last (at
+    /// most [`MAX_RECENT_MIGRATIONS`]).
+    Migrations,
 }
 
 /// A host's answer.
@@ -286,7 +289,22 @@ pub enum Response {
         /// The CRL number.
         number: u64,
     },
+    /// Answer to `Migrations`.
+    Migrations(Vec<RecentMigration>),
 }
+
+/// A committed migration away from a host, and when it committed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecentMigration {
+    /// When the target took the agent over, milliseconds since the Unix
+    /// epoch (the source's clock).
+    pub at_ms: u64,
+    /// What it did.
+    pub report: MigrationReport,
+}
+
+/// The most committed migrations a host remembers for `Migrations`.
+pub const MAX_RECENT_MIGRATIONS: usize = 64;
 
 /// Kinds of refusal, for programs; the message is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -162,6 +162,27 @@ fn report() -> HostReport {
     }
 }
 
+fn migration_report(times: MigrationTimes) -> MigrationReport {
+    MigrationReport {
+        agent: agent("a"),
+        from: host("h1"),
+        to: host("h2"),
+        epoch: 3,
+        measured_ms: times,
+        predicted_ms: times,
+        predicted_defaults: vec![],
+        downtime_ms: 4.0,
+        state_bytes: 64,
+        wire_bytes: 128,
+        delta_bytes: 16,
+        precopy_ms: 1.0,
+        target_compile_ms: 2.0,
+        target_cache_hit: false,
+        component_bytes_sent: 1000,
+        held_calls: 0,
+    }
+}
+
 fn estimate() -> Estimate {
     Estimate {
         mean_size: 65536.0,
@@ -311,6 +332,7 @@ fn write_seeds() {
             },
         ),
         ("events", Request::Events),
+        ("migrations", Request::Migrations),
         (
             "set-policy",
             Request::SetPolicy {
@@ -385,6 +407,13 @@ fn write_seeds() {
                 lower_bound: 0.5,
                 gap: 0.01,
             }),
+        ),
+        (
+            "migrations",
+            Response::Migrations(vec![RecentMigration {
+                at_ms: 1_700_000_000_000,
+                report: migration_report(times),
+            }]),
         ),
         (
             "migrated",

@@ -142,6 +142,7 @@ impl UpCommand {
         }
 
         issue(&ca_dir, &dir, "operator", Role::Operator)?;
+        issue(&ca_dir, &dir, "viewer", Role::Viewer)?;
         let hosts = addrs
             .iter()
             .map(|a| format!("\"{a}\""))
@@ -152,6 +153,13 @@ impl UpCommand {
             &client_config,
             format!(
                 "ca = \"ca/ca.pem\"\ncert = \"operator.pem\"\nkey = \"operator.key\"\nhosts = [{hosts}]\n"
+            ),
+        )?;
+        // A read-only configuration, for `ps`, `events` and the dashboard.
+        std::fs::write(
+            dir.join("viewer.toml"),
+            format!(
+                "ca = \"ca/ca.pem\"\ncert = \"viewer.pem\"\nkey = \"viewer.key\"\nhosts = [{hosts}]\n"
             ),
         )?;
 
@@ -166,6 +174,10 @@ impl UpCommand {
             );
         }
         outln!("client configuration: {}", client_config.display());
+        outln!(
+            "read-only configuration (dashboard): {}",
+            dir.join("viewer.toml").display()
+        );
         outln!("export EDGEHOST_CLIENT_CONFIG={}", client_config.display());
         // Marks the fleet as ready for scripts that wait on it.
         std::fs::write(dir.join("ready"), b"")?;
