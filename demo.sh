@@ -28,7 +28,9 @@ hostile=target/wasm32-wasip2/guest/hostile_agent.wasm
 dialog=target/python/dialog.wasm
 work=$(mktemp -d)
 fleet_pid=
+dashboard_pid=
 cleanup() {
+    if [ -n "$dashboard_pid" ]; then kill -TERM "$dashboard_pid" 2>/dev/null || true; wait "$dashboard_pid" 2>/dev/null || true; fi
     if [ -n "$fleet_pid" ]; then kill -TERM "$fleet_pid" 2>/dev/null || true; wait "$fleet_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
@@ -54,7 +56,12 @@ for _ in $(seq 1 600); do [ -f "$work/fleet/ready" ] && break; sleep 0.1; done
 [ -f "$work/fleet/ready" ] || { cat "$work/up.log"; exit 1; }
 cat "$work/up.log"
 export EDGEHOST_CLIENT_CONFIG="$work/fleet/client.toml"
+# The live dashboard, with the fleet's read-only certificate, while the demo runs.
+EDGEHOST_CLIENT_CONFIG="$work/fleet/viewer.toml" "$edgehost" dashboard \
+    --listen "127.0.0.1:${EDGEHOST_DASHBOARD_PORT:-7480}" > "$work/dashboard.log" 2>&1 &
+dashboard_pid=$!
 sleep 1
+head -1 "$work/dashboard.log" || true
 show "$edgehost" ps
 
 step "Push agents: AntLLM chooses the host and says why; a second push of the same component uploads nothing"

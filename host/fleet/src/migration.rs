@@ -511,6 +511,7 @@ impl Shared {
             source_host: identity.name.clone(),
             prepared_at: Instant::now(),
             imported: false,
+            imported_bytes: 0,
             base: Vec::new(),
             base_digest: None,
         };
@@ -609,6 +610,7 @@ impl Shared {
                 load.as_secs_f64() * 1e3,
             );
             pending.imported = true;
+            pending.imported_bytes = state.len() as u64;
             shared.agent_store.put_state(&name, &state)?;
             shared.agent_store.put_record(&AgentRecord {
                 name: name.clone(),
@@ -652,6 +654,7 @@ impl Shared {
             epoch,
             standing: Standing::Active,
         })?;
+        let state_bytes = pending.imported_bytes;
         self.install(
             name,
             pending.instance,
@@ -660,6 +663,9 @@ impl Shared {
             epoch,
             None,
         );
+        if let Some(slot) = lock(&self.agents).get(name) {
+            slot.state_bytes.store(state_bytes, Ordering::Relaxed);
+        }
         lock(&self.moved).remove(name);
         tracing::info!(agent = %name, epoch, "took over");
         Ok(Response::Committed)

@@ -157,6 +157,8 @@ pub(crate) struct Pending {
     /// expires.
     pub(crate) prepared_at: Instant,
     pub(crate) imported: bool,
+    /// The size of the state imported, for reports once it serves.
+    pub(crate) imported_bytes: u64,
     /// The state sent by `Precopy`, the base of the final delta, and its
     /// verified digest.
     pub(crate) base: Vec<u8>,
