@@ -245,7 +245,7 @@ impl Shared {
             };
 
         // Pre-copy: the whole state, while the agent still serves.
-        let base = match self.export(slot).await {
+        let base = match self.export(slot, Operation::Export).await {
             Ok((state, _)) => state,
             Err(e) => {
                 self.abort(&connection, name, epoch).await;
@@ -280,7 +280,7 @@ impl Shared {
         // Quiesce: hold new calls, let running ones finish, export again.
         let quiesced = Instant::now();
         slot.hold();
-        let (state, export) = match self.export(slot).await {
+        let (state, export) = match self.export(slot, Operation::HoldExport).await {
             Ok(v) => v,
             Err(e) => {
                 self.abort(&connection, name, epoch).await;
@@ -425,8 +425,13 @@ impl Shared {
         })
     }
 
-    /// `export-state` of the agent in `slot`, with the time it took.
-    async fn export(&self, slot: &Arc<crate::host::AgentSlot>) -> Result<(Vec<u8>, Duration)> {
+    /// `export-state` of the agent in `slot`, with the time it took,
+    /// recorded as `operation`.
+    async fn export(
+        &self,
+        slot: &Arc<crate::host::AgentSlot>,
+        operation: Operation,
+    ) -> Result<(Vec<u8>, Duration)> {
         let slot = slot.clone();
         tokio::task::spawn_blocking(move || {
             let start = Instant::now();
@@ -434,7 +439,7 @@ impl Shared {
             let exported = instance.export_state().map(|s| (s, start.elapsed()));
             if let Ok((state, took)) = &exported {
                 slot.calibration.record(
-                    Operation::Export,
+                    operation,
                     Some(&slot.digest),
                     state.len() as f64,
                     took.as_secs_f64() * 1e3,

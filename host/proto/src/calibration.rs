@@ -65,7 +65,9 @@ pub struct LinkModel {
 pub struct ComponentModel {
     /// The component.
     pub digest: Digest,
-    /// `export-state`, against the state's bytes.
+    /// `export-state` as a migration makes it once the agent is held,
+    /// against the state's bytes (the exports after calls, slower with
+    /// colder pages, feed only the host's figure).
     pub export: Option<Estimate>,
     /// `import-state`, against the state's bytes.
     pub import: Option<Estimate>,
