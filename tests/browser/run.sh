@@ -48,8 +48,9 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# Starts a fleet of $1 hosts in $work/$2 and a dashboard for it; prints the
-# dashboard's address.
+# Starts a fleet of $1 hosts in $work/$2 and a dashboard for it, and sets
+# `at` to the dashboard's address. (Not run in a subshell: the processes it
+# starts must reach `pids`, for the clean-up.)
 start() {
     "$edgehost" up "$1" --dir "$work/$2" --heartbeat-ms 300 > "$work/$2.log" 2>&1 &
     pids+=($!)
@@ -62,7 +63,7 @@ start() {
     pids+=($!)
     for _ in $(seq 1 100); do grep -q "^dashboard on" "$work/$2-dashboard.log" && break; sleep 0.1; done
     grep -q "^dashboard on" "$work/$2-dashboard.log" || { cat "$work/$2-dashboard.log" >&2; fail "the dashboard did not start"; }
-    echo "127.0.0.1:$port"
+    at="127.0.0.1:$port"
 }
 
 chrome() {
@@ -90,7 +91,7 @@ expect_dom() {
 }
 
 step "Two hosts, an agent, the dashboard"
-at=$(start 2 two)
+start 2 two
 export EDGEHOST_CLIENT_CONFIG="$work/two/client.toml"
 "$edgehost" push "$memory" --name notes --to beijing > /dev/null
 [ "$("$edgehost" invoke notes --input "remember the dashboard")" = "noted #1" ] || fail "invoke"
@@ -106,7 +107,7 @@ echo "the page shows the agent on shanghai and its migration"
 
 if $shots; then
     step "Screenshots of the four-host demo fleet"
-    at=$(start 4 four)
+    start 4 four
     export EDGEHOST_CLIENT_CONFIG="$work/four/client.toml"
     for name in travel-notes planner shopping-list diary translator; do
         "$edgehost" push "$memory" --name "$name" > /dev/null
