@@ -582,6 +582,18 @@ fn a_policy_one_host_cannot_run_is_rolled_back_on_every_host() {
             && one_line_error(&out).contains("; no host changed"),
         "{out:?}"
     );
+    // The check's speed budget is the command's: one no plugin meets
+    // refuses even a good plugin, before any host is asked.
+    let out = fleet.run(&[
+        "policy",
+        "set",
+        "--heuristic",
+        LATENCY_FIRST_POLICY,
+        "--max-score-ms",
+        "0.000001",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(one_line_error(&out).contains("speed ("), "{out:?}");
     let ps = fleet.ps();
     assert_eq!(
         named(&ps, "hosts", "beijing").unwrap()["policy_generation"],

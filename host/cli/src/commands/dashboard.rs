@@ -196,7 +196,7 @@ async fn stream(
 async fn poll(
     client: &edgehost_fleet::Client,
     mut connection: quinn::Connection,
-    via: String,
+    mut via: String,
     interval: Duration,
     tx: watch::Sender<Arc<String>>,
 ) {
@@ -217,8 +217,9 @@ async fn poll(
                     .map(|v| v.report.addr)
                     .collect::<Vec<_>>();
                 for addr in fallback {
-                    if let Ok((c, _)) = client.connect(addr).await {
+                    if let Ok((c, identity)) = client.connect(addr).await {
                         connection = c;
+                        via = identity.name.to_string();
                         break;
                     }
                 }

@@ -34,6 +34,10 @@ pub struct SetArgs {
     /// Go back to the built-in heuristic and cost model.
     #[arg(long, conflicts_with_all = ["heuristic", "cost_model"])]
     builtin: bool,
+    /// The conformance check's budget for scoring a 1,000 agents x 100
+    /// servers matrix, milliseconds (as in `policy check`).
+    #[arg(long, value_name = "MS", default_value_t = 50.0)]
+    max_score_ms: f64,
     /// Where the conformance check caches compiled plugins.
     #[arg(long, env = "EDGEHOST_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -47,7 +51,7 @@ struct Checked {
     bytes: Vec<u8>,
 }
 
-fn read_policy(path: &Path, cache_dir: &Path) -> Result<Checked> {
+fn read_policy(path: &Path, cache_dir: &Path, options: &CheckOptions) -> Result<Checked> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let info = ComponentInfo::read(&bytes).with_context(|| path.display().to_string())?;
     info.expect_policy()
@@ -59,7 +63,7 @@ fn read_policy(path: &Path, cache_dir: &Path) -> Result<Checked> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".to_owned());
-    let report = check::run(&runtime, &bytes, &name, &CheckOptions::default());
+    let report = check::run(&runtime, &bytes, &name, options);
     if !report.passed() {
         let failed: Vec<String> = report
             .items
@@ -99,10 +103,14 @@ impl SetArgs {
     /// reachable host, or rolls back the ones that swapped.
     pub fn execute(self) -> Result<()> {
         let cache_dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        let options = CheckOptions {
+            max_score_ms: self.max_score_ms,
+            ..CheckOptions::default()
+        };
         let heuristic = self
             .heuristic
             .as_deref()
-            .map(|p| read_policy(p, &cache_dir))
+            .map(|p| read_policy(p, &cache_dir, &options))
             .transpose()?;
         let cost_model = match (&self.cost_model, &self.heuristic, &heuristic) {
             // The same file twice is checked once.
@@ -110,7 +118,7 @@ impl SetArgs {
                 digest: checked.digest,
                 bytes: checked.bytes.clone(),
             }),
-            (Some(c), ..) => Some(read_policy(c, &cache_dir)?),
+            (Some(c), ..) => Some(read_policy(c, &cache_dir, &options)?),
             (None, ..) => None,
         };
         let plugins = PolicyPlugins {
