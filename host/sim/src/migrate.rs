@@ -217,7 +217,6 @@ pub fn summary(results: &[StrategyResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgehost_placement::{AlpParams, Optimal};
 
     #[test]
     fn alm_never_loses_to_staying_over_the_horizon() {
@@ -228,13 +227,7 @@ mod tests {
             targets: vec![Algorithm::Greedy, Algorithm::LocalSearch],
             params: None,
         };
-        let runner = Runner {
-            alp: AlpParams::default(),
-            optimal: Optimal::default(),
-            refiner: None,
-            with_plans: false,
-            policy: None,
-        };
+        let runner = Runner::default();
         let results = eval.run(&runner).expect("evaluation");
         let names: Vec<&str> = results.iter().map(|r| r.strategy.as_str()).collect();
         assert_eq!(names, ["stay", "alm", "greedy", "local-search"]);

@@ -141,7 +141,9 @@ impl Refined {
     }
 }
 
-/// How to run the algorithms.
+/// How to run the algorithms (by default: ALP's default parameters, no
+/// refiner, no plans in results, the native policy).
+#[derive(Default)]
 pub struct Runner<'a> {
     /// ALP's parameters.
     pub alp: AlpParams,
@@ -301,11 +303,8 @@ mod tests {
             .generate(1)
             .expect("scenario");
         let runner = Runner {
-            alp: AlpParams::default(),
-            optimal: Optimal::default(),
-            refiner: None,
             with_plans: true,
-            policy: None,
+            ..Runner::default()
         };
         let results = runner.run_all(&Algorithm::ALL, &inst, 1);
         let optimum = results

@@ -431,7 +431,6 @@ pub fn summary(axis: SweepAxis, reductions: &[Reduction], points: &[SweepPoint])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgehost_placement::{AlpParams, Optimal};
 
     #[test]
     fn small_sweep_produces_every_point_and_a_summary() {
@@ -446,13 +445,7 @@ mod tests {
             algorithms: vec![Algorithm::AntLlm, Algorithm::Greedy, Algorithm::Random],
             params: None,
         };
-        let runner = Runner {
-            alp: AlpParams::default(),
-            optimal: Optimal::default(),
-            refiner: None,
-            with_plans: false,
-            policy: None,
-        };
+        let runner = Runner::default();
         let points = sweep.run(&runner).expect("sweep");
         assert_eq!(points.len(), 6);
         assert!(points.iter().all(|p| p.runs == 2 && p.total > 0.0));
