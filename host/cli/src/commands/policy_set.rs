@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use edgehost_fleet::protocol::{HostName, PolicyPlugins, Request, Response};
 use edgehost_runtime::policy::check::{self, CheckOptions};
-use edgehost_runtime::{ComponentInfo, Digest, PolicyRuntimeBuilder};
+use edgehost_runtime::{ComponentInfo, Digest, PolicyRuntime, PolicyRuntimeBuilder};
 
 use super::client::ClientArgs;
 use super::default_cache_dir;
@@ -51,19 +51,16 @@ struct Checked {
     bytes: Vec<u8>,
 }
 
-fn read_policy(path: &Path, cache_dir: &Path, options: &CheckOptions) -> Result<Checked> {
+fn read_policy(path: &Path, runtime: &PolicyRuntime, options: &CheckOptions) -> Result<Checked> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let info = ComponentInfo::read(&bytes).with_context(|| path.display().to_string())?;
     info.expect_policy()
         .with_context(|| path.display().to_string())?;
-    let runtime = PolicyRuntimeBuilder::new(cache_dir)
-        .build()
-        .context("starting the policy runtime")?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".to_owned());
-    let report = check::run(&runtime, &bytes, &name, options);
+    let report = check::run(runtime, &bytes, &name, options);
     if !report.passed() {
         let failed: Vec<String> = report
             .items
@@ -102,24 +99,33 @@ impl SetArgs {
     /// Checks the plugins, uploads them where missing and swaps every
     /// reachable host, or rolls back the ones that swapped.
     pub fn execute(self) -> Result<()> {
-        let cache_dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let options = CheckOptions {
             max_score_ms: self.max_score_ms,
             ..CheckOptions::default()
         };
-        let heuristic = self
-            .heuristic
-            .as_deref()
-            .map(|p| read_policy(p, &cache_dir, &options))
-            .transpose()?;
-        let cost_model = match (&self.cost_model, &self.heuristic, &heuristic) {
-            // The same file twice is checked once.
-            (Some(c), Some(h), Some(checked)) if c == h => Some(Checked {
-                digest: checked.digest,
-                bytes: checked.bytes.clone(),
-            }),
-            (Some(c), ..) => Some(read_policy(c, &cache_dir, &options)?),
-            (None, ..) => None,
+        let (heuristic, cost_model) = if self.builtin {
+            (None, None)
+        } else {
+            // One runtime checks both files.
+            let runtime =
+                PolicyRuntimeBuilder::new(self.cache_dir.clone().unwrap_or_else(default_cache_dir))
+                    .build()
+                    .context("starting the policy runtime")?;
+            let heuristic = self
+                .heuristic
+                .as_deref()
+                .map(|p| read_policy(p, &runtime, &options))
+                .transpose()?;
+            let cost_model = match (&self.cost_model, &self.heuristic, &heuristic) {
+                // The same file twice is checked once.
+                (Some(c), Some(h), Some(checked)) if c == h => Some(Checked {
+                    digest: checked.digest,
+                    bytes: checked.bytes.clone(),
+                }),
+                (Some(c), ..) => Some(read_policy(c, &runtime, &options)?),
+                (None, ..) => None,
+            };
+            (heuristic, cost_model)
         };
         let plugins = PolicyPlugins {
             heuristic: heuristic.as_ref().map(|c| c.digest),
