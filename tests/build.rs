@@ -1,4 +1,4 @@
-//! Builds the guest components (agents and, later, plugins) for
+//! Builds the guest components (agents and policy plugins) for
 //! `wasm32-wasip2` so tests and benchmarks can load them, and exposes their
 //! paths as constants.
 //!
@@ -6,12 +6,13 @@
 //! would deadlock on its lock. When nothing changed it finishes in well under
 //! a second.
 //!
-//! The Python agents (`agents/python`) are built with componentize-py, taken
+//! The Python agents (`agents/python`) and policy plugins (`plugins/python`)
+//! are built with componentize-py, taken
 //! from `EDGEHOST_COMPONENTIZE_PY`, the virtual environment `target/pyenv`,
 //! or `PATH`; when none has it, `target/pyenv` is created and
 //! componentize-py installed into it from PyPI. Their sources are copied to
 //! a staging directory first (componentize-py writes bytecode next to what
-//! it reads), and a Python agent is rebuilt only when its sources or the WIT
+//! it reads), and a Python component is rebuilt only when its sources or the WIT
 //! change: its builds are not byte-for-byte reproducible, and every new
 //! digest costs each host a compile of about 18 MB.
 
@@ -26,6 +27,36 @@ const PYTHON_GUESTS: &[(&str, &str)] = &[
     ("template", "PYTHON_TEMPLATE_AGENT"),
     ("faulty", "PYTHON_FAULTY_AGENT"),
 ];
+
+/// Python policy plugins (directories of `plugins/python`) and their constants.
+const PYTHON_POLICIES: &[(&str, &str)] = &[
+    ("builtin", "PYTHON_BUILTIN_POLICY"),
+    ("template", "PYTHON_TEMPLATE_POLICY"),
+];
+
+/// The Python kits: where the kit lives, its package and its WIT world,
+/// and what its builder needs besides.
+struct PythonKit {
+    dir: &'static str,
+    package: &'static str,
+    wit: &'static str,
+    also: &'static [&'static str],
+}
+
+const AGENT_KIT: PythonKit = PythonKit {
+    dir: "agents/python",
+    package: "edgehost_agent",
+    wit: "wit/agent",
+    also: &[],
+};
+
+const POLICY_KIT: PythonKit = PythonKit {
+    dir: "plugins/python",
+    package: "edgehost_policy",
+    wit: "wit/policy",
+    // The policy kit's build.py runs the agent kit's builder.
+    also: &["agents/python/build.py"],
+};
 
 /// The componentize-py release the kit is written against.
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
@@ -97,10 +128,19 @@ fn main() {
         .expect("writing to a String");
     }
     for (agent, constant) in PYTHON_GUESTS {
-        let file = build_python_agent(&root, &target_dir, agent);
+        let file = build_python(&root, &target_dir, &AGENT_KIT, agent);
         writeln!(
             out,
             "/// Path of the Python `{agent}` agent component, built with componentize-py.\npub const {constant}: &str = {:?};",
+            file.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+    for (policy, constant) in PYTHON_POLICIES {
+        let file = build_python(&root, &target_dir, &POLICY_KIT, policy);
+        writeln!(
+            out,
+            "/// Path of the Python `{policy}` policy plugin, built with componentize-py.\npub const {constant}: &str = {:?};",
             file.display().to_string()
         )
         .expect("writing to a String");
@@ -128,22 +168,36 @@ fn main() {
     );
 }
 
-/// Builds `agents/python/AGENT` into `TARGET/python/AGENT.wasm`, unless the
+/// Builds the app `APP` of a Python kit (`agents/python/APP` or
+/// `plugins/python/APP`) into `TARGET/python/KIT-APP.wasm`, unless the
 /// component there was built from the same sources.
-fn build_python_agent(root: &Path, target_dir: &Path, agent: &str) -> PathBuf {
+fn build_python(root: &Path, target_dir: &Path, kit: &PythonKit, app: &str) -> PathBuf {
     let out_dir = target_dir.join("python");
-    let output = out_dir.join(format!("{agent}.wasm"));
-    let stamp = out_dir.join(format!("{agent}.sources"));
-    let stage = out_dir.join(format!("{agent}-src"));
+    let name = if kit.package == AGENT_KIT.package {
+        app.to_owned()
+    } else {
+        format!("policy-{app}")
+    };
+    let output = out_dir.join(format!("{name}.wasm"));
+    let stamp = out_dir.join(format!("{name}.sources"));
+    let stage = out_dir.join(format!("{name}-src"));
 
-    // What the component is built from: the kit, the agent, the WIT world.
-    let kit = root.join("agents").join("python");
+    // What the component is built from: the kit, the app, the WIT world
+    // and the builder, by path from the workspace root.
+    let kit_dir = root.join(kit.dir);
     let mut sources = Vec::new();
-    for dir in [kit.join("edgehost_agent"), kit.join(agent)] {
-        collect_files(&dir, &kit, &mut sources);
+    for dir in [
+        kit_dir.join(kit.package),
+        kit_dir.join(app),
+        root.join(kit.wit),
+    ] {
+        collect_files(&dir, root, &mut sources);
     }
-    collect_files(&root.join("wit").join("agent"), root, &mut sources);
-    sources.push((PathBuf::from("build.py"), read(&kit.join("build.py"))));
+    for file in std::iter::once(format!("{}/build.py", kit.dir))
+        .chain(kit.also.iter().map(|f| (*f).to_owned()))
+    {
+        sources.push((PathBuf::from(&file), read(&root.join(&file))));
+    }
     sources.sort();
     let mut fingerprint = format!("{COMPONENTIZE_PY}\n").into_bytes();
     for (path, bytes) in &sources {
@@ -154,31 +208,27 @@ fn build_python_agent(root: &Path, target_dir: &Path, agent: &str) -> PathBuf {
         return output;
     }
 
-    // Stage the sources in the layout build.py expects.
+    // Stage the sources in the checkout's layout, which build.py expects.
     let _ = std::fs::remove_dir_all(&stage);
     for (path, bytes) in &sources {
-        let to = if path.starts_with("wit") {
-            stage.join(path)
-        } else {
-            stage.join("agents").join("python").join(path)
-        };
+        let to = stage.join(path);
         std::fs::create_dir_all(to.parent().expect("a file has a parent")).expect("staging");
         std::fs::write(&to, bytes).expect("staging a Python source");
     }
 
     let tool = componentize_py(root);
     let status = Command::new("python3")
-        .arg(stage.join("agents").join("python").join("build.py"))
-        .arg(stage.join("agents").join("python").join(agent))
+        .arg(stage.join(kit.dir).join("build.py"))
+        .arg(stage.join(kit.dir).join(app))
         .arg("-o")
         .arg(&output)
         .arg("--componentize-py")
         .arg(&tool)
         .status()
-        .expect("running python3 for the Python agents (is python3 installed?)");
+        .expect("running python3 for the Python components (is python3 installed?)");
     assert!(
         status.success(),
-        "building the Python agent {agent:?} failed (see above)"
+        "building the Python {name:?} failed (see above)"
     );
     std::fs::write(&stamp, fingerprint).expect("writing the build stamp");
     output

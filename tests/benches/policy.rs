@@ -4,7 +4,10 @@
 //! through the built-in plugin (records lowered into the sandbox, the call,
 //! the answer lifted and checked) next to the native heuristic, one batch of
 //! objectives, and a whole ALP decision on 200 agents x 4 servers with the
-//! plugin as heuristic and cost model next to the native one.
+//! plugin as heuristic and cost model next to the native one. Then the same
+//! for policies written in Python (`plugins/python`): the Python template
+//! next to the Rust template, and the Python port of the reference policy
+//! next to the built-in plugin.
 //!
 //! Run with `cargo bench -p edgehost-tests --bench policy`.
 
@@ -15,7 +18,9 @@ use edgehost_placement::cost_model::{CostModel, NativeCostModel};
 use edgehost_placement::heuristic::{Heuristic, NativeHeuristic};
 use edgehost_placement::{Alp, Instance, Plan, Policy, Scenario, ScenarioConfig};
 use edgehost_runtime::{PolicyRuntimeBuilder, plugin_policy};
-use edgehost_tests::BUILTIN_POLICY;
+use edgehost_tests::{
+    BUILTIN_POLICY, PYTHON_BUILTIN_POLICY, PYTHON_TEMPLATE_POLICY, TEMPLATE_POLICY,
+};
 
 fn instance(agents: usize, servers: usize, scale: f64, max_agents: usize) -> Instance {
     Scenario::new(ScenarioConfig {
@@ -151,5 +156,74 @@ fn main() {
         pct(&plugin_alp, 0.5) / pct(&native_alp, 0.5),
         objectives.0,
         objectives.1
+    );
+
+    // Policies in Python: CPython in the sandbox, against Rust.
+    println!();
+    let mut loaded = Vec::new();
+    for (name, path) in [
+        ("Rust template", TEMPLATE_POLICY),
+        ("Python template", PYTHON_TEMPLATE_POLICY),
+        ("Python reference", PYTHON_BUILTIN_POLICY),
+    ] {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let t = Instant::now();
+        let component = rt.load_file(Path::new(path)).expect("plugin loads");
+        let t_compile = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let instance = component.instantiate().expect("instance");
+        println!(
+            "{name}: {size} bytes, compiled in {t_compile:.0} ms, instantiated in {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        loaded.push((name, component, instance));
+    }
+    println!();
+    println!("| what | p50 | p90 | min | runs | target |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let mut python_score = Vec::new();
+    for (name, _, instance) in &mut loaded {
+        let v = time_ms(9, || {
+            instance.score(&big).expect("plugin scores");
+        });
+        row(
+            &format!("score 1,000 x 100 through the {name}"),
+            &v,
+            "≤ 50 ms",
+        );
+        python_score.push(pct(&v, 0.5));
+    }
+    for (name, _, instance) in &mut loaded {
+        let v = time_ms(9, || {
+            instance
+                .objectives(&big, &plans)
+                .expect("plugin objectives");
+        });
+        row(
+            &format!("objectives of 20 plans, 1,000 x 100, through the {name}"),
+            &v,
+            "",
+        );
+    }
+    let python = &loaded[2].1;
+    let plugged = plugin_policy(Some(python), Some(python));
+    let mut python_objective = 0.0;
+    let python_alp = time_ms(5, || {
+        let out = alp.place(&alp_instance, &plugged, 3).expect("Python ALP");
+        assert!(out.fallbacks.is_empty(), "{:?}", out.fallbacks);
+        python_objective = out.objective;
+    });
+    row(
+        "ALP 200 agents x 4 servers, Python reference as heuristic and cost model",
+        &python_alp,
+        "",
+    );
+    println!();
+    println!(
+        "Python / Rust template scoring: {:.1}x; Python ALP / native ALP: {:.1}x; ALP objective Python {:.4} (native {:.4})",
+        python_score[1] / python_score[0],
+        pct(&python_alp, 0.5) / pct(&native_alp, 0.5),
+        python_objective,
+        objectives.0
     );
 }

@@ -340,3 +340,69 @@ fn the_build_writes_nothing_into_the_kit_and_explains_a_bare_guest_class() {
         "{err}"
     );
 }
+
+/// The policy kit's build, from a copy of the checkout: it writes nothing
+/// into the kits, refuses `Heuristic = MyPolicy` with the fix, and explains
+/// an app that exports nothing.
+#[test]
+fn the_policy_build_writes_nothing_into_the_kit_and_explains_missing_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let checkout = tempfile::tempdir().unwrap();
+    let kit = checkout.path().join("plugins/python");
+    for part in ["edgehost_policy", "template"] {
+        copy_tree(&root.join("plugins/python").join(part), &kit.join(part));
+    }
+    std::fs::copy(root.join("plugins/python/build.py"), kit.join("build.py")).unwrap();
+    // The policy kit's build.py runs the agent kit's builder.
+    std::fs::create_dir_all(checkout.path().join("agents/python")).unwrap();
+    std::fs::copy(
+        root.join("agents/python/build.py"),
+        checkout.path().join("agents/python/build.py"),
+    )
+    .unwrap();
+    copy_tree(
+        &root.join("wit/policy"),
+        &checkout.path().join("wit/policy"),
+    );
+    let build = |out: &str| {
+        std::process::Command::new("python3")
+            .arg(kit.join("build.py"))
+            .arg(kit.join("template"))
+            .arg("-o")
+            .arg(checkout.path().join(out))
+            .args(["--componentize-py", edgehost_tests::COMPONENTIZE_PY_TOOL])
+            .output()
+            .unwrap()
+    };
+
+    let o = build("template.wasm");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !has_pycache(checkout.path()),
+        "the build wrote __pycache__ into the checkout"
+    );
+
+    let app = kit.join("template/app.py");
+    let source = std::fs::read_to_string(&app).unwrap();
+    let export = "Heuristic, CostModel = export(LeastLoaded)";
+    assert!(source.contains(export));
+    std::fs::write(&app, source.replace(export, "Heuristic = LeastLoaded")).unwrap();
+    let o = build("bare.wasm");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`Heuristic = LeastLoaded` hands componentize-py the class itself; write `Heuristic, CostModel = export(LeastLoaded)` (from edgehost_policy import export)"),
+        "{err}"
+    );
+
+    std::fs::write(&app, source.replace(export, "")).unwrap();
+    let o = build("none.wasm");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("(end it with `Heuristic, CostModel = export(YourPolicy)`)"),
+        "{err}"
+    );
+}

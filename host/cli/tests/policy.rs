@@ -285,3 +285,81 @@ fn sim_fails_when_the_plugin_fails_and_says_so_in_its_json() {
         "{err}"
     );
 }
+
+/// A stranger's Python plugin: copy the Python template out of the
+/// repository, build it with the command docs/plugins.md gives, check it
+/// with the budget the page gives, and see it change a simulation.
+#[test]
+fn a_python_plugin_copied_from_the_template_builds_checks_and_changes_sim() {
+    let root = repo();
+    let docs = std::fs::read_to_string(root.join("docs/plugins.md")).unwrap();
+    let build = "$EDGEHOST/plugins/python/build.py my-policy -o my-policy.wasm";
+    assert!(
+        docs.contains(build),
+        "docs/plugins.md gives the build command"
+    );
+    assert!(
+        docs.contains("edgehost policy check my-policy.wasm --max-score-ms 1000"),
+        "docs/plugins.md gives the check command"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("my-policy");
+    copy_dir(&root.join("plugins/python/template"), &plugin);
+    let wasm = dir.path().join("my-policy.wasm");
+    let out = Command::new("python3")
+        .arg(root.join("plugins/python/build.py"))
+        .arg(&plugin)
+        .arg("-o")
+        .arg(&wasm)
+        .args(["--componentize-py", edgehost_tests::COMPONENTIZE_PY_TOOL])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "building the copied Python template failed:\n{}",
+        stderr(&out)
+    );
+    let wasm = wasm.to_str().unwrap();
+
+    // The budget is for release builds and a warm machine; the debug
+    // binary gets the Rust tests' generous one.
+    let o = edgehost(&["policy", "check", wasm, "--max-score-ms", DEBUG_BUDGET_MS]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("passed: all 7 checks"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The page's own example: six servers, three tasks.
+    assert!(docs.contains(
+        "edgehost sim --algorithms antllm --servers 6 --tasks 3 --heuristic my-policy.wasm"
+    ));
+    let sim = |extra: &[&str]| {
+        let mut args = vec![
+            "sim",
+            "--algorithms",
+            "antllm",
+            "--servers",
+            "6",
+            "--tasks",
+            "3",
+            "--plans",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = edgehost(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v[0]["fallbacks"], serde_json::json!([]), "{v}");
+        (v[0]["objective"].as_f64().unwrap(), v[0]["plan"].clone())
+    };
+    let native = sim(&[]);
+    let plugged = sim(&["--heuristic", wasm, "--cost-model", wasm]);
+    assert_ne!(
+        native.1, plugged.1,
+        "the Python plugin changed no placement"
+    );
+    assert!(plugged.0 > 0.0);
+}
