@@ -120,7 +120,7 @@ fn report_numbers(r: &PlanReport) -> Vec<f64> {
 fn agrees_with_native(path: &str, seeds: u64) {
     let rt = runtime();
     let builtin = load(&rt, path);
-    let mut plugin = builtin.instantiate().unwrap();
+    let mut plugin = builtin.instantiate().expect("an instance");
     let mut checked = 0;
     for seed in 0..seeds {
         let servers = 2 + (seed as usize % 11);
@@ -128,8 +128,10 @@ fn agrees_with_native(path: &str, seeds: u64) {
         let inst = scenario(servers, tasks, seed);
         let mut rng = Plans(seed);
 
-        let native = NativeHeuristic::default().matrix(&inst).unwrap();
-        let scores = plugin.score(&inst).unwrap();
+        let native = NativeHeuristic::default()
+            .matrix(&inst)
+            .expect("native scores");
+        let scores = plugin.score(&inst).expect("plugin scores");
         let want: Vec<f64> = (0..native.agents())
             .flat_map(|a| native.row(a).to_vec())
             .collect();
@@ -138,14 +140,20 @@ fn agrees_with_native(path: &str, seeds: u64) {
         let plans: Vec<Plan> = (0..8).map(|_| rng.plan(&inst)).collect();
         assert_close(
             &format!("seed {seed} objectives"),
-            &plugin.objectives(&inst, &plans).unwrap(),
-            &NativeCostModel.objectives(&inst, &plans).unwrap(),
+            &plugin.objectives(&inst, &plans).expect("plugin objectives"),
+            &NativeCostModel
+                .objectives(&inst, &plans)
+                .expect("native objectives"),
         );
         for plan in &plans[..3] {
             assert_close(
                 &format!("seed {seed} plan cost"),
-                &report_numbers(&plugin.plan_cost(&inst, plan).unwrap()),
-                &report_numbers(&NativeCostModel.report(&inst, plan).unwrap()),
+                &report_numbers(&plugin.plan_cost(&inst, plan).expect("plugin plan cost")),
+                &report_numbers(
+                    &NativeCostModel
+                        .report(&inst, plan)
+                        .expect("native plan cost"),
+                ),
             );
         }
 
@@ -162,10 +170,10 @@ fn agrees_with_native(path: &str, seeds: u64) {
             &format!("seed {seed} migration fitness"),
             &plugin
                 .migration_fitness(&inst, &before, &context, &after)
-                .unwrap(),
+                .expect("migration fitness"),
             &NativeCostModel
                 .migration_gains(&inst, &before, &context, &after)
-                .unwrap(),
+                .expect("migration fitness"),
         );
         checked += 1;
     }
@@ -193,8 +201,12 @@ fn decides_as_native(path: &str) {
     let native = Policy::native();
     for seed in 0..8u64 {
         let inst = scenario(4 + seed as usize % 3, 2 + seed as usize % 2, seed);
-        let a = Alp::default().place(&inst, &native, seed).unwrap();
-        let b = Alp::default().place(&inst, &plugged, seed).unwrap();
+        let a = Alp::default()
+            .place(&inst, &native, seed)
+            .expect("native ALP");
+        let b = Alp::default()
+            .place(&inst, &plugged, seed)
+            .expect("plugin ALP");
         assert!(b.fallbacks.is_empty(), "{:?}", b.fallbacks);
         assert_eq!(a.plan, b.plan, "seed {seed}");
         assert!(close(a.objective, b.objective));
@@ -207,10 +219,10 @@ fn decides_as_native(path: &str) {
         );
         let m1 = Alm::default()
             .plan(&inst, &a.plan, &context, &native, seed)
-            .unwrap();
+            .expect("ALM plans");
         let m2 = Alm::default()
             .plan(&inst, &a.plan, &context, &plugged, seed)
-            .unwrap();
+            .expect("ALM plans");
         assert!(m2.fallbacks.is_empty(), "{:?}", m2.fallbacks);
         assert_eq!(m1.deployment, m2.deployment, "seed {seed}");
     }
