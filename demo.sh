@@ -4,7 +4,8 @@
 # of four hosts on this machine, let AntLLM place agents on it, call them
 # across hosts, move one by shipping only its state, move a Python agent the
 # same way, let ALM follow a user who travels, and lose a host; watch a
-# hostile agent being stopped.
+# hostile agent being stopped; and, where qemu-user and the aarch64 cross
+# toolchain are installed, move an agent between an ARM and an x86 host.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,7 +30,9 @@ dialog=target/python/dialog.wasm
 work=$(mktemp -d)
 fleet_pid=
 dashboard_pid=
+mixed_pid=
 cleanup() {
+    if [ -n "$mixed_pid" ]; then kill -TERM "$mixed_pid" 2>/dev/null || true; wait "$mixed_pid" 2>/dev/null || true; fi
     if [ -n "$dashboard_pid" ]; then kill -TERM "$dashboard_pid" 2>/dev/null || true; wait "$dashboard_pid" 2>/dev/null || true; fi
     if [ -n "$fleet_pid" ]; then kill -TERM "$fleet_pid" 2>/dev/null || true; wait "$fleet_pid" 2>/dev/null || true; fi
     rm -rf "$work"
@@ -109,3 +112,28 @@ show "$edgehost" invoke caller --input "echo are you there?" || true
 step "A hostile agent: an endless loop is stopped at its deadline, a memory bomb at its cap"
 show "$edgehost" run "$hostile" --input loop --timeout-ms 300 || true
 show "$edgehost" run "$hostile" --input bomb || true
+
+step "ARM and x86 in one fleet: an aarch64 host (under qemu-user) and an x86_64 host; the agent crosses with its state"
+if command -v qemu-aarch64 > /dev/null && command -v aarch64-linux-gnu-gcc > /dev/null \
+    && [ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ]; then
+    echo "(cross-building edgehost for aarch64: a few minutes the first time)"
+    rustup target add aarch64-unknown-linux-gnu > /dev/null 2>&1
+    cargo build --release --locked --target aarch64-unknown-linux-gnu -p edgehost
+    env -u EDGEHOST_CACHE_DIR "$edgehost" up 2 --arm 1 --dir "$work/mixed" --heartbeat-ms 300 > "$work/mixed.log" 2>&1 &
+    mixed_pid=$!
+    for _ in $(seq 1 1800); do [ -f "$work/mixed/ready" ] && break; sleep 0.1; done
+    [ -f "$work/mixed/ready" ] || { cat "$work/mixed.log"; exit 1; }
+    cat "$work/mixed.log"
+    export EDGEHOST_CLIENT_CONFIG="$work/mixed/client.toml"
+    sleep 1
+    show "$edgehost" ps
+    show "$edgehost" push "$agent" --name crosser --to shanghai
+    show "$edgehost" invoke crosser --input "remember written on ARM"
+    show "$edgehost" migrate crosser --to beijing
+    show "$edgehost" invoke crosser --input "remember written on x86"
+    show "$edgehost" migrate crosser --to shanghai
+    show "$edgehost" invoke crosser --input "notes"
+else
+    echo "(skipped: this step needs qemu-user and the aarch64 cross toolchain;"
+    echo " on Debian: apt install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)"
+fi

@@ -13,10 +13,12 @@ use edgehost_runtime::Descriptor;
 
 use crate::protocol::{AgentName, CostParts, HostReport, LatencyParts, Placement, site_of};
 use crate::{Error, Result};
+use edgehost_proto::ServerStatus;
 
 const MIB_PER_GB: f64 = 1024.0;
 const BYTES_PER_GB: f64 = 1024.0 * 1024.0 * 1024.0;
-/// Clock rate assumed per core when turning cores into cycles per second.
+/// Speed assumed per core, gigacycles per second, for a host that reports
+/// no measurement of its own.
 const GHZ_PER_CORE: f64 = 2.0;
 
 /// The seed of placement decisions: fixed, so the same fleet state and the
@@ -25,6 +27,16 @@ pub const PLACEMENT_SEED: u64 = 0x5eed_ed6e;
 
 /// One server of the instance per reachable host, with what its agents
 /// already use taken off.
+/// The speed of one of a host's cores: what it measured, or the nominal
+/// [`GHZ_PER_CORE`] when it reports none.
+fn core_gcps(s: &ServerStatus) -> f64 {
+    if s.core_gcps.is_finite() && s.core_gcps > 0.0 {
+        s.core_gcps
+    } else {
+        GHZ_PER_CORE
+    }
+}
+
 fn server_of(report: &HostReport) -> Server {
     let used = report.agents.iter().fold(Resources::default(), |acc, a| {
         acc.plus(demand_of(&a.descriptor))
@@ -32,6 +44,7 @@ fn server_of(report: &HostReport) -> Server {
     let s = &report.status;
     Server {
         name: report.name.to_string(),
+        arch: s.arch.clone(),
         site: site_of(report.location),
         capacity: Resources {
             memory_gb: s.memory_total_bytes as f64 / BYTES_PER_GB,
@@ -41,7 +54,7 @@ fn server_of(report: &HostReport) -> Server {
         },
         used,
         cores: s.cpu_cores.max(1),
-        compute_gcps: f64::from(s.cpu_cores.max(1)) * GHZ_PER_CORE,
+        compute_gcps: f64::from(s.cpu_cores.max(1)) * core_gcps(s),
         cpu_busy: compute_busy(report),
         eta_mbps: report.bandwidth_mbps,
         max_agents: report.max_agents as usize,

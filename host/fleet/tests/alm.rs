@@ -42,6 +42,8 @@ async fn start_host_with(
             lat,
             lon,
             bandwidth_mbps: 20.0,
+            // Pricing tests do not depend on this machine's speed.
+            core_gcps: Some(2.0),
         },
         alm: edgehost_fleet::config::AlmSettings {
             hop_threshold: 1,
@@ -235,11 +237,15 @@ async fn the_llm_is_consulted_on_a_migration_and_a_move_of_its_that_does_not_pay
     .await;
     let moved = attach(&to_alpha, "follower", "singapore").await;
     assert_eq!(moved.decision, "moved to singapore", "{moved:?}");
+    // Next door either loses time outright or gains less than Singapore,
+    // depending on how busy each host looks: the in-process hosts share
+    // one process, whose measured CPU is a matter of timing. Either way
+    // the LLM's move is refused and the colony's plan stands.
     assert!(
-        moved
-            .reasons
-            .iter()
-            .any(|r| r.starts_with("LLM: kept the colony's plan: proposed migration does not pay")),
+        moved.reasons.iter().any(|r| {
+            r.starts_with("LLM: kept the colony's plan: proposed migration does not pay")
+                || r.starts_with("LLM: kept the colony's plan: proposed plan worse")
+        }),
         "{moved:?}"
     );
     assert_eq!(

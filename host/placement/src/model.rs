@@ -174,6 +174,10 @@ impl CostParams {
 pub struct Server {
     /// Unique name (a site such as `beijing`).
     pub name: String,
+    /// CPU architecture (`x86_64`, `aarch64`), empty when unknown. Agents
+    /// run on any architecture unless they require one.
+    #[serde(default)]
+    pub arch: String,
     /// Where the server is.
     pub site: Site,
     /// Memory, disk and bandwidth capacity (M_e, S_e, V_e).

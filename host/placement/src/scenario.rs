@@ -255,6 +255,7 @@ impl Scenario {
             );
             servers.push(Server {
                 name,
+                arch: String::new(),
                 site,
                 capacity,
                 used,
@@ -388,6 +389,7 @@ pub fn tiny_instance() -> Instance {
     };
     let server = |name: &str, site, memory_gb, bw, compute_gcps, cores, cpu_busy, hosted| Server {
         name: name.to_string(),
+        arch: String::new(),
         site,
         capacity: Resources::new(memory_gb, 40.0, bw),
         used: Resources::default(),

@@ -68,6 +68,12 @@ fn config(pairs: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
+/// Fastest core speed a report may claim, gigacycles per second.
+const MAX_CORE_GCPS: f64 = 1000.0;
+/// Most CPU feature names in a report, and the longest name.
+const MAX_CPU_FEATURES: usize = 64;
+const MAX_CPU_FEATURE_LEN: usize = 32;
+
 impl Checked for ServerStatus {
     fn check(&self) -> Result<()> {
         number(
@@ -87,6 +93,17 @@ impl Checked for ServerStatus {
         non_negative("net_tx_bytes_per_sec", self.net_tx_bytes_per_sec)?;
         if self.cpu_cores == 0 {
             return Err(Error::Invalid("cpu_cores is 0".into()));
+        }
+        number("core_gcps", self.core_gcps, 0.0, MAX_CORE_GCPS)?;
+        if self.cpu_features.len() > MAX_CPU_FEATURES
+            || self
+                .cpu_features
+                .iter()
+                .any(|f| f.is_empty() || f.len() > MAX_CPU_FEATURE_LEN)
+        {
+            return Err(Error::Invalid(format!(
+                "cpu_features: at most {MAX_CPU_FEATURES} names of 1 to {MAX_CPU_FEATURE_LEN} bytes"
+            )));
         }
         Ok(())
     }

@@ -157,6 +157,11 @@ pub struct Labels {
     /// Uplink bandwidth, Mbit/s (the cost model's eta_e).
     #[serde(default = "default_bandwidth")]
     pub bandwidth_mbps: f64,
+    /// The speed of one core, gigacycles per second, when the operator
+    /// knows it better than the host's own start-up measurement (hosts that
+    /// share one machine, a box whose load would skew the measurement).
+    #[serde(default)]
+    pub core_gcps: Option<f64>,
 }
 
 impl Default for Labels {
@@ -166,6 +171,7 @@ impl Default for Labels {
             lat: 0.0,
             lon: 0.0,
             bandwidth_mbps: default_bandwidth(),
+            core_gcps: None,
         }
     }
 }
@@ -349,6 +355,16 @@ impl HostConfig {
         if self.limits.component_store_mib == 0 {
             return Err(Error::Config(
                 "limits.component_store_mib must be at least 1".into(),
+            ));
+        }
+        if self
+            .labels
+            .core_gcps
+            .is_some_and(|g| !(g > 0.0 && g <= 1000.0))
+        {
+            return Err(Error::Config(
+                "labels.core_gcps must be a positive number of gigacycles per second (at most 1000)"
+                    .into(),
             ));
         }
         if !(self.labels.bandwidth_mbps > 0.0 && self.labels.bandwidth_mbps.is_finite()) {

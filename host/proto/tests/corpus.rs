@@ -117,6 +117,8 @@ fn report() -> HostReport {
         max_agents: 10,
         status: ServerStatus {
             arch: "x86_64".into(),
+            cpu_features: vec!["sse4.2".into(), "avx2".into()],
+            core_gcps: 2.83,
             os: "linux".into(),
             cpu_cores: 2,
             cpu_usage_percent: 12.5,

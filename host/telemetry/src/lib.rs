@@ -30,6 +30,17 @@ pub struct ServerStatus {
     pub arch: String,
     /// Operating system (`linux`, `macos`).
     pub os: String,
+    /// The CPU features Cranelift uses when it compiles for this machine
+    /// (`sse4.2`, `avx2`, `bmi2`, ... on x86_64; `lse`, `fp16`, ... on
+    /// aarch64), as detected at run time.
+    #[serde(default)]
+    pub cpu_features: Vec<String>,
+    /// Measured speed of one core, gigacycles per second: a fixed workload
+    /// timed when the host starts, against the reference machine, rounded
+    /// to an octave class so that hosts on alike machines price alike
+    /// ([`measure_core_gcps`]). 0 when not measured.
+    #[serde(default)]
+    pub core_gcps: f64,
     /// Logical CPU cores.
     pub cpu_cores: u32,
     /// CPU busy over the sampling interval, 0-100 across all cores.
@@ -88,6 +99,8 @@ pub struct Sampler {
     cpu_ms: Option<u64>,
     /// The smoothed process CPU, percent of one core.
     process_cpu: Option<f64>,
+    /// [`ServerStatus::core_gcps`], measured once.
+    core_gcps: f64,
 }
 
 impl Sampler {
@@ -106,7 +119,13 @@ impl Sampler {
             pid: sysinfo::get_current_pid().ok(),
             cpu_ms: None,
             process_cpu: None,
+            core_gcps: measure_core_gcps(),
         })
+    }
+
+    /// Reports `gcps` as the speed of a core instead of the measurement.
+    pub fn set_core_gcps(&mut self, gcps: f64) {
+        self.core_gcps = gcps;
     }
 
     /// Reads the current status, with rates over the time since the
@@ -134,6 +153,8 @@ impl Sampler {
         Ok(ServerStatus {
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
+            cpu_features: cpu_features(),
+            core_gcps: self.core_gcps,
             cpu_cores: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
             cpu_usage_percent: self.system.global_cpu_usage(),
             process_cpu_percent: process_cpu as f32,
@@ -182,6 +203,110 @@ impl Sampler {
     }
 }
 
+/// The CPU features that matter to Cranelift's code for this machine.
+pub fn cpu_features() -> Vec<String> {
+    let mut out = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! detect {
+            ($($f:tt),*) => {
+                $(if std::arch::is_x86_feature_detected!($f) {
+                    out.push($f.to_owned());
+                })*
+            };
+        }
+        detect!(
+            "sse3",
+            "ssse3",
+            "sse4.1",
+            "sse4.2",
+            "popcnt",
+            "avx",
+            "avx2",
+            "bmi1",
+            "bmi2",
+            "lzcnt",
+            "fma",
+            "avx512f",
+            "avx512vl",
+            "avx512dq",
+            "avx512bitalg",
+            "avx512vbmi"
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        macro_rules! detect {
+            ($($f:tt),*) => {
+                $(if std::arch::is_aarch64_feature_detected!($f) {
+                    out.push($f.to_owned());
+                })*
+            };
+        }
+        detect!("lse", "fp16", "paca", "bti");
+    }
+    out
+}
+
+/// Rounds a measured speed ratio to its octave class (..., 0.25, 0.5, 1,
+/// 2, 4, ...): alike machines report the same figure despite the noise of
+/// a measurement (a neighbour's load on a shared cache slows the workload
+/// by tens of percent; a class spans 41% either side), and a machine
+/// several times slower is clearly apart.
+pub fn speed_class(ratio: f64) -> f64 {
+    if !(ratio.is_finite() && ratio > 0.0) {
+        return 0.0;
+    }
+    2f64.powf(ratio.log2().round())
+}
+
+/// The model's nominal core, gigacycles per second: what a core of the
+/// reference machine counts as.
+pub const NOMINAL_CORE_GCPS: f64 = 2.0;
+
+/// Keys in the measured sort.
+const SORT_KEYS: usize = 1 << 16;
+
+/// What the measured sort takes on one core of the reference machine
+/// (docs/BENCHMARKS.md: x86_64, Debian 12), milliseconds.
+const REFERENCE_SORT_MS: f64 = 0.76;
+
+/// The speed of one core of this machine, gigacycles per second: the
+/// nominal core's [`NOMINAL_CORE_GCPS`] times the speed class of this
+/// machine against the reference one on a fixed workload, a sort of 64K
+/// pseudo-random keys (memory, branches and arithmetic, like an agent's
+/// own code and the compiler's), fastest of fifteen runs. Under qemu-user
+/// an aarch64 build measures about a fifth of this machine's speed.
+pub fn measure_core_gcps() -> f64 {
+    // Once per process: hosts that share a process (tests, benches) share
+    // one machine, and so one figure.
+    static MEASURED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *MEASURED.get_or_init(measure_once)
+}
+
+fn measure_once() -> f64 {
+    let mut best = f64::INFINITY;
+    // The fastest of many short runs: one of them finds the core idle even
+    // while other processes start beside this one.
+    for _ in 0..15 {
+        let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15_u64);
+        let mut keys: Vec<u64> = (0..SORT_KEYS)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(0x5851_f42d_4c95_7f2d)
+                    .wrapping_add(0x1405_7b7e_f767_814f);
+                x >> 11
+            })
+            .collect();
+        let start = Instant::now();
+        keys.sort_unstable();
+        std::hint::black_box(&keys);
+        best = best.min(start.elapsed().as_secs_f64() * 1e3);
+        std::thread::yield_now();
+    }
+    NOMINAL_CORE_GCPS * speed_class(REFERENCE_SORT_MS / best)
+}
+
 /// Total and free bytes of the disk whose mount point is the longest prefix
 /// of `path` (the disk the data directory lives on).
 fn disk_of(disks: &Disks, path: &Path) -> (u64, u64) {
@@ -197,6 +322,36 @@ fn disk_of(disks: &Disks, path: &Path) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speed_classes_are_octaves() {
+        assert_eq!(speed_class(1.0), 1.0);
+        assert_eq!(speed_class(1.3), 1.0);
+        assert_eq!(speed_class(0.75), 1.0);
+        assert_eq!(speed_class(1.5), 2.0);
+        assert_eq!(speed_class(0.22), 0.25);
+        assert_eq!(speed_class(0.0), 0.0);
+        assert_eq!(speed_class(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn the_core_speed_is_measured_and_features_are_named() {
+        let gcps = measure_core_gcps();
+        // Any machine that runs the tests is between a slow board under
+        // emulation and the fastest core there is, in whole classes.
+        assert!((0.05..20.0).contains(&gcps), "{gcps}");
+        let class = gcps / NOMINAL_CORE_GCPS;
+        assert!(
+            (class.log2() * 2.0 - (class.log2() * 2.0).round()).abs() < 0.02,
+            "{gcps}"
+        );
+        let features = cpu_features();
+        if cfg!(target_arch = "x86_64") {
+            // x86_64 itself guarantees SSE2; every machine since 2008 has SSE3.
+            assert!(features.iter().any(|f| f == "sse3"), "{features:?}");
+        }
+        assert!(features.iter().all(|f| !f.is_empty() && f.len() < 16));
+    }
 
     #[test]
     fn a_reading_is_plausible() {

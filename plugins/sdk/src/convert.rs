@@ -72,6 +72,7 @@ pub(crate) fn instance(i: wit::Instance) -> Result<Instance, PolicyError> {
         .into_iter()
         .map(|s| Server {
             name: s.name,
+            arch: s.arch,
             site: Site {
                 x_km: s.site.x_km,
                 y_km: s.site.y_km,

@@ -34,11 +34,13 @@ impl StatusCommand {
         const GIB: f64 = 1024.0 * MIB;
         outln!("arch:     {} ({})", s.arch, s.os);
         outln!(
-            "cpu:      {} cores, {:.1}% busy, load {:.2}",
+            "cpu:      {} cores at {:.2} Gcycles/s each (measured), {:.1}% busy, load {:.2}",
             s.cpu_cores,
+            s.core_gcps,
             s.cpu_usage_percent,
             s.load_1m
         );
+        outln!("features: {}", s.cpu_features.join(" "));
         outln!(
             "memory:   {:.2} GiB free of {:.2} GiB",
             s.memory_free_bytes as f64 / GIB,

@@ -32,6 +32,70 @@ pub struct UpCommand {
     /// against the one-off cost of a move.
     #[arg(long, default_value_t = 20.0)]
     alm_horizon: f64,
+    /// How many of the hosts (the last ones) run the aarch64 build of
+    /// edgehost, under qemu-user's `qemu-aarch64` on an x86_64 machine: a
+    /// mixed ARM/x86 fleet on one machine.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    arm: u16,
+    /// The aarch64 edgehost binary for the `--arm` hosts (default: the
+    /// cross-built one in this binary's target directory,
+    /// `aarch64-unknown-linux-gnu/{release,debug}/edgehost`).
+    #[arg(long, value_name = "FILE", env = "EDGEHOST_ARM_BINARY")]
+    arm_binary: Option<PathBuf>,
+}
+
+/// How an ARM host is started: the program and the arguments before `serve`.
+fn arm_launcher(binary: Option<&Path>, exe: &Path) -> Result<(PathBuf, Vec<String>)> {
+    if std::env::consts::ARCH == "aarch64" {
+        // On an ARM machine the ARM hosts are this very binary.
+        return Ok((binary.unwrap_or(exe).to_owned(), Vec::new()));
+    }
+    let binary = match binary {
+        Some(b) => b.to_owned(),
+        None => {
+            let target_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."));
+            ["release", "debug"]
+                .iter()
+                .map(|profile| {
+                    target_dir
+                        .join("aarch64-unknown-linux-gnu")
+                        .join(profile)
+                        .join("edgehost")
+                })
+                .find(|p| p.is_file())
+                .with_context(|| {
+                    format!(
+                        "--arm needs an aarch64 build of edgehost: cross-build it with `cargo build --release --target aarch64-unknown-linux-gnu -p edgehost` (see the README) or pass --arm-binary FILE; none under {}",
+                        target_dir.join("aarch64-unknown-linux-gnu").display()
+                    )
+                })?
+        }
+    };
+    if !binary.is_file() {
+        bail!("--arm-binary {}: no such file", binary.display());
+    }
+    let qemu = find_on_path("qemu-aarch64").context(
+        "--arm needs qemu-aarch64 to run ARM hosts on this machine: apt install qemu-user",
+    )?;
+    // Debian's cross libc (libc6-arm64-cross) is where the ARM binary's
+    // dynamic loader and libraries are.
+    let mut args = Vec::new();
+    let sysroot = Path::new("/usr/aarch64-linux-gnu");
+    if sysroot.is_dir() {
+        args.push("-L".to_owned());
+        args.push(sysroot.display().to_string());
+    }
+    args.push(binary.display().to_string());
+    Ok((qemu, args))
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// The paper's four sites first, then further ones spread deterministically.
@@ -102,7 +166,25 @@ impl UpCommand {
             .collect::<Result<_>>()?;
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
 
+        if self.arm > self.count {
+            bail!(
+                "--arm {} is more than the {} host(s) of the fleet",
+                self.arm,
+                self.count
+            );
+        }
         let exe = std::env::current_exe().context("locating the edgehost binary")?;
+        let arm = if self.arm > 0 {
+            Some(arm_launcher(self.arm_binary.as_deref(), &exe)?)
+        } else {
+            None
+        };
+        let first_arm = usize::from(self.count - self.arm);
+        // The native hosts share this machine, so they share one
+        // measurement of its speed (taken here, once) rather than each
+        // timing itself while the others start. Emulated hosts measure
+        // their own.
+        let native_gcps = edgehost_telemetry::measure_core_gcps();
         let mut fleet = Fleet {
             children: Vec::new(),
         };
@@ -121,10 +203,25 @@ impl UpCommand {
                 max = self.max_agents,
                 horizon = self.alm_horizon,
             );
+            let mut config = config;
+            if arm.is_none() || i < first_arm {
+                config = config.replace(
+                    "\n[limits]\n",
+                    &format!("core_gcps = {native_gcps}\n\n[limits]\n"),
+                );
+            }
             let config_path = host_dir.join("host.toml");
             std::fs::write(&config_path, config)?;
             let log = std::fs::File::create(host_dir.join("host.log"))?;
-            let child = Command::new(&exe)
+            let mut command = match (&arm, i >= first_arm) {
+                (Some((program, args)), true) => {
+                    let mut c = Command::new(program);
+                    c.args(args);
+                    c
+                }
+                _ => Command::new(&exe),
+            };
+            let child = command
                 .arg("serve")
                 .arg("--config")
                 .arg(&config_path)
@@ -163,11 +260,18 @@ impl UpCommand {
             ),
         )?;
 
-        wait_until_up(&mut fleet, &dir)?;
+        // An emulated host starts several times slower.
+        let limit = Duration::from_secs(if self.arm > 0 { 180 } else { 60 });
+        wait_until_up(&mut fleet, &dir, limit)?;
         outln!("fleet of {} host(s) up:", self.count);
         for (i, (name, child)) in fleet.children.iter().enumerate() {
+            let arch = if arm.is_some() && i >= first_arm {
+                "aarch64"
+            } else {
+                std::env::consts::ARCH
+            };
             outln!(
-                "  {name:<10} {} (pid {}, log {})",
+                "  {name:<10} {} {arch:<7} (pid {}, log {})",
                 addrs[i],
                 child.id(),
                 dir.join(name).join("host.log").display()
@@ -197,8 +301,8 @@ impl UpCommand {
 }
 
 /// Waits until every host has printed its serving line, failing if one exits.
-fn wait_until_up(fleet: &mut Fleet, dir: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+fn wait_until_up(fleet: &mut Fleet, dir: &Path, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
     loop {
         let mut ready = 0;
         for (name, child) in &mut fleet.children {
@@ -219,7 +323,8 @@ fn wait_until_up(fleet: &mut Fleet, dir: &Path) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "the hosts did not start within 60 s; see the logs in {}",
+                "the hosts did not start within {} s; see the logs in {}",
+                limit.as_secs(),
                 dir.display()
             );
         }

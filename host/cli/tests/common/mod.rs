@@ -4,6 +4,8 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

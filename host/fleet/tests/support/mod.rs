@@ -49,7 +49,11 @@ pub fn host_config(fleet: &Path, name: &str) -> HostConfig {
         cert,
         key,
         peers: vec![],
-        labels: Labels::default(),
+        labels: Labels {
+            // Pricing in tests does not depend on this machine's speed.
+            core_gcps: Some(2.0),
+            ..Labels::default()
+        },
         limits: HostLimits::default(),
         metrics_listen: None,
         heartbeat_ms: 100,

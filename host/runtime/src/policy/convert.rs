@@ -64,8 +64,7 @@ pub(super) fn instance(i: &Instance) -> wit::Instance {
             .iter()
             .map(|s| wit::Server {
                 name: s.name.clone(),
-                // The engine's model does not carry the architecture yet.
-                arch: String::new(),
+                arch: s.arch.clone(),
                 site: wit::Site {
                     x_km: s.site.x_km,
                     y_km: s.site.y_km,
