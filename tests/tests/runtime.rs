@@ -498,3 +498,59 @@ fn an_agent_with_several_memories_cannot_exceed_its_cap_in_total() {
         assert_eq!(roomy.handle(b"grow").expect("within 5 MiB"), b"ok");
     }
 }
+
+/// A component may declare the one architecture it runs on: a host of
+/// another refuses it, on one line (a client may still load it, to read
+/// its declaration), and one of its own runs it.
+#[test]
+fn a_component_that_requires_another_architecture_is_refused_on_load() {
+    use edgehost_runtime::{ComponentInfo, REQUIRES_ARCH_SECTION};
+    use edgehost_tests::with_custom_section;
+
+    let rt = runtime();
+    let bytes = std::fs::read(MEMORY_AGENT).unwrap();
+    let other = if cfg!(target_arch = "aarch64") {
+        "x86_64"
+    } else {
+        "aarch64"
+    };
+    let foreign = with_custom_section(&bytes, REQUIRES_ARCH_SECTION, other.as_bytes());
+    let info = ComponentInfo::read(&foreign).unwrap();
+    assert_eq!(info.requires_arch.as_deref(), Some(other));
+    let err = info.expect_arch().expect_err("a foreign agent is refused");
+    assert!(matches!(err, Error::Architecture { .. }), "{err}");
+    assert!(
+        rt.load(&foreign).is_ok(),
+        "its declaration can still be read"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the agent requires {other}; this host is {}",
+            std::env::consts::ARCH
+        )
+    );
+
+    // Declaring this host's own architecture runs as before.
+    let native = with_custom_section(
+        &bytes,
+        REQUIRES_ARCH_SECTION,
+        std::env::consts::ARCH.as_bytes(),
+    );
+    let component = rt.load(&native).unwrap();
+    let mut agent = rt
+        .instantiate(&component, "native", Services::default())
+        .unwrap();
+    agent.init(&[]).unwrap();
+    assert_eq!(agent.requires_arch(), Some(std::env::consts::ARCH));
+    assert_eq!(text(agent.handle(b"remember here").unwrap()), "noted #1");
+
+    // A declaration that is not an architecture name is a malformed component.
+    let garbage = with_custom_section(&bytes, REQUIRES_ARCH_SECTION, b"arm/v7 \xff");
+    assert!(matches!(
+        ComponentInfo::read(&garbage),
+        Err(Error::Malformed(m)) if m.contains("not an architecture name")
+    ));
+    // Without the section, a component runs anywhere.
+    assert_eq!(ComponentInfo::read(&bytes).unwrap().requires_arch, None);
+}

@@ -141,6 +141,41 @@ fn an_agent_moves_between_arm_and_x86_with_its_state() {
     state_only(&back);
     assert_eq!(text(&fleet.invoke("crosser", "notes")), "one\ntwo\nthree");
 
+    // An agent that declares it needs aarch64: placed on the ARM host
+    // without being told, refused by the x86 host, on one line, and left
+    // serving where it is.
+    let arm_only = fleet.dir.path().join("arm-only.wasm");
+    std::fs::write(
+        &arm_only,
+        edgehost_tests::with_custom_section(
+            &std::fs::read(MEMORY_AGENT).unwrap(),
+            edgehost_runtime::REQUIRES_ARCH_SECTION,
+            b"aarch64",
+        ),
+    )
+    .unwrap();
+    let arm_only = arm_only.to_str().unwrap();
+    let placed = fleet.json(&["push", arm_only, "--name", "arm-only", "--auto", "--json"]);
+    assert_eq!(placed["host"], "shanghai", "{placed}");
+    assert!(fleet.invoke("arm-only", "remember on arm").status.success());
+    let refused = fleet.run(&["migrate", "arm-only", "--to", "beijing"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("the agent requires aarch64; this host is x86_64")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(text(&fleet.invoke("arm-only", "notes")), "on arm");
+    let refused = fleet.run(&["push", arm_only, "--name", "arm-too", "--to", "beijing"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("the agent requires aarch64; host \"beijing\" is x86_64"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // The two hosts share one cache directory: each compiled the agent for
     // its own architecture, under its own name, and loads only that one.
     let cache = fleet.dir.path().join("cache");

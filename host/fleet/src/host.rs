@@ -498,7 +498,11 @@ impl Shared {
                 descriptor,
                 component_bytes,
                 user,
-            } => self.place(descriptor, component_bytes, user).await,
+                requires_arch,
+            } => {
+                self.place(descriptor, component_bytes, user, requires_arch)
+                    .await
+            }
             Request::SetPolicy {
                 heuristic,
                 cost_model,
@@ -886,10 +890,13 @@ impl Shared {
     /// Compiles a stored component or loads its cached artifact (blocking).
     pub(crate) fn load_component(&self, digest: &Digest) -> Result<AgentComponent> {
         lock(&self.compiling).insert(*digest);
-        let result = self
-            .store
-            .read(digest)
-            .and_then(|bytes| Ok(self.runtime.load(&bytes)?));
+        // An agent that declares another architecture is refused before
+        // anything runs: on deploy, on a migration's prepare, on restart.
+        let result = self.store.read(digest).and_then(|bytes| {
+            let component = self.runtime.load(&bytes)?;
+            component.info().expect_arch()?;
+            Ok(component)
+        });
         lock(&self.compiling).remove(digest);
         let component = result?;
         let size = component.info().size as f64;
@@ -992,6 +999,7 @@ impl Shared {
             durability: Durability::new(on_disk),
             restarts: Mutex::new((0, Instant::now())),
             descriptor: instance.descriptor().clone(),
+            requires_arch: instance.requires_arch().map(str::to_owned),
             instance: Mutex::new(instance),
             digest,
             config,
@@ -1075,6 +1083,7 @@ impl Shared {
         descriptor: Descriptor,
         component_bytes: u64,
         user: Option<HostName>,
+        requires_arch: Option<String>,
     ) -> Result<Response> {
         let hosts = self.reachable_reports();
         let user = match user {
@@ -1095,8 +1104,11 @@ impl Shared {
                 .map(|r| r as &dyn edgehost_placement::Refiner);
             crate::place::place(
                 &hosts,
-                &descriptor,
-                component_bytes,
+                crate::place::Newcomer {
+                    descriptor: &descriptor,
+                    component_bytes,
+                    requires_arch: requires_arch.as_deref(),
+                },
                 crate::place::User {
                     at: user,
                     neighbourhood,

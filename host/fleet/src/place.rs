@@ -197,22 +197,44 @@ pub struct User {
     pub neighbourhood: u32,
 }
 
-/// Chooses a host for an agent declaring `descriptor` among `hosts` (the
+/// The agent to place: what it declared and what its component says.
+#[derive(Debug, Clone, Copy)]
+pub struct Newcomer<'a> {
+    /// What the agent declared.
+    pub descriptor: &'a Descriptor,
+    /// Size of its component, bytes (what a first deployment ships).
+    pub component_bytes: u64,
+    /// The CPU architecture its component declares it needs, if any.
+    pub requires_arch: Option<&'a str>,
+}
+
+/// Chooses a host for `newcomer` among `hosts` (the
 /// reachable ones; `hosts[0]` is the host the client came through). With a
 /// user given, the candidates are the hosts within `user.neighbourhood`
 /// hops of the user's host and the user's latency is priced from it;
 /// without, every host is a candidate and `hosts[0]` counts as the user's.
 pub fn place(
     hosts: &[HostReport],
-    descriptor: &Descriptor,
-    component_bytes: u64,
+    newcomer: Newcomer<'_>,
     user: User,
     policy: &Policy,
     policy_name: &str,
     refiner: Option<&dyn Refiner>,
 ) -> Result<Placement> {
+    let Newcomer {
+        descriptor,
+        component_bytes,
+        requires_arch,
+    } = newcomer;
     if hosts.is_empty() {
         return Err(Error::Placement("no reachable host".into()));
+    }
+    if let Some(arch) = requires_arch
+        && !hosts.iter().any(|h| h.status.arch == arch)
+    {
+        return Err(Error::Placement(format!(
+            "the agent requires {arch}, and no reachable host is {arch}"
+        )));
     }
     let near: Vec<HostReport>;
     let (hosts, user_server) = match user.at {
@@ -230,7 +252,13 @@ pub fn place(
             (near.as_slice(), at)
         }
     };
-    let (servers, topology, params) = measured_fleet(hosts)?;
+    let (mut servers, topology, params) = measured_fleet(hosts)?;
+    if let Some(arch) = requires_arch {
+        // A host of another architecture has no room for this agent.
+        for s in servers.iter_mut().filter(|s| s.arch != arch) {
+            s.max_agents = s.hosted;
+        }
+    }
     let agent = Agent {
         name: "new".into(),
         task: 0,
@@ -242,6 +270,7 @@ pub fn place(
         llm_s: 0.0,
         depends_on: Vec::new(),
         origin: None,
+        requires_arch: requires_arch.map(str::to_owned),
     };
     let instance = Instance {
         agents: vec![agent],
@@ -333,6 +362,8 @@ pub struct Resident {
     pub user: usize,
     /// Its measured processing time per call here, seconds, if measured.
     pub processing_s: Option<f64>,
+    /// The CPU architecture it needs, if its component declares one.
+    pub requires_arch: Option<String>,
 }
 
 /// What a move of one agent is worth, as the model prices it from the
@@ -391,6 +422,7 @@ pub fn plan_migrations(
             llm_s: 0.0,
             depends_on: Vec::new(),
             origin: Some(0),
+            requires_arch: r.requires_arch.clone(),
         })
         .collect();
     let tasks = residents

@@ -56,6 +56,8 @@ pub(crate) struct AgentSlot {
     pub(crate) instance: Mutex<AgentInstance>,
     pub(crate) digest: Digest,
     pub(crate) descriptor: Descriptor,
+    /// The architecture its component declares it needs, if any.
+    pub(crate) requires_arch: Option<String>,
     pub(crate) config: Vec<(String, String)>,
     pub(crate) epoch: u64,
     pub(crate) started: Instant,

@@ -61,6 +61,7 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
             descriptor: memory_descriptor(),
             component_bytes: 1,
             user: None,
+            requires_arch: None,
         },
         RequestKind::Heartbeat => Request::Heartbeat(Box::new(report.clone())),
         RequestKind::Migrate => Request::Migrate {
@@ -534,6 +535,7 @@ async fn names_and_numbers_that_break_the_rules_are_refused_at_decode() {
             descriptor: memory_descriptor(),
             component_bytes: bytes.len() as u64,
             user: None,
+            requires_arch: None,
         },
     )
     .await

@@ -21,6 +21,8 @@ pub enum Limit {
     /// Free compute. Eq. 11 does not constrain it; only the migration
     /// trigger watches it.
     Compute,
+    /// The server's CPU architecture is not the one an agent requires.
+    Architecture,
 }
 
 /// A broken limit on one server.
@@ -38,6 +40,14 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.limit == Limit::Architecture {
+            // `demand` holds the agent's index for this limit.
+            return write!(
+                f,
+                "agent {} cannot run on server {}: not the architecture it requires",
+                self.demand, self.server
+            );
+        }
         write!(
             f,
             "server {} over its {:?} limit: {:.3} asked, {:.3} left",
@@ -50,6 +60,19 @@ impl std::fmt::Display for Violation {
 /// violation found, server by server.
 pub fn check(instance: &Instance, plan: &Plan) -> Result<()> {
     plan.check_shape(instance)?;
+    if let Some((a, &e)) = plan
+        .assignment
+        .iter()
+        .enumerate()
+        .find(|&(a, &e)| !instance.runs_on(a, e))
+    {
+        return Err(Error::Infeasible(Violation {
+            server: e,
+            limit: Limit::Architecture,
+            demand: a as f64,
+            available: 0.0,
+        }));
+    }
     let n = instance.servers.len();
     let mut demand = vec![Resources::default(); n];
     let mut count = vec![0usize; n];
@@ -140,6 +163,34 @@ impl Capacity {
 mod tests {
     use super::*;
     use crate::scenario::tiny_instance;
+
+    #[test]
+    fn an_agent_runs_only_on_its_architecture_or_an_unknown_one() {
+        let mut inst = tiny_instance();
+        inst.servers[0].arch = "x86_64".into();
+        inst.servers[1].arch = "aarch64".into();
+        inst.agents[1].requires_arch = Some("aarch64".into());
+        assert!(inst.runs_on(0, 0) && inst.runs_on(0, 1));
+        assert!(!inst.runs_on(1, 0) && inst.runs_on(1, 1));
+        let on_x86 = Plan::new(vec![0, 0]);
+        match check(&inst, &on_x86) {
+            Err(Error::Infeasible(v)) => {
+                assert_eq!((v.limit, v.server), (Limit::Architecture, 0));
+                assert!(
+                    v.to_string().contains("agent 1 cannot run on server 0"),
+                    "{v}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // ALM offers it no server of another architecture.
+        let context = crate::gain::MigrationContext::new(vec![0]);
+        assert!(crate::migration::candidates(&inst, &context, 1, 1).is_empty());
+        assert_eq!(crate::migration::candidates(&inst, &context, 0, 1), vec![0]);
+        // A server whose architecture is not known takes it.
+        inst.servers[0].arch.clear();
+        assert!(inst.runs_on(1, 0));
+    }
 
     #[test]
     fn check_finds_each_limit() {

@@ -216,11 +216,18 @@ pub fn triggers(
     out
 }
 
-/// N(e_a): the servers an agent on `from` may move to.
-pub fn candidates(instance: &Instance, context: &MigrationContext, from: usize) -> Vec<usize> {
+/// N(e_a): the servers agent `a`, on `from`, may move to: its
+/// neighbourhood, less the servers of an architecture it cannot run on.
+pub fn candidates(
+    instance: &Instance,
+    context: &MigrationContext,
+    a: usize,
+    from: usize,
+) -> Vec<usize> {
     (0..instance.servers.len())
         .filter(|&e| {
             e != from
+                && instance.runs_on(a, e)
                 && (context.neighbourhood_hops == 0
                     || instance.topology.hops(from, e) <= context.neighbourhood_hops)
         })
@@ -289,7 +296,7 @@ impl Alm {
             .map(|t| {
                 let from = deployment.assignment[t.agent];
                 let mut choices = vec![from];
-                choices.extend(candidates(instance, context, from));
+                choices.extend(candidates(instance, context, t.agent, from));
                 (t.agent, choices)
             })
             .filter(|(_, c)| c.len() > 1)

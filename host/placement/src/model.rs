@@ -102,6 +102,11 @@ pub struct Agent {
     /// Server that holds the agent's state now, if any. Placing the agent
     /// elsewhere means a migration (eq. 3); `None` means a cold start.
     pub origin: Option<usize>,
+    /// The CPU architecture the agent needs (its component declares it),
+    /// if any: it may only run on servers of that architecture, or of one
+    /// not known. `None` runs anywhere.
+    #[serde(default)]
+    pub requires_arch: Option<String>,
 }
 
 /// Constants of the cost model.
@@ -328,6 +333,18 @@ impl Instance {
             }
         }
         self.params.validate()
+    }
+
+    /// Whether agent `a` may run on server `e`: its required architecture,
+    /// if any, is the server's (or the server's is not known).
+    pub fn runs_on(&self, a: usize, e: usize) -> bool {
+        match &self.agents[a].requires_arch {
+            None => true,
+            Some(arch) => {
+                let server = &self.servers[e].arch;
+                server.is_empty() || server == arch
+            }
+        }
     }
 
     /// Index of the agent called `name`.

@@ -342,6 +342,7 @@ impl Scenario {
                     llm_s: draw(&mut rng, role.llm_s),
                     depends_on,
                     origin,
+                    requires_arch: None,
                 });
                 members.push((role.name, index));
             }
@@ -413,6 +414,7 @@ pub fn tiny_instance() -> Instance {
         llm_s,
         depends_on,
         origin: Some(0),
+        requires_arch: None,
     };
     let agents = vec![
         agent(

@@ -210,6 +210,17 @@ impl Checked for Request {
         match self {
             Request::Deploy { config: c, .. } | Request::Prepare { config: c, .. } => config(c),
             Request::Heartbeat(report) => report.check(),
+            Request::Place {
+                requires_arch: Some(arch),
+                ..
+            } if arch.is_empty()
+                || arch.len() > 32
+                || !arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                Err(Error::Invalid(
+                    "requires_arch must be an architecture name such as aarch64".into(),
+                ))
+            }
             Request::Revocations { list } if list.len() > MAX_REVOCATION_LIST_BYTES => {
                 Err(Error::Invalid(format!(
                     "a revocation list of {} bytes is over the {MAX_REVOCATION_LIST_BYTES}-byte limit",

@@ -91,6 +91,9 @@ pub enum Request {
         /// are that host's neighbourhood, and the user's latency is priced
         /// from it. Without one, the host asked stands for the user.
         user: Option<HostName>,
+        /// The CPU architecture its component declares it needs, if any:
+        /// only hosts of that architecture are candidates.
+        requires_arch: Option<String>,
     },
     /// A peer's periodic report (hosts only).
     Heartbeat(Box<HostReport>),

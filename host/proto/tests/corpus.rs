@@ -263,6 +263,7 @@ fn write_seeds() {
                 descriptor: descriptor(),
                 component_bytes: 4096,
                 user: None,
+                requires_arch: None,
             },
         ),
         ("heartbeat", Request::Heartbeat(Box::new(report()))),

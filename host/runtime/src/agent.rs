@@ -189,6 +189,7 @@ pub struct AgentInstance {
     descriptor: Descriptor,
     limits: Limits,
     digest: Digest,
+    requires_arch: Option<String>,
 }
 
 impl AgentInstance {
@@ -232,6 +233,7 @@ impl AgentInstance {
             },
             limits: limits.clone(),
             digest: component.digest(),
+            requires_arch: component.info().requires_arch.clone(),
         };
         let descriptor: Descriptor = instance.call("describe", |g, s| g.call_describe(s))?.into();
         let memory = descriptor.demand.memory_mib;
@@ -260,6 +262,12 @@ impl AgentInstance {
     /// What the agent declared about itself.
     pub fn descriptor(&self) -> &Descriptor {
         &self.descriptor
+    }
+
+    /// The CPU architecture its component declares it needs, if any
+    /// ([`crate::REQUIRES_ARCH_SECTION`]).
+    pub fn requires_arch(&self) -> Option<&str> {
+        self.requires_arch.as_deref()
     }
 
     /// The reason this instance was poisoned, if it was.

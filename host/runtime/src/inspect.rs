@@ -45,6 +45,29 @@ pub struct ComponentInfo {
     pub size: u64,
     /// SHA-256 of the file.
     pub digest: Digest,
+    /// The CPU architecture the component declares it needs (its
+    /// [`REQUIRES_ARCH_SECTION`] custom section), if any: an agent that
+    /// uses a host capability only one architecture has. Without it, a
+    /// component runs anywhere.
+    pub requires_arch: Option<String>,
+}
+
+/// The custom section in which a component declares the one CPU
+/// architecture it runs on (`aarch64`, `x86_64`: Rust's names), as UTF-8.
+/// Anywhere in the component, or in one of its modules.
+pub const REQUIRES_ARCH_SECTION: &str = "edgehost:requires-arch";
+
+/// Reads a [`REQUIRES_ARCH_SECTION`]'s contents: a short name of letters,
+/// digits and `_`.
+fn arch_name(data: &[u8]) -> Result<String> {
+    let name = std::str::from_utf8(data).ok().map(str::trim).filter(|n| {
+        !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    name.map(str::to_owned).ok_or_else(|| {
+        Error::Malformed(format!(
+            "its {REQUIRES_ARCH_SECTION} section is not an architecture name (such as aarch64 or x86_64)"
+        ))
+    })
 }
 
 impl ComponentInfo {
@@ -67,6 +90,7 @@ impl ComponentInfo {
         check_header(bytes)?;
         let mut imports = Vec::new();
         let mut exports = Vec::new();
+        let mut requires_arch: Option<String> = None;
         // Nested modules and components are parsed inline; only depth 1 is
         // the component's own interface.
         let mut depth = 0usize;
@@ -90,6 +114,15 @@ impl ComponentInfo {
                         exports.push(export.name.name.to_owned());
                     }
                 }
+                Payload::CustomSection(reader) if reader.name() == REQUIRES_ARCH_SECTION => {
+                    let arch = arch_name(reader.data())?;
+                    if requires_arch.as_ref().is_some_and(|a| *a != arch) {
+                        return Err(Error::Malformed(format!(
+                            "it declares two architectures in {REQUIRES_ARCH_SECTION} sections"
+                        )));
+                    }
+                    requires_arch = Some(arch);
+                }
                 _ => {}
             }
         }
@@ -103,7 +136,20 @@ impl ComponentInfo {
             imports,
             size: bytes.len() as u64,
             digest: Digest::of(bytes),
+            requires_arch,
         })
+    }
+
+    /// Fails if the component declares it needs an architecture other than
+    /// this host's.
+    pub fn expect_arch(&self) -> Result<()> {
+        match &self.requires_arch {
+            Some(required) if required != std::env::consts::ARCH => Err(Error::Architecture {
+                required: required.clone(),
+                host: std::env::consts::ARCH.to_owned(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Fails unless this component targets the `agent` world at the version

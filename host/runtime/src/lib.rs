@@ -44,7 +44,7 @@ use std::path::Path;
 pub use agent::{AgentComponent, AgentError, AgentInstance};
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use edgehost_proto::{Descriptor, Digest, ParseDigestError, ResourceDemand};
-pub use inspect::{CONTRACT_VERSION, ComponentInfo, Kind};
+pub use inspect::{CONTRACT_VERSION, ComponentInfo, Kind, REQUIRES_ARCH_SECTION};
 pub use limits::Limits;
 pub use policy::{
     PluginFault, PolicyComponent, PolicyInstance, PolicyLimits, PolicyRuntime,
@@ -68,6 +68,14 @@ pub enum Error {
     /// A valid component, but not a policy plugin this host can use.
     #[error("not an edgehost policy plugin: {0}")]
     NotPolicy(String),
+    /// An agent that declares it needs another CPU architecture.
+    #[error("the agent requires {required}; this host is {host}")]
+    Architecture {
+        /// What the agent declares it needs.
+        required: String,
+        /// This host's architecture.
+        host: String,
+    },
     /// Cranelift could not compile the component.
     #[error("compiling the component failed: {0}")]
     Compile(String),

@@ -18,7 +18,7 @@ from wit_world import exports as _exports
 from wit_world.imports import types as _types
 
 from .errors import InvalidInput, PolicyError, Unsupported
-from .model import Instance, check_plan
+from .model import Instance, check_context, check_plan
 from .policy import Policy
 
 T = TypeVar("T")
@@ -81,6 +81,10 @@ def export(policy_class: "type[Policy]") -> "tuple[type, type]":
         ) -> "list[float]":
             def run() -> "list[float]":
                 checked = Instance(instance)
+                check_plan(checked, before)
+                for plan in after:
+                    check_plan(checked, plan)
+                check_context(checked, context)
                 gains = policy_class().migration_fitness(checked, before, context, after)
                 return _floats(gains, "migration_fitness")
 

@@ -65,6 +65,9 @@ pub(crate) fn instance(i: wit::Instance) -> Result<Instance, PolicyError> {
                 })
                 .collect(),
             origin: a.origin.map(index),
+            // The policy contract does not carry it: the engine keeps an
+            // agent off servers of another architecture by itself.
+            requires_arch: None,
         })
         .collect();
     let servers = i

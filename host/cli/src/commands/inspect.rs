@@ -84,6 +84,12 @@ impl InspectCommand {
         );
         outln!("size:              {} bytes", info.size);
         outln!("digest:            {}", info.digest);
+        outln!(
+            "runs on:           {}",
+            info.requires_arch
+                .as_deref()
+                .map_or("any architecture".to_owned(), |a| format!("{a} only"))
+        );
         if let Some(d) = &declaration {
             outln!("agent kind:        {}", d.kind);
             outln!("agent version:     {}", d.version);

@@ -115,12 +115,24 @@ impl PushCommand {
                         format!("host {host:?} is unreachable"),
                     ));
                 }
+                if let Some(arch) = &info.requires_arch
+                    && view.report.status.arch != *arch
+                {
+                    return Err(outcome(
+                        Code::Refused,
+                        format!(
+                            "the agent requires {arch}; host {host:?} is {}",
+                            view.report.status.arch
+                        ),
+                    ));
+                }
                 (host.clone(), view.report.addr, None)
             }
             None => match session.call(&Request::Place {
                 descriptor: describe()?,
                 component_bytes: bytes.len() as u64,
                 user: self.user.clone(),
+                requires_arch: info.requires_arch.clone(),
             })? {
                 Response::Placement(p) => (p.host.clone(), p.addr, Some(p)),
                 other => return Err(edgehost_fleet::client::unexpected(&other).into()),
