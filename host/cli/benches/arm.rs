@@ -149,7 +149,7 @@ fn main() {
     let mut compiles = Vec::new();
     for (label, size) in [("64 KiB", 64usize << 10), ("1 MiB", 1 << 20)] {
         let agent = format!("crosser-{}", size >> 10);
-        fleet.json(&[
+        let pushed = fleet.json(&[
             "push",
             MEMORY_AGENT,
             "--name",
@@ -173,7 +173,7 @@ fn main() {
         // Warm-up: the first move to each host compiles the agent there.
         let first_arm = fleet.migrate(&agent, arm_host);
         let back = fleet.migrate(&agent, x86);
-        let first_x86 = fleet.migrate(&agent, x86_other);
+        fleet.migrate(&agent, x86_other);
         fleet.migrate(&agent, x86);
         if size == 64 << 10 {
             compiles.push((
@@ -181,10 +181,11 @@ fn main() {
                 first_arm["target_compile_ms"].as_f64(),
                 first_arm["target_cache_hit"].as_bool(),
             ));
+            // The x86 hosts share one artifact cache: the push compiled it.
             compiles.push((
                 "x86_64",
-                first_x86["target_compile_ms"].as_f64(),
-                first_x86["target_cache_hit"].as_bool(),
+                pushed["load_ms"].as_f64(),
+                pushed["cache_hit"].as_bool(),
             ));
         }
         assert!(back["state_bytes"].as_u64().expect("state") as usize > size);
