@@ -519,6 +519,11 @@ fn a_component_that_requires_another_architecture_is_refused_on_load() {
     assert_eq!(info.requires_arch.as_deref(), Some(other));
     let err = info.expect_arch().expect_err("a foreign agent is refused");
     assert!(matches!(err, Error::Architecture { .. }), "{err}");
+    let err = rt
+        .load_native(&foreign)
+        .err()
+        .expect("refused before compiling");
+    assert!(matches!(err, Error::Architecture { .. }), "{err}");
     assert!(
         rt.load(&foreign).is_ok(),
         "its declaration can still be read"

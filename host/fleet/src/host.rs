@@ -892,11 +892,10 @@ impl Shared {
         lock(&self.compiling).insert(*digest);
         // An agent that declares another architecture is refused before
         // anything runs: on deploy, on a migration's prepare, on restart.
-        let result = self.store.read(digest).and_then(|bytes| {
-            let component = self.runtime.load(&bytes)?;
-            component.info().expect_arch()?;
-            Ok(component)
-        });
+        let result = self
+            .store
+            .read(digest)
+            .and_then(|bytes| Ok(self.runtime.load_native(&bytes)?));
         lock(&self.compiling).remove(digest);
         let component = result?;
         let size = component.info().size as f64;

@@ -106,6 +106,17 @@ impl Shared {
         if !target.reachable {
             return Err(Error::Connect(format!("host {to:?} is unreachable")));
         }
+        // Refused here, before anything is sent: the target would refuse
+        // it anyway (an unknown architecture is left for the target to judge).
+        let target_arch = &target.report.status.arch;
+        if let Some(arch) = &slot.requires_arch
+            && !target_arch.is_empty()
+            && target_arch != arch
+        {
+            return Err(Error::BadRequest(format!(
+                "the agent requires {arch}; host {to} is {target_arch}"
+            )));
+        }
         if !slot.begin_migration() {
             return Err(Error::Conflict(format!("{name:?} is already moving")));
         }

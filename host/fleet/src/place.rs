@@ -25,8 +25,6 @@ const GHZ_PER_CORE: f64 = 2.0;
 /// same agent give the same placement.
 pub const PLACEMENT_SEED: u64 = 0x5eed_ed6e;
 
-/// One server of the instance per reachable host, with what its agents
-/// already use taken off.
 /// The speed of one of a host's cores: what it measured, or the nominal
 /// [`GHZ_PER_CORE`] when it reports none.
 fn core_gcps(s: &ServerStatus) -> f64 {
@@ -37,6 +35,8 @@ fn core_gcps(s: &ServerStatus) -> f64 {
     }
 }
 
+/// One server of the instance per reachable host, with what its agents
+/// already use taken off.
 fn server_of(report: &HostReport) -> Server {
     let used = report.agents.iter().fold(Resources::default(), |acc, a| {
         acc.plus(demand_of(&a.descriptor))
@@ -229,13 +229,6 @@ pub fn place(
     if hosts.is_empty() {
         return Err(Error::Placement("no reachable host".into()));
     }
-    if let Some(arch) = requires_arch
-        && !hosts.iter().any(|h| h.status.arch == arch)
-    {
-        return Err(Error::Placement(format!(
-            "the agent requires {arch}, and no reachable host is {arch}"
-        )));
-    }
     let near: Vec<HostReport>;
     let (hosts, user_server) = match user.at {
         None => (hosts, 0),
@@ -252,13 +245,19 @@ pub fn place(
             (near.as_slice(), at)
         }
     };
-    let (mut servers, topology, params) = measured_fleet(hosts)?;
-    if let Some(arch) = requires_arch {
-        // A host of another architecture has no room for this agent.
-        for s in servers.iter_mut().filter(|s| s.arch != arch) {
-            s.max_agents = s.hosted;
-        }
+    // The engine keeps the agent off hosts of another architecture (those
+    // whose architecture is not known may take it); say so plainly when
+    // no candidate is left.
+    if let Some(arch) = requires_arch
+        && !hosts
+            .iter()
+            .any(|h| h.status.arch.is_empty() || h.status.arch == arch)
+    {
+        return Err(Error::Placement(format!(
+            "the agent requires {arch}, and no candidate host is {arch}"
+        )));
     }
+    let (servers, topology, params) = measured_fleet(hosts)?;
     let agent = Agent {
         name: "new".into(),
         task: 0,

@@ -40,7 +40,7 @@ pub fn greedy(instance: &Instance) -> Result<Plan> {
         let d = agent.demand;
         let mut best: Option<(usize, f64)> = None;
         for (e, &free_compute) in compute_left.iter().enumerate() {
-            if !cap.fits(e, d) {
+            if !(instance.runs_on(a, e) && cap.fits(e, d)) {
                 continue;
             }
             let room = cap.room(e);
@@ -78,7 +78,10 @@ pub fn random(instance: &Instance, seed: u64) -> Result<Plan> {
     let mut assignment = Vec::with_capacity(instance.agents.len());
     for (a, agent) in instance.agents.iter().enumerate() {
         open.clear();
-        open.extend((0..instance.servers.len()).filter(|&e| cap.fits(e, agent.demand)));
+        open.extend(
+            (0..instance.servers.len())
+                .filter(|&e| instance.runs_on(a, e) && cap.fits(e, agent.demand)),
+        );
         if open.is_empty() {
             return Err(stuck("random", instance, a));
         }
@@ -100,7 +103,7 @@ pub fn polling(instance: &Instance) -> Result<Plan> {
     let mut assignment = Vec::with_capacity(instance.agents.len());
     for (a, agent) in instance.agents.iter().enumerate() {
         let e = (0..n)
-            .find(|&e| cap.fits(e, agent.demand))
+            .find(|&e| instance.runs_on(a, e) && cap.fits(e, agent.demand))
             .ok_or_else(|| stuck("polling", instance, a))?;
         cap.take(e, agent.demand);
         assignment.push(e);

@@ -329,7 +329,7 @@ impl Alp {
                                 fleet_order[first_open..]
                                     .iter()
                                     .copied()
-                                    .filter(|&e| cap.fits(e, demand))
+                                    .filter(|&e| instance.runs_on(a, e) && cap.fits(e, demand))
                                     .take(k),
                             );
                         }
@@ -338,7 +338,7 @@ impl Alp {
                         open.clear();
                         total = 0.0;
                         for &e in servers {
-                            if !cap.fits(e, demand) {
+                            if !(instance.runs_on(a, e) && cap.fits(e, demand)) {
                                 continue;
                             }
                             let mut v = if pass == 0 {

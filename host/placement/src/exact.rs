@@ -77,7 +77,7 @@ impl Search<'_> {
     fn cheapest(&self, a: usize) -> f64 {
         let d = self.split.instance().agents[a].demand;
         (0..self.n_e)
-            .filter(|&e| self.cap.fits(e, d))
+            .filter(|&e| self.split.instance().runs_on(a, e) && self.cap.fits(e, d))
             .map(|e| self.delta(a, e))
             .fold(f64::INFINITY, f64::min)
     }
@@ -105,7 +105,7 @@ impl Search<'_> {
         }
         let d = self.split.instance().agents[a].demand;
         let mut options: Vec<(f64, usize)> = (0..self.n_e)
-            .filter(|&e| self.cap.fits(e, d))
+            .filter(|&e| self.split.instance().runs_on(a, e) && self.cap.fits(e, d))
             .map(|e| (self.delta(a, e), e))
             .collect();
         options.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));

@@ -117,7 +117,11 @@ impl State<'_> {
         self.cap.give_back(e, da);
         self.cap.give_back(f, db);
         // e and f differ, so the two checks do not interfere.
-        let ok = self.cap.fits(e, db) && self.cap.fits(f, da);
+        let instance = self.split.instance();
+        let ok = instance.runs_on(b, e)
+            && instance.runs_on(a, f)
+            && self.cap.fits(e, db)
+            && self.cap.fits(f, da);
         self.cap.take(e, da);
         self.cap.take(f, db);
         ok
@@ -149,7 +153,7 @@ impl LocalSearch {
         for a in 0..n_a {
             let d = instance.agents[a].demand;
             let best = (0..n_e)
-                .filter(|&e| cap.fits(e, d))
+                .filter(|&e| instance.runs_on(a, e) && cap.fits(e, d))
                 .map(|e| {
                     let v = split.fixed(a, e)
                         + split.start_up_step(e, count[e])
@@ -208,6 +212,7 @@ impl LocalSearch {
                 let d = state.demand(a);
                 for f in 0..n_e {
                     if f != state.at[a]
+                        && state.split.instance().runs_on(a, f)
                         && state.cap.fits(f, d)
                         && state.move_delta(a, f) < -MIN_IMPROVEMENT * scale
                     {

@@ -249,7 +249,7 @@ fn misfits(instance: &Instance, before: &Plan, after: &Plan) -> Vec<usize> {
         }
         let d = instance.agents[a].demand;
         room.give_back(from, d);
-        if room.fits(to, d) {
+        if instance.runs_on(a, to) && room.fits(to, d) {
             room.take(to, d);
         } else {
             room.take(from, d);

@@ -68,8 +68,9 @@ fn config(pairs: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
-/// Fastest core speed a report may claim, gigacycles per second.
+/// Fastest and slowest core speeds a report may claim, gigacycles per second.
 const MAX_CORE_GCPS: f64 = 1000.0;
+const MIN_CORE_GCPS: f64 = 0.01;
 /// Most CPU feature names in a report, and the longest name.
 const MAX_CPU_FEATURES: usize = 64;
 const MAX_CPU_FEATURE_LEN: usize = 32;
@@ -95,6 +96,14 @@ impl Checked for ServerStatus {
             return Err(Error::Invalid("cpu_cores is 0".into()));
         }
         number("core_gcps", self.core_gcps, 0.0, MAX_CORE_GCPS)?;
+        // 0 says "not measured"; anything else is a speed a server can have,
+        // never one that prices its compute as infinite.
+        if self.core_gcps != 0.0 && self.core_gcps < MIN_CORE_GCPS {
+            return Err(Error::Invalid(format!(
+                "core_gcps {} is below {MIN_CORE_GCPS} (0 for not measured)",
+                self.core_gcps
+            )));
+        }
         if self.cpu_features.len() > MAX_CPU_FEATURES
             || self
                 .cpu_features

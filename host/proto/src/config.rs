@@ -360,11 +360,10 @@ impl HostConfig {
         if self
             .labels
             .core_gcps
-            .is_some_and(|g| !(g > 0.0 && g <= 1000.0))
+            .is_some_and(|g| !(0.01..=1000.0).contains(&g))
         {
             return Err(Error::Config(
-                "labels.core_gcps must be a positive number of gigacycles per second (at most 1000)"
-                    .into(),
+                "labels.core_gcps must be from 0.01 to 1000 gigacycles per second".into(),
             ));
         }
         if !(self.labels.bandwidth_mbps > 0.0 && self.labels.bandwidth_mbps.is_finite()) {

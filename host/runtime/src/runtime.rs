@@ -73,8 +73,21 @@ impl Runtime {
     /// its compiled artifact from the cache, and checks its imports and
     /// exports against the `agent` world.
     pub fn load(&self, bytes: &[u8]) -> Result<AgentComponent> {
+        self.load_checked(bytes, false)
+    }
+
+    /// [`Runtime::load`] for running the agent here: an agent that declares
+    /// another architecture is refused before anything is compiled.
+    pub fn load_native(&self, bytes: &[u8]) -> Result<AgentComponent> {
+        self.load_checked(bytes, true)
+    }
+
+    fn load_checked(&self, bytes: &[u8], native: bool) -> Result<AgentComponent> {
         let info = ComponentInfo::scan(bytes)?;
         info.expect_agent()?;
+        if native {
+            info.expect_arch()?;
+        }
         let loaded = self.sandbox.load(bytes, &info, |e| {
             Error::WrongWorld(format!("its imports cannot be satisfied: {e:#}"))
         })?;

@@ -251,7 +251,7 @@ pub fn cpu_features() -> Vec<String> {
 /// Rounds a measured speed ratio to its octave class (..., 0.25, 0.5, 1,
 /// 2, 4, ...): alike machines report the same figure despite the noise of
 /// a measurement (a neighbour's load on a shared cache slows the workload
-/// by tens of percent; a class spans 41% either side), and a machine
+/// by tens of percent; a class reaches 29% below and 41% above), and a machine
 /// several times slower is clearly apart.
 pub fn speed_class(ratio: f64) -> f64 {
     if !(ratio.is_finite() && ratio > 0.0) {

@@ -39,14 +39,13 @@ def export(policy_class: "type[Policy]") -> "tuple[type, type]":
 
         def score(self, instance: _types.Instance) -> "list[float]":
             def run() -> "list[float]":
-                checked = Instance(instance)
-                pairs = len(checked.agents) * len(checked.servers)
-                if pairs > policy_class.max_pairs:
+                n_agents, n_servers = len(instance.agents), len(instance.servers)
+                if n_agents * n_servers > policy_class.max_pairs:
                     raise Unsupported(
-                        f"{len(checked.agents)} agents x {len(checked.servers)} servers is more than this "
+                        f"{n_agents} agents x {n_servers} servers is more than this "
                         f"policy scores within the host's deadline (max_pairs = {policy_class.max_pairs})"
                     )
-                return _floats(policy_class().score(checked), "score")
+                return _floats(policy_class().score(_instance(instance, policy_class)), "score")
 
             return _answer("score", run)
 
@@ -55,7 +54,7 @@ def export(policy_class: "type[Policy]") -> "tuple[type, type]":
 
         def objectives(self, instance: _types.Instance, plans: "list[list[int]]") -> "list[float]":
             def run() -> "list[float]":
-                checked = Instance(instance)
+                checked = _instance(instance, policy_class)
                 for plan in plans:
                     check_plan(checked, plan)
                 return _floats(policy_class().objectives(checked, plans), "objectives")
@@ -64,7 +63,7 @@ def export(policy_class: "type[Policy]") -> "tuple[type, type]":
 
         def plan_cost(self, instance: _types.Instance, plan: "list[int]") -> _types.PlanReport:
             def run() -> _types.PlanReport:
-                checked = Instance(instance)
+                checked = _instance(instance, policy_class)
                 report = policy_class().plan_cost(checked, check_plan(checked, plan))
                 if not isinstance(report, _types.PlanReport):
                     raise TypeError(f"plan_cost must return a PlanReport, not {type(report).__name__}")
@@ -80,7 +79,7 @@ def export(policy_class: "type[Policy]") -> "tuple[type, type]":
             after: "list[list[int]]",
         ) -> "list[float]":
             def run() -> "list[float]":
-                checked = Instance(instance)
+                checked = _instance(instance, policy_class)
                 check_plan(checked, before)
                 for plan in after:
                     check_plan(checked, plan)
@@ -93,6 +92,18 @@ def export(policy_class: "type[Policy]") -> "tuple[type, type]":
     Heuristic.__qualname__ = f"Heuristic[{policy_class.__name__}]"
     CostModel.__qualname__ = f"CostModel[{policy_class.__name__}]"
     return Heuristic, CostModel
+
+
+def _instance(instance: _types.Instance, policy_class: "type[Policy]") -> Instance:
+    """The checked instance, unless its topology alone is more than the
+    policy can check in time: checking it walks every pair of servers."""
+    n_servers = len(instance.servers)
+    if n_servers * n_servers > policy_class.max_pairs:
+        raise Unsupported(
+            f"a topology of {n_servers} servers is more than this policy checks within the "
+            f"host's deadline (max_pairs = {policy_class.max_pairs})"
+        )
+    return Instance(instance)
 
 
 def _answer(method: str, run: Callable[[], T]) -> T:

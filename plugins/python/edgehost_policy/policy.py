@@ -14,9 +14,10 @@ class Policy:
     from however many instances it asks.
     """
 
-    #: The most (agent, server) pairs `score` is asked to score; a larger
-    #: instance is refused as `Unsupported`, and the host uses its built-in
-    #: heuristic for that decision. CPython in the sandbox scores the
+    #: The most (agent, server) pairs `score` is asked to score, and the
+    #: most (server, server) pairs of a topology any method is asked to
+    #: check; a larger instance is refused as `Unsupported`, and the host
+    #: uses its built-in policy for that decision. CPython in the sandbox scores the
     #: reference heuristic at about 3 microseconds a pair, and a call has
     #: one second (the host's default deadline): raise it only for a
     #: faster `score`.

@@ -58,6 +58,10 @@ pub struct ServeCommand {
     /// Uplink bandwidth, Mbit/s.
     #[arg(long, env = "EDGEHOST_BANDWIDTH_MBPS")]
     bandwidth_mbps: Option<f64>,
+    /// Speed of one core, gigacycles per second, instead of the host's own
+    /// start-up measurement.
+    #[arg(long, env = "EDGEHOST_CORE_GCPS")]
+    core_gcps: Option<f64>,
     /// The most agents this host runs.
     #[arg(long, env = "EDGEHOST_MAX_AGENTS")]
     max_agents: Option<u32>,
@@ -148,6 +152,9 @@ impl ServeCommand {
         }
         if let Some(v) = self.bandwidth_mbps {
             config.labels.bandwidth_mbps = v;
+        }
+        if let Some(v) = self.core_gcps {
+            config.labels.core_gcps = Some(v);
         }
         if let Some(v) = self.max_agents {
             config.limits.max_agents = v;

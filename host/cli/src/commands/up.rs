@@ -204,7 +204,7 @@ impl UpCommand {
                 horizon = self.alm_horizon,
             );
             let mut config = config;
-            if arm.is_none() || i < first_arm {
+            if native_gcps > 0.0 && (arm.is_none() || i < first_arm) {
                 config = config.replace(
                     "\n[limits]\n",
                     &format!("core_gcps = {native_gcps}\n\n[limits]\n"),
