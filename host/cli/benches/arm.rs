@@ -11,11 +11,17 @@
 //! at `EDGEHOST_ARM_BINARY` or in `target/aarch64-unknown-linux-gnu/release/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgehost_tests::MEMORY_AGENT;
 use serde_json::Value;
+
+// The command-line tests' fleet: `edgehost up` with its files in a
+// temporary directory, stopped when dropped.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::fleet::LocalFleet;
 
 /// Moves per direction and state size, after one warm-up round trip.
 const ROUNDS: usize = 10;
@@ -30,54 +36,8 @@ fn arm_binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-struct Fleet {
-    dir: tempfile::TempDir,
-    up: Child,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.up.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.up.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.up.kill();
-        let _ = self.up.wait();
-    }
-}
-
-impl Fleet {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_edgehost"))
-            .args(args)
-            .env(
-                "EDGEHOST_CLIENT_CONFIG",
-                self.dir.path().join("client.toml"),
-            )
-            .output()
-            .expect("edgehost runs")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    }
-
-    fn migrate(&self, agent: &str, to: &str) -> Value {
-        self.json(&["migrate", agent, "--to", to, "--json"])
-    }
+fn migrate(fleet: &LocalFleet, agent: &str, to: &str) -> Value {
+    fleet.json(&["migrate", agent, "--to", to, "--json"])
 }
 
 fn total_ms(report: &Value) -> f64 {
@@ -104,33 +64,18 @@ fn main() {
         );
         std::process::exit(2);
     };
-    let dir = tempfile::tempdir().expect("a directory");
-    let up = Command::new(env!("CARGO_BIN_EXE_edgehost"))
-        .args([
-            "up",
-            "3",
+    // A cache of its own, empty: the first move to each host compiles.
+    let fleet = LocalFleet::launch_within(
+        3,
+        &[
             "--arm",
             "1",
-            "--heartbeat-ms",
-            "200",
             "--arm-binary",
-        ])
-        .arg(&arm)
-        .arg("--dir")
-        .arg(dir.path())
-        // A cache of its own, empty: the first move to each host compiles.
-        .env("EDGEHOST_CACHE_DIR", dir.path().join("cache"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("edgehost up");
-    let fleet = Fleet { dir, up };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !fleet.dir.path().join("ready").exists() {
-        assert!(Instant::now() < deadline, "the fleet did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+            arm.to_str().expect("a UTF-8 path"),
+        ],
+        true,
+        Duration::from_secs(180),
+    );
     let ps = fleet.json(&["ps", "--json"]);
     println!("hosts:");
     for h in ps["hosts"].as_array().expect("hosts") {
@@ -171,10 +116,10 @@ fn main() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
         // Warm-up: the first move to each host compiles the agent there.
-        let first_arm = fleet.migrate(&agent, arm_host);
-        let back = fleet.migrate(&agent, x86);
-        fleet.migrate(&agent, x86_other);
-        fleet.migrate(&agent, x86);
+        let first_arm = migrate(&fleet, &agent, arm_host);
+        let back = migrate(&fleet, &agent, x86);
+        migrate(&fleet, &agent, x86_other);
+        migrate(&fleet, &agent, x86);
         if size == 64 << 10 {
             compiles.push((
                 "aarch64 (emulated)",
@@ -197,7 +142,7 @@ fn main() {
         ];
         for _ in 0..ROUNDS {
             for (row, to) in [(0, arm_host), (1, x86), (2, x86_other)] {
-                let r = fleet.migrate(&agent, to);
+                let r = migrate(&fleet, &agent, to);
                 rows[row].1.push(total_ms(&r));
                 rows[row]
                     .2
@@ -205,7 +150,7 @@ fn main() {
                 assert_eq!(r["component_bytes_sent"], 0, "{r}");
             }
             // Back to the x86 host the next round starts from.
-            fleet.migrate(&agent, x86);
+            migrate(&fleet, &agent, x86);
         }
         for (direction, total, downtime) in rows {
             println!(

@@ -19,6 +19,7 @@ use std::time::Duration;
 mod common;
 
 use common::fleet::{LocalFleet, named};
+use common::nested_cargo;
 use edgehost_tests::MEMORY_AGENT;
 use serde_json::Value;
 
@@ -34,7 +35,7 @@ fn arm_binary() -> PathBuf {
         .and_then(Path::parent)
         .unwrap();
     let target_dir = root.join("target").join("aarch64");
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cargo = nested_cargo();
     cargo
         .current_dir(root)
         .args([
@@ -47,19 +48,6 @@ fn arm_binary() -> PathBuf {
         ])
         .arg("--target-dir")
         .arg(&target_dir);
-    // Flags meant for the outer build must not leak into this one.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-    ] {
-        cargo.env_remove(var);
-    }
     let out = cargo.output().expect("cargo runs");
     assert!(
         out.status.success(),

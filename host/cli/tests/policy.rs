@@ -6,7 +6,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{edgehost, stderr, stdout};
+use common::{edgehost, nested_cargo, stderr, stdout};
 use edgehost_tests::{BUILTIN_POLICY, HOSTILE_POLICY, LATENCY_FIRST_POLICY, MEMORY_AGENT};
 
 /// The speed budget is for release builds; the tests run the debug binary.
@@ -172,6 +172,23 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `edgehost sim` of AntLLM alone with `scenario` and `policy` flags, which
+/// must succeed with no fallback: its objective, plan and policy name.
+fn antllm_sim(scenario: &[&str], policy: &[&str]) -> (f64, serde_json::Value, String) {
+    let mut args = vec!["sim", "--algorithms", "antllm", "--plans", "--json"];
+    args.extend_from_slice(scenario);
+    args.extend_from_slice(policy);
+    let o = edgehost(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("sim prints JSON");
+    assert_eq!(v[0]["fallbacks"], serde_json::json!([]), "{v}");
+    (
+        v[0]["objective"].as_f64().expect("an objective"),
+        v[0]["plan"].clone(),
+        v[0]["policy"].as_str().expect("a policy").to_owned(),
+    )
+}
+
 /// A stranger's plugin: copy the template out of the repository, give it
 /// the Cargo.toml that docs/plugins.md gives, build it with the command the
 /// page gives, check it, and see it change a simulation.
@@ -199,24 +216,12 @@ fn a_plugin_copied_from_the_template_builds_checks_and_changes_sim() {
     // A target directory that outlives the test, so later runs rebuild only
     // the plugin; the plugin's own directory is fresh every time.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stranger-target");
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cmd = nested_cargo();
     cmd.current_dir(&plugin)
         .args(build.split_whitespace().skip(1))
         .env("CARGO_TARGET_DIR", &target)
         // Everything is in the local registry cache already.
         .env("CARGO_NET_OFFLINE", "true");
-    // Flags meant for the outer build must not leak into this one.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
     let out = cmd.output().expect("cargo runs");
     assert!(
         out.status.success(),
@@ -235,19 +240,7 @@ fn a_plugin_copied_from_the_template_builds_checks_and_changes_sim() {
         stdout(&o)
     );
 
-    let sim = |extra: &[&str]| {
-        let mut args = vec!["sim", "--algorithms", "antllm", "--plans", "--json"];
-        args.extend_from_slice(extra);
-        let o = edgehost(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v[0]["fallbacks"], serde_json::json!([]), "{v}");
-        (
-            v[0]["objective"].as_f64().unwrap(),
-            v[0]["plan"].clone(),
-            v[0]["policy"].as_str().unwrap().to_owned(),
-        )
-    };
+    let sim = |extra: &[&str]| antllm_sim(&[], extra);
     let native = sim(&[]);
     let plugged = sim(&["--heuristic", wasm, "--cost-model", wasm]);
     assert_eq!(native.2, "built-in");
@@ -336,25 +329,7 @@ fn a_python_plugin_copied_from_the_template_builds_checks_and_changes_sim() {
     assert!(docs.contains(
         "edgehost sim --algorithms antllm --servers 6 --tasks 3 --heuristic my-policy.wasm"
     ));
-    let sim = |extra: &[&str]| {
-        let mut args = vec![
-            "sim",
-            "--algorithms",
-            "antllm",
-            "--servers",
-            "6",
-            "--tasks",
-            "3",
-            "--plans",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let o = edgehost(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v[0]["fallbacks"], serde_json::json!([]), "{v}");
-        (v[0]["objective"].as_f64().unwrap(), v[0]["plan"].clone())
-    };
+    let sim = |extra: &[&str]| antllm_sim(&["--servers", "6", "--tasks", "3"], extra);
     let native = sim(&[]);
     let plugged = sim(&["--heuristic", wasm, "--cost-model", wasm]);
     assert_ne!(

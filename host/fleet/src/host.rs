@@ -190,10 +190,8 @@ impl Host {
         let data_dir = config.data_dir.clone();
         let core_gcps = config.labels.core_gcps;
         let (sampler, status) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut sampler = Sampler::new(&data_dir).map_err(|e| Error::Config(e.to_string()))?;
-            if let Some(gcps) = core_gcps {
-                sampler.set_core_gcps(gcps);
-            }
+            let mut sampler =
+                Sampler::new(&data_dir, core_gcps).map_err(|e| Error::Config(e.to_string()))?;
             std::thread::sleep(Duration::from_millis(200));
             let status = sampler.read().map_err(|e| Error::Config(e.to_string()))?;
             Ok((sampler, status))

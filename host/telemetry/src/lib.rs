@@ -80,7 +80,7 @@ impl ServerStatus {
     /// for `interval` (at least 200 ms, the shortest span over which CPU
     /// usage means something).
     pub fn sample(data_dir: &Path, interval: Duration) -> Result<Self> {
-        let mut sampler = Sampler::new(data_dir)?;
+        let mut sampler = Sampler::new(data_dir, None)?;
         std::thread::sleep(interval.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
         sampler.read()
     }
@@ -99,13 +99,17 @@ pub struct Sampler {
     cpu_ms: Option<u64>,
     /// The smoothed process CPU, percent of one core.
     process_cpu: Option<f64>,
-    /// [`ServerStatus::core_gcps`], measured once.
+    /// [`ServerStatus::core_gcps`] and [`ServerStatus::cpu_features`]:
+    /// they do not change while the host runs.
     core_gcps: f64,
+    cpu_features: Vec<String>,
 }
 
 impl Sampler {
-    /// Takes the first reading; rates are measured from now.
-    pub fn new(data_dir: &Path) -> Result<Self> {
+    /// Takes the first reading; rates are measured from now. The speed of
+    /// a core is `core_gcps` when given (an operator's figure), else
+    /// measured here ([`measure_core_gcps`]).
+    pub fn new(data_dir: &Path, core_gcps: Option<f64>) -> Result<Self> {
         let mut system = System::new().map_err(|e| Error(e.to_string()))?;
         system.refresh_cpu_usage();
         let networks = Networks::new_with_refreshed_list().map_err(|e| Error(e.to_string()))?;
@@ -119,13 +123,9 @@ impl Sampler {
             pid: sysinfo::get_current_pid().ok(),
             cpu_ms: None,
             process_cpu: None,
-            core_gcps: measure_core_gcps(),
+            core_gcps: core_gcps.unwrap_or_else(measure_core_gcps),
+            cpu_features: cpu_features(),
         })
-    }
-
-    /// Reports `gcps` as the speed of a core instead of the measurement.
-    pub fn set_core_gcps(&mut self, gcps: f64) {
-        self.core_gcps = gcps;
     }
 
     /// Reads the current status, with rates over the time since the
@@ -153,7 +153,7 @@ impl Sampler {
         Ok(ServerStatus {
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
-            cpu_features: cpu_features(),
+            cpu_features: self.cpu_features.clone(),
             core_gcps: self.core_gcps,
             cpu_cores: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
             cpu_usage_percent: self.system.global_cpu_usage(),

@@ -9,6 +9,25 @@ pub mod fleet;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// `cargo` for a build nested in a test, with none of the outer build's
+/// flags or target directory.
+pub fn nested_cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// The `edgehost` binary under test, with an artifact cache shared by the
 /// test binaries and none of the caller's logging or client settings.
 pub fn edgehost_cmd() -> Command {
