@@ -1,0 +1,625 @@
+//! The state machine: inputs in, actions out, no I/O and no clock of its
+//! own.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use edgehost_proto::{AgentName, HostName};
+
+use crate::io::{Action, Answer, CallId, Input, OpId, Record, RequestId, Write};
+use crate::table::{Agent, AgentTable, In, Incoming, Life, Work};
+use crate::{Time, Timing};
+
+/// What a pending operation was for, to route its completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// A call running in the sandbox.
+    Run(CallId),
+    /// An export for a handoff.
+    Export,
+    /// A load, reload or import.
+    Load,
+    /// A durable write of a call's state (group commit).
+    State,
+    /// Any other durable write; the agent's life names it.
+    Record,
+}
+
+/// One host's ownership and migration logic.
+///
+/// The shell feeds it [`Input`]s with [`Core::handle`], carries out the
+/// [`Action`]s [`Core::poll`] gives back, and calls `handle(now,
+/// Input::Tick)` at [`Core::poll_timeout`].
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) me: HostName,
+    pub(crate) timing: Timing,
+    pub(crate) now: Time,
+    pub(crate) agents: AgentTable,
+    pub(crate) ops: BTreeMap<OpId, (AgentName, Op)>,
+    next_op: u64,
+    rng: u64,
+    outbox: VecDeque<Action>,
+}
+
+impl Core {
+    /// A host named `me` with an empty store. `seed` makes its handoff
+    /// attempts unique: give each start of a host another one.
+    pub fn new(me: HostName, timing: Timing, seed: u64) -> Self {
+        Core {
+            me,
+            timing,
+            now: Time::ZERO,
+            agents: AgentTable::new(),
+            ops: BTreeMap::new(),
+            next_op: 0,
+            rng: seed,
+            outbox: VecDeque::new(),
+        }
+    }
+
+    /// A host restarted on a store holding `records`: active agents are
+    /// reloaded and serve again, prepared ones are settled with their
+    /// sources, tombstones are kept.
+    pub fn recover(
+        me: HostName,
+        timing: Timing,
+        seed: u64,
+        now: Time,
+        records: impl IntoIterator<Item = (AgentName, Record)>,
+    ) -> Self {
+        let mut core = Core::new(me, timing, seed);
+        core.now = now;
+        for (name, record) in records {
+            let op = core.op(&name, Op::Load);
+            let life = match record {
+                Record::Active { epoch, spec } => {
+                    core.agents.insert(
+                        name.clone(),
+                        Agent::new(
+                            Life::Starting {
+                                epoch,
+                                op,
+                                creating: None,
+                            },
+                            spec,
+                        ),
+                    );
+                    Some(op)
+                }
+                Record::Prepared {
+                    handoff,
+                    from,
+                    spec,
+                } => {
+                    let incoming = Incoming {
+                        from,
+                        handoff,
+                        phase: In::Restoring(op),
+                        aborted: false,
+                    };
+                    core.agents
+                        .insert(name.clone(), Agent::new(Life::Arriving(incoming), spec));
+                    Some(op)
+                }
+                Record::Moved { handoff, to } => {
+                    core.ops.remove(&op);
+                    core.agents
+                        .insert(name.clone(), Agent::new(Life::Moved { handoff, to }, Vec::new()));
+                    None
+                }
+            };
+            if let Some(op) = life {
+                core.push(Action::Reload { op, agent: name });
+            }
+        }
+        core
+    }
+
+    /// This host's name.
+    pub fn name(&self) -> &HostName {
+        &self.me
+    }
+
+    /// The agents this host knows, with their lifecycles.
+    pub fn agents(&self) -> &AgentTable {
+        &self.agents
+    }
+
+    /// The next action for the shell, if any.
+    pub fn poll(&mut self) -> Option<Action> {
+        self.outbox.pop_front()
+    }
+
+    /// When the core next wants a [`Input::Tick`].
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.agents.values().filter_map(|a| a.deadline).min()
+    }
+
+    /// Takes one input at `now` (never earlier than the last), then fires
+    /// the timers that are due.
+    pub fn handle(&mut self, now: Time, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Tick => {}
+            Input::Received { from, message } => self.receive(from, message),
+            Input::Call { call, agent, body } => self.call(call, agent, body),
+            Input::Create {
+                request,
+                agent,
+                spec,
+            } => self.create(request, agent, spec),
+            Input::Migrate { request, agent, to } => self.migrate(request, agent, to),
+            Input::Release { request, agent } => self.release(request, agent),
+            Input::Persisted { op, result } => self.persisted(op, result),
+            Input::Ran { op, result } => self.ran(op, result),
+            Input::Exported { op, result } => self.exported(op, result),
+            Input::Loaded { op, result } => self.loaded(op, result),
+        }
+        self.fire_timers();
+    }
+
+    fn fire_timers(&mut self) {
+        let due: Vec<AgentName> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.deadline.is_some_and(|d| d <= self.now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            if let Some(agent) = self.agents.get_mut(&name) {
+                agent.deadline = None;
+            }
+            self.timer(&name);
+        }
+    }
+
+    pub(crate) fn push(&mut self, action: Action) {
+        self.outbox.push_back(action);
+    }
+
+    pub(crate) fn op(&mut self, agent: &AgentName, kind: Op) -> OpId {
+        self.next_op += 1;
+        let op = OpId(self.next_op);
+        self.ops.insert(op, (agent.clone(), kind));
+        op
+    }
+
+    /// A random number (splitmix64), for handoff attempts.
+    pub(crate) fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn reply(&mut self, call: CallId, answer: Answer) {
+        self.push(Action::Reply { call, answer });
+    }
+
+    pub(crate) fn done(&mut self, request: RequestId, result: Result<(), String>) {
+        self.push(Action::Done { request, result });
+    }
+
+    fn call(&mut self, call: CallId, name: AgentName, body: Vec<u8>) {
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return self.reply(call, Answer::NotHere);
+        };
+        match &agent.life {
+            Life::Starting { .. } | Life::Recording { .. } | Life::Serving { .. } => {
+                agent.work.push_back(Work::Call(call, body));
+            }
+            Life::Leaving { out, .. } if out.holds_calls() => agent.held.push_back((call, body)),
+            Life::Leaving { .. } => agent.work.push_back(Work::Call(call, body)),
+            Life::Moved { to, .. } => {
+                let to = to.clone();
+                return self.reply(call, Answer::Moved(to));
+            }
+            Life::Releasing { .. } | Life::Arriving(_) => return self.reply(call, Answer::NotHere),
+        }
+        self.pump(&name);
+    }
+
+    /// Starts the agent's next sandbox work, if its instance is free.
+    pub(crate) fn pump(&mut self, name: &AgentName) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        if agent.busy.is_some() {
+            return;
+        }
+        let runs = match &agent.life {
+            Life::Serving { .. } => true,
+            Life::Leaving { out, .. } => !matches!(out.phase, crate::table::Out::Committing(_)),
+            _ => false,
+        };
+        if !runs {
+            return;
+        }
+        if agent.poisoned {
+            if agent.commit.idle() {
+                let op = self.op(name, Op::Load);
+                if let Some(agent) = self.agents.get_mut(name) {
+                    agent.busy = Some(op);
+                }
+                self.push(Action::Reload {
+                    op,
+                    agent: name.clone(),
+                });
+            }
+            return;
+        }
+        let Some(work) = agent.work.pop_front() else {
+            return;
+        };
+        let (kind, action) = match work {
+            Work::Call(call, body) => (Op::Run(call), Some(body)),
+            Work::Export => (Op::Export, None),
+        };
+        let op = self.op(name, kind);
+        if let Some(agent) = self.agents.get_mut(name) {
+            agent.busy = Some(op);
+        }
+        let agent = name.clone();
+        self.push(match action {
+            Some(body) => Action::Run { op, agent, body },
+            None => Action::Export { op, agent },
+        });
+    }
+
+    fn ran(&mut self, op: OpId, result: Result<(Vec<u8>, Option<Vec<u8>>), String>) {
+        let Some((name, Op::Run(call))) = self.ops.remove(&op) else {
+            return;
+        };
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return;
+        };
+        if agent.busy != Some(op) {
+            return;
+        }
+        agent.busy = None;
+        match result {
+            Ok((reply, None)) => {
+                // It changed nothing, but it may have read a write that is
+                // not durable yet: it waits for the newest one.
+                let c = &mut agent.commit;
+                if c.idle() {
+                    self.reply(call, Answer::Done(reply));
+                } else {
+                    c.waiting.push((c.seq, call, reply));
+                }
+            }
+            Ok((reply, Some(state))) => {
+                let c = &mut agent.commit;
+                c.seq += 1;
+                c.staged = Some((c.seq, state));
+                c.waiting.push((c.seq, call, reply));
+                self.flush(&name);
+            }
+            Err(e) => {
+                agent.poisoned = true;
+                self.reply(call, Answer::Failed(format!("the call failed: {e}")));
+            }
+        }
+        self.after_work(&name);
+        self.pump(&name);
+    }
+
+    /// Writes the newest staged state if no write is in flight.
+    pub(crate) fn flush(&mut self, name: &AgentName) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        // A handoff past its commit point answers the waiting calls from the
+        // target's durable copy instead; a released agent writes nothing.
+        let writes = matches!(
+            &agent.life,
+            Life::Serving { .. } | Life::Starting { .. } | Life::Recording { .. }
+        ) || matches!(&agent.life, Life::Leaving { out, .. } if !matches!(out.phase, crate::table::Out::Committing(_)));
+        if !writes || agent.commit.writing.is_some() {
+            return;
+        }
+        let Some((seq, state)) = agent.commit.staged.take() else {
+            return;
+        };
+        let op = self.op(name, Op::State);
+        if let Some(agent) = self.agents.get_mut(name) {
+            agent.commit.writing = Some((op, seq));
+        }
+        self.push(Action::Persist {
+            op,
+            writes: vec![Write::State(name.clone(), state)],
+        });
+    }
+
+    /// Answers the calls whose effects are durable up to `seq`.
+    pub(crate) fn acknowledge(&mut self, name: &AgentName, seq: u64) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        agent.commit.durable = agent.commit.durable.max(seq);
+        let durable = agent.commit.durable;
+        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut agent.commit.waiting)
+            .into_iter()
+            .partition(|(s, _, _)| *s <= durable);
+        agent.commit.waiting = rest;
+        for (_, call, reply) in ready {
+            self.reply(call, Answer::Done(reply));
+        }
+    }
+
+    fn persisted(&mut self, op: OpId, result: Result<(), String>) {
+        let Some((name, kind)) = self.ops.remove(&op) else {
+            return;
+        };
+        match kind {
+            Op::State => {
+                let Some(agent) = self.agents.get_mut(&name) else {
+                    return;
+                };
+                let Some((writing, seq)) = agent.commit.writing else {
+                    return;
+                };
+                if writing != op {
+                    return;
+                }
+                agent.commit.writing = None;
+                match result {
+                    Ok(()) => self.acknowledge(&name, seq),
+                    Err(e) => {
+                        // Not durable: the calls fail, and the instance,
+                        // ahead of the store, is made anew from it.
+                        let agent = self.agents.get_mut(&name).expect("looked up above");
+                        agent.commit.staged = None;
+                        agent.poisoned = true;
+                        for (_, call, _) in std::mem::take(&mut agent.commit.waiting) {
+                            self.reply(call, Answer::Failed(format!("not written: {e}")));
+                        }
+                    }
+                }
+                self.flush(&name);
+                self.after_work(&name);
+                self.pump(&name);
+            }
+            Op::Record => self.record_written(&name, op, result),
+            _ => {}
+        }
+    }
+
+    fn loaded(&mut self, op: OpId, result: Result<(), String>) {
+        let Some((name, Op::Load)) = self.ops.remove(&op) else {
+            return;
+        };
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return;
+        };
+        if agent.busy == Some(op) {
+            // A poisoned instance made anew.
+            agent.busy = None;
+            agent.poisoned = result.is_err();
+            if let Err(e) = result {
+                for (call, _) in drain_calls(agent) {
+                    self.reply(call, Answer::Failed(format!("the agent cannot start: {e}")));
+                }
+            }
+            return self.pump(&name);
+        }
+        match &agent.life {
+            Life::Starting {
+                epoch,
+                op: loading,
+                creating,
+            } if *loading == op => {
+                let (epoch, creating) = (*epoch, *creating);
+                match (result, creating) {
+                    (Ok(()), None) => {
+                        agent.life = Life::Serving { epoch };
+                        self.pump(&name);
+                    }
+                    (Ok(()), Some(request)) => {
+                        let spec = agent.spec.clone();
+                        let write = self.op(&name, Op::Record);
+                        if let Some(agent) = self.agents.get_mut(&name) {
+                            agent.life = Life::Recording {
+                                epoch,
+                                op: write,
+                                request,
+                            };
+                        }
+                        self.push(Action::Persist {
+                            op: write,
+                            writes: vec![Write::Record(name, Record::Active { epoch, spec })],
+                        });
+                    }
+                    (Err(e), creating) => {
+                        // Nothing of it was written: the agent is not here.
+                        let mut agent = self.agents.remove(&name).expect("looked up above");
+                        for (call, _) in drain_calls(&mut agent) {
+                            self.reply(call, Answer::Failed(format!("the agent cannot start: {e}")));
+                        }
+                        if let Some(request) = creating {
+                            self.done(request, Err(format!("the agent cannot start: {e}")));
+                        }
+                    }
+                }
+            }
+            Life::Arriving(_) => self.arriving_loaded(&name, op, result),
+            _ => {}
+        }
+    }
+
+    fn exported(&mut self, op: OpId, result: Result<Vec<u8>, String>) {
+        let Some((name, Op::Export)) = self.ops.remove(&op) else {
+            return;
+        };
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return;
+        };
+        if agent.busy != Some(op) {
+            return;
+        }
+        agent.busy = None;
+        self.leaving_exported(&name, result);
+        self.pump(&name);
+    }
+
+    fn create(&mut self, request: RequestId, name: AgentName, spec: Vec<u8>) {
+        if let Some(agent) = self.agents.get(&name) {
+            let why = match &agent.life {
+                Life::Moved { to, .. } => format!("{name:?} exists and runs on {to}"),
+                _ => format!("{name:?} exists here"),
+            };
+            return self.done(request, Err(why));
+        }
+        let op = self.op(&name, Op::Load);
+        self.agents.insert(
+            name.clone(),
+            Agent::new(
+                Life::Starting {
+                    epoch: 1,
+                    op,
+                    creating: Some(request),
+                },
+                spec.clone(),
+            ),
+        );
+        self.push(Action::Load {
+            op,
+            agent: name,
+            spec,
+        });
+    }
+
+    fn release(&mut self, request: RequestId, name: AgentName) {
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return self.done(request, Err(format!("{name:?} is not here")));
+        };
+        let epoch = match &agent.life {
+            Life::Serving { epoch } => *epoch,
+            Life::Leaving { .. } => {
+                return self.done(
+                    request,
+                    Err(format!(
+                        "{name:?} is being migrated; release it once that ends"
+                    )),
+                );
+            }
+            Life::Moved { to, .. } => {
+                let to = to.clone();
+                return self.done(request, Err(format!("{name:?} moved to {to}")));
+            }
+            _ => return self.done(request, Err(format!("{name:?} is not served here"))),
+        };
+        let op = self.op(&name, Op::Record);
+        let agent = self.agents.get_mut(&name).expect("looked up above");
+        agent.life = Life::Releasing { epoch, op, request };
+        agent.commit.staged = None;
+        self.push(Action::Persist {
+            op,
+            writes: vec![Write::Forget(name)],
+        });
+    }
+
+    /// A durable write other than a call's state ended.
+    fn record_written(&mut self, name: &AgentName, op: OpId, result: Result<(), String>) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        match &agent.life {
+            Life::Recording {
+                epoch,
+                op: writing,
+                request,
+            } if *writing == op => {
+                let (epoch, request) = (*epoch, *request);
+                match result {
+                    Ok(()) => {
+                        agent.life = Life::Serving { epoch };
+                        self.done(request, Ok(()));
+                        self.pump(name);
+                    }
+                    Err(e) => {
+                        self.remove(name, |_| Answer::NotHere);
+                        self.done(request, Err(format!("could not record the agent: {e}")));
+                    }
+                }
+            }
+            Life::Releasing {
+                epoch,
+                op: writing,
+                request,
+            } if *writing == op => {
+                let (epoch, request) = (*epoch, *request);
+                match result {
+                    Ok(()) => {
+                        self.remove(name, |_| Answer::NotHere);
+                        self.done(request, Ok(()));
+                    }
+                    Err(e) => {
+                        // Nothing was removed: it serves on.
+                        agent.life = Life::Serving { epoch };
+                        self.done(request, Err(format!("could not release: {e}")));
+                        self.pump(name);
+                    }
+                }
+            }
+            Life::Leaving { .. } => self.tombstone_written(name, op, result),
+            Life::Arriving(_) => self.arriving_written(name, op, result),
+            _ => {}
+        }
+    }
+
+    /// Takes the agent out of the table and drops its instance. Every call
+    /// still queued, held, running or waiting for a write is answered with
+    /// `answer`.
+    pub(crate) fn remove(&mut self, name: &AgentName, answer: impl Fn(&str) -> Answer) {
+        let Some(mut agent) = self.agents.remove(name) else {
+            return;
+        };
+        let mut calls: Vec<CallId> = drain_calls(&mut agent).into_iter().map(|(c, _)| c).collect();
+        calls.extend(agent.commit.waiting.iter().map(|(_, c, _)| *c));
+        if let Some(op) = agent.busy
+            && let Some((_, Op::Run(call))) = self.ops.get(&op)
+        {
+            calls.push(*call);
+        }
+        self.ops.retain(|_, (agent, _)| agent != name);
+        for call in calls {
+            self.reply(call, answer(name));
+        }
+        self.push(Action::Drop {
+            agent: name.clone(),
+        });
+    }
+
+    /// Runs after each sandbox completion: a handoff waiting for the
+    /// instance to go idle may go on.
+    fn after_work(&mut self, name: &AgentName) {
+        self.leaving_idle(name);
+    }
+
+    fn timer(&mut self, name: &AgentName) {
+        let Some(agent) = self.agents.get(name) else {
+            return;
+        };
+        match &agent.life {
+            Life::Leaving { .. } => self.leaving_timeout(name),
+            Life::Arriving(_) => self.arriving_timeout(name),
+            _ => {}
+        }
+    }
+}
+
+/// Takes every call queued or held for the agent.
+pub(crate) fn drain_calls(agent: &mut Agent) -> Vec<(CallId, Vec<u8>)> {
+    let mut calls: Vec<(CallId, Vec<u8>)> = agent
+        .work
+        .drain(..)
+        .filter_map(|w| match w {
+            Work::Call(call, body) => Some((call, body)),
+            Work::Export => None,
+        })
+        .collect();
+    calls.extend(agent.held.drain(..));
+    calls
+}

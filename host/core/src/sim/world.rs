@@ -1,0 +1,796 @@
+//! The simulated fleet: hosts with a store and a sandbox each, a network,
+//! clients and an operator, all driven by one event queue.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use edgehost_proto::{AgentName, HostName};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Failure, Options, Summary};
+use crate::io::{Action, Answer, CallId, Input, Message, OpId, Record, RequestId, Write};
+use crate::{Core, Time, Timing};
+
+/// Handoff steps are shorter than a real host's, so that a schedule sees
+/// many of them time out.
+const TIMING: Timing = Timing {
+    step: Duration::from_millis(400),
+    prepare_step: Duration::from_millis(800),
+    transfer_step: Duration::from_millis(800),
+    prepare_expiry: Duration::from_secs(5),
+    settle_after: Duration::from_millis(300),
+    settle_every: Duration::from_millis(200),
+};
+
+/// Faults happen until then.
+const FAULTS_UNTIL: Duration = Duration::from_secs(8);
+/// Everything must have settled by then.
+const SETTLED_BY: Duration = Duration::from_secs(30);
+/// Every host is asked about every agent then, and must answer.
+const PROBE_AT: Duration = Duration::from_secs(25);
+
+/// What a host stores of one agent.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Entry {
+    pub record: Option<Record>,
+    pub state: Option<Vec<u8>>,
+}
+
+/// One simulated host.
+pub(super) struct Node {
+    pub name: HostName,
+    /// `None` while down.
+    pub core: Option<Core>,
+    /// Raised by every start, to drop completions meant for an earlier life.
+    pub life: u32,
+    /// The durable store.
+    pub store: BTreeMap<AgentName, Entry>,
+    /// Persists asked and not yet durable, in order.
+    inflight: VecDeque<(OpId, Vec<Write>)>,
+    persist_free_at: Time,
+    /// The instances: each agent's state is the set of writes it has seen.
+    pub sandbox: BTreeMap<AgentName, BTreeSet<u64>>,
+    /// Client calls in flight here: the write each carries (0 for a probe).
+    calls: BTreeMap<CallId, u64>,
+    /// Operator requests in flight here.
+    requests: BTreeMap<RequestId, Request>,
+    /// When a tick is scheduled.
+    wake: Option<Time>,
+}
+
+#[derive(Clone, Debug)]
+enum Request {
+    Create(AgentName),
+    Migrate(AgentName),
+    Release(AgentName),
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        message: Message,
+    },
+    Complete {
+        host: usize,
+        life: u32,
+        input: Input,
+    },
+    PersistDone {
+        host: usize,
+        life: u32,
+        op: OpId,
+    },
+    Tick {
+        host: usize,
+        life: u32,
+    },
+    Write {
+        agent: usize,
+    },
+    Retry {
+        write: u64,
+        host: usize,
+    },
+    Crash,
+    Restart(usize),
+    Partition,
+    Heal,
+    Migrate,
+    Release,
+    Probe,
+}
+
+/// What a schedule's faults look like, drawn from its seed.
+#[derive(Debug)]
+struct Faults {
+    loss: f64,
+    duplicate: f64,
+    max_delay_ms: u64,
+    /// The chance that a message is held up for a long while (a stalled
+    /// path, a retransmission after a loss): reordering on a grand scale.
+    straggle: f64,
+    crash_every_ms: u64,
+    partition_every_ms: u64,
+    migrate_every_ms: u64,
+    persist_failure: f64,
+    release: bool,
+}
+
+/// The whole simulated fleet.
+pub struct World {
+    seed: u64,
+    options: Options,
+    rng: ChaCha8Rng,
+    now: Time,
+    seq: u64,
+    queue: BTreeMap<(Time, u64), Event>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) agents: Vec<AgentName>,
+    /// Each write's agent, and whether it was acknowledged.
+    writes: BTreeMap<u64, (usize, u32)>,
+    /// Acknowledged writes by agent.
+    pub(super) acked: BTreeMap<AgentName, BTreeSet<u64>>,
+    pub(super) released: BTreeSet<AgentName>,
+    /// Agents whose creation was answered `Ok`.
+    pub(super) created: BTreeSet<AgentName>,
+    /// Agents being released: acknowledged writes stop counting once the
+    /// release may have happened.
+    releasing: BTreeSet<AgentName>,
+    /// Which side of a partition each host is on.
+    side: Vec<u8>,
+    faults: Faults,
+    next_write: u64,
+    probes: BTreeSet<(usize, u64)>,
+    pub(super) summary: Summary,
+    trace: VecDeque<String>,
+}
+
+impl World {
+    /// A fleet for schedule `seed`.
+    pub fn new(seed: u64, options: Options) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let hosts = rng.random_range(2..=5);
+        let agents = rng.random_range(1..=3);
+        let faults = Faults {
+            loss: [0.0, 0.01, 0.05, 0.2][rng.random_range(0..4)],
+            duplicate: [0.0, 0.02, 0.1][rng.random_range(0..3)],
+            max_delay_ms: [2, 20, 80][rng.random_range(0..3)],
+            straggle: [0.0, 0.01, 0.05][rng.random_range(0..3)],
+            crash_every_ms: [400, 1500, 5000, 100_000][rng.random_range(0..4)],
+            partition_every_ms: [300, 1500, 100_000][rng.random_range(0..3)],
+            migrate_every_ms: [30, 150, 600][rng.random_range(0..3)],
+            persist_failure: [0.0, 0.0, 0.01][rng.random_range(0..3)],
+            release: rng.random_bool(0.25),
+        };
+        let nodes = (0..hosts)
+            .map(|i| {
+                let name = HostName::new(format!("h{i}")).expect("a valid name");
+                Node {
+                    core: Some(Core::new(name.clone(), TIMING, rng.random())),
+                    name,
+                    life: 0,
+                    store: BTreeMap::new(),
+                    inflight: VecDeque::new(),
+                    persist_free_at: Time::ZERO,
+                    sandbox: BTreeMap::new(),
+                    calls: BTreeMap::new(),
+                    requests: BTreeMap::new(),
+                    wake: None,
+                }
+            })
+            .collect();
+        let agents = (0..agents)
+            .map(|i| AgentName::new(format!("a{i}")).expect("a valid name"))
+            .collect();
+        World {
+            seed,
+            options,
+            rng,
+            now: Time::ZERO,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes,
+            agents,
+            writes: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            released: BTreeSet::new(),
+            created: BTreeSet::new(),
+            releasing: BTreeSet::new(),
+            side: vec![0; hosts],
+            faults,
+            next_write: 1,
+            probes: BTreeSet::new(),
+            summary: Summary::default(),
+            trace: VecDeque::new(),
+        }
+    }
+
+    fn at(&mut self, after: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.insert((self.now + after, self.seq), event);
+    }
+
+    /// A random duration of `low` to `high` milliseconds (`high` at least
+    /// `low`).
+    fn ms(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_micros(self.rng.random_range(low * 1000..=high.max(low) * 1000))
+    }
+
+    fn note(&mut self, line: String) {
+        if self.options.verbose {
+            println!("{:>10.3} {line}", self.now.as_secs_f64() * 1e3);
+        }
+        if self.options.trace > 0 {
+            if self.trace.len() >= self.options.trace {
+                self.trace.pop_front();
+            }
+            self.trace
+                .push_back(format!("{:.3} ms: {line}", self.now.as_secs_f64() * 1e3));
+        }
+    }
+
+    pub(super) fn fail(&self, what: String) -> Box<Failure> {
+        Box::new(Failure {
+            seed: self.seed,
+            step: self.summary.steps,
+            at: self.now,
+            what,
+            trace: self.trace.iter().cloned().collect(),
+        })
+    }
+
+    /// Runs the schedule to its end, checking the invariants after every
+    /// step.
+    pub fn run(mut self) -> Result<Summary, Box<Failure>> {
+        self.note(format!(
+            "{} hosts, {} agents, {:?}",
+            self.nodes.len(),
+            self.agents.len(),
+            self.faults
+        ));
+        for agent in 0..self.agents.len() {
+            let host = self.rng.random_range(0..self.nodes.len());
+            let name = self.agents[agent].clone();
+            self.operator(host, Request::Create(name.clone()), |request| {
+                Input::Create {
+                    request,
+                    agent: name,
+                    spec: b"spec".to_vec(),
+                }
+            });
+            let first = self.ms(50, 100);
+            self.at(first, Event::Write { agent });
+        }
+        let (crash, partition, migrate) = (
+            self.faults.crash_every_ms,
+            self.faults.partition_every_ms,
+            self.faults.migrate_every_ms,
+        );
+        let d = self.ms(100, crash);
+        self.at(d, Event::Crash);
+        let d = self.ms(100, partition);
+        self.at(d, Event::Partition);
+        let d = self.ms(10, migrate);
+        self.at(d, Event::Migrate);
+        if self.faults.release {
+            let d = self.ms(500, 6000);
+            self.at(d, Event::Release);
+        }
+        self.at(PROBE_AT, Event::Probe);
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            if at > SETTLED_BY {
+                break;
+            }
+            self.now = at;
+            self.summary.steps += 1;
+            self.step(event)?;
+            self.check_step()?;
+        }
+        self.now = SETTLED_BY;
+        self.check_end()?;
+        Ok(self.summary)
+    }
+
+    fn faulty(&self) -> bool {
+        self.now < FAULTS_UNTIL
+    }
+
+    fn step(&mut self, event: Event) -> Result<(), Box<Failure>> {
+        match event {
+            Event::Deliver { from, to, message } => {
+                let cut = self.side[from] != self.side[to];
+                if cut || self.nodes[to].core.is_none() {
+                    self.note(format!("lost {} -> {}: {message:?}", from, to));
+                    return Ok(());
+                }
+                self.note(format!("h{from} -> h{to}: {}", brief(&message)));
+                let from = self.nodes[from].name.clone();
+                self.input(to, Input::Received { from, message });
+            }
+            Event::Complete { host, life, input } => {
+                if self.nodes[host].life == life && self.nodes[host].core.is_some() {
+                    self.note(format!("h{host} completes {}", brief_input(&input)));
+                    self.input(host, input);
+                }
+            }
+            Event::PersistDone { host, life, op } => {
+                if self.nodes[host].life != life || self.nodes[host].core.is_none() {
+                    return Ok(());
+                }
+                let Some((first, writes)) = self.nodes[host].inflight.pop_front() else {
+                    return Err(self.fail("a persist completed that was never asked".into()));
+                };
+                if first != op {
+                    return Err(self.fail("persists completed out of order".into()));
+                }
+                let result = if self.rng.random_bool(self.faults.persist_failure) {
+                    Err("the disk said no".to_string())
+                } else {
+                    apply(&mut self.nodes[host].store, &writes);
+                    Ok(())
+                };
+                self.note(format!("h{host} persisted {op:?} {writes:?} {result:?}"));
+                self.input(host, Input::Persisted { op, result });
+            }
+            Event::Tick { host, life } => {
+                if self.nodes[host].life == life && self.nodes[host].core.is_some() {
+                    self.nodes[host].wake = None;
+                    self.input(host, Input::Tick);
+                }
+            }
+            Event::Write { agent } => {
+                if !self.faulty() {
+                    return Ok(());
+                }
+                let write = self.next_write;
+                self.next_write += 1;
+                self.writes.insert(write, (agent, 0));
+                let host = self.rng.random_range(0..self.nodes.len());
+                self.send_write(write, host);
+                let next = self.ms(5, 60);
+                self.at(next, Event::Write { agent });
+            }
+            Event::Retry { write, host } => self.send_write(write, host),
+            Event::Crash => {
+                if !self.faulty() {
+                    return Ok(());
+                }
+                let host = self.rng.random_range(0..self.nodes.len());
+                if self.nodes[host].core.is_some() {
+                    self.crash(host);
+                    let back = self.ms(5, 1500);
+                    self.at(back, Event::Restart(host));
+                }
+                let next = self.ms(10, self.faults.crash_every_ms);
+                self.at(next, Event::Crash);
+            }
+            Event::Restart(host) => self.restart(host),
+            Event::Partition => {
+                if !self.faulty() {
+                    return Ok(());
+                }
+                self.summary.partitions += 1;
+                for side in &mut self.side {
+                    *side = self.rng.random_range(0..2);
+                }
+                self.note(format!("partition {:?}", self.side));
+                let heal = self.ms(20, 2500);
+                self.at(heal, Event::Heal);
+                let next = self.ms(100, self.faults.partition_every_ms);
+                self.at(next, Event::Partition);
+            }
+            Event::Heal => {
+                self.side.iter_mut().for_each(|s| *s = 0);
+                self.note("healed".into());
+            }
+            Event::Migrate => {
+                if !self.faulty() {
+                    return Ok(());
+                }
+                let agent = self.agents[self.rng.random_range(0..self.agents.len())].clone();
+                let to = self.rng.random_range(0..self.nodes.len());
+                let to_name = self.nodes[to].name.clone();
+                let at = self.owner_or_any(&agent);
+                self.operator(at, Request::Migrate(agent.clone()), |request| {
+                    Input::Migrate {
+                        request,
+                        agent,
+                        to: to_name,
+                    }
+                });
+                let next = self.ms(5, self.faults.migrate_every_ms);
+                self.at(next, Event::Migrate);
+            }
+            Event::Release => {
+                let agent = self.agents[self.rng.random_range(0..self.agents.len())].clone();
+                let at = self.owner_or_any(&agent);
+                self.releasing.insert(agent.clone());
+                self.operator(at, Request::Release(agent.clone()), |request| {
+                    Input::Release { request, agent }
+                });
+            }
+            Event::Probe => {
+                for host in 0..self.nodes.len() {
+                    for agent in 0..self.agents.len() {
+                        let call = self.next_write;
+                        self.next_write += 1;
+                        self.probes.insert((host, call));
+                        self.nodes[host].calls.insert(CallId(call), 0);
+                        let agent = self.agents[agent].clone();
+                        self.input(
+                            host,
+                            Input::Call {
+                                call: CallId(call),
+                                agent,
+                                body: Vec::new(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host that owns `agent` most of the time; now and then any host.
+    fn owner_or_any(&mut self, agent: &AgentName) -> usize {
+        let owner = (0..self.nodes.len()).find(|h| {
+            self.nodes[*h]
+                .core
+                .as_ref()
+                .and_then(|c| c.agents().get(agent))
+                .is_some_and(|a| a.owns())
+        });
+        match owner {
+            Some(owner) if self.rng.random_bool(0.8) => owner,
+            _ => self.rng.random_range(0..self.nodes.len()),
+        }
+    }
+
+    fn operator(&mut self, host: usize, what: Request, input: impl FnOnce(RequestId) -> Input) {
+        if self.nodes[host].core.is_none() {
+            return;
+        }
+        let request = RequestId(self.next_write);
+        self.next_write += 1;
+        self.nodes[host].requests.insert(request, what);
+        self.input(host, input(request));
+    }
+
+    fn send_write(&mut self, write: u64, host: usize) {
+        let Some((agent, tries)) = self.writes.get_mut(&write) else {
+            return;
+        };
+        *tries += 1;
+        if *tries > 40 {
+            return;
+        }
+        let agent = self.agents[*agent].clone();
+        if self.nodes[host].core.is_none() {
+            let later = self.ms(20, 100);
+            let other = self.rng.random_range(0..self.nodes.len());
+            return self.at(later, Event::Retry { write, host: other });
+        }
+        let call = CallId(self.next_write);
+        self.next_write += 1;
+        self.nodes[host].calls.insert(call, write);
+        self.input(
+            host,
+            Input::Call {
+                call,
+                agent,
+                body: write.to_le_bytes().to_vec(),
+            },
+        );
+    }
+
+    fn crash(&mut self, host: usize) {
+        self.summary.crashes += 1;
+        let node = &mut self.nodes[host];
+        node.core = None;
+        node.sandbox.clear();
+        // A prefix of the writes in flight reached the disk.
+        let kept = self.rng.random_range(0..=node.inflight.len());
+        let inflight: Vec<_> = node.inflight.drain(..).collect();
+        for (_, writes) in inflight.iter().take(kept) {
+            apply(&mut node.store, writes);
+        }
+        node.requests.clear();
+        node.wake = None;
+        let calls: Vec<u64> = std::mem::take(&mut node.calls).into_values().collect();
+        self.note(format!("crash h{host}, {kept} of {} writes kept", inflight.len()));
+        // The clients notice the lost connection and try elsewhere.
+        let calls: Vec<u64> = calls
+            .into_iter()
+            .filter(|w| self.writes.contains_key(w))
+            .collect();
+        for write in calls {
+            let later = self.ms(20, 200);
+            let other = self.rng.random_range(0..self.nodes.len());
+            self.at(later, Event::Retry { write, host: other });
+        }
+    }
+
+    fn restart(&mut self, host: usize) {
+        let seed = self.rng.random();
+        let node = &mut self.nodes[host];
+        if node.core.is_some() {
+            return;
+        }
+        node.life += 1;
+        node.persist_free_at = self.now;
+        let records: Vec<(AgentName, Record)> = node
+            .store
+            .iter()
+            .filter_map(|(a, e)| e.record.clone().map(|r| (a.clone(), r)))
+            .collect();
+        node.core = Some(Core::recover(
+            node.name.clone(),
+            TIMING,
+            seed,
+            self.now,
+            records,
+        ));
+        self.note(format!("restart h{host}"));
+        self.drain(host);
+    }
+
+    /// Feeds `input` to host `host`'s core and carries out what it asks.
+    fn input(&mut self, host: usize, input: Input) {
+        let Some(core) = self.nodes[host].core.as_mut() else {
+            return;
+        };
+        core.handle(self.now, input);
+        self.drain(host);
+    }
+
+    fn drain(&mut self, host: usize) {
+        loop {
+            let Some(action) = self.nodes[host].core.as_mut().and_then(Core::poll) else {
+                break;
+            };
+            self.act(host, action);
+        }
+        let wake = self.nodes[host].core.as_ref().and_then(Core::poll_timeout);
+        if let Some(at) = wake
+            && self.nodes[host].wake.is_none_or(|w| w > at)
+        {
+            self.nodes[host].wake = Some(at);
+            let life = self.nodes[host].life;
+            let after = at.saturating_sub(self.now);
+            self.at(after, Event::Tick { host, life });
+        }
+    }
+
+    fn act(&mut self, host: usize, action: Action) {
+        let life = self.nodes[host].life;
+        match action {
+            Action::Send { to, message } => {
+                let Some(to) = self.nodes.iter().position(|n| n.name == to) else {
+                    return;
+                };
+                if self.faulty() && self.rng.random_bool(self.faults.loss) {
+                    return self.note(format!("dropped h{host} -> h{to}: {}", brief(&message)));
+                }
+                let copies = if self.faulty() && self.rng.random_bool(self.faults.duplicate) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let delay = if self.faulty() && self.rng.random_bool(self.faults.straggle) {
+                        self.ms(200, 3000)
+                    } else {
+                        self.ms(0, self.faults.max_delay_ms)
+                    };
+                    let message = message.clone();
+                    self.at(
+                        delay,
+                        Event::Deliver {
+                            from: host,
+                            to,
+                            message,
+                        },
+                    );
+                }
+            }
+            Action::Persist { op, writes } => {
+                let node = &mut self.nodes[host];
+                node.inflight.push_back((op, writes));
+                let start = node.persist_free_at.max(self.now);
+                let took = Duration::from_micros(self.rng.random_range(50..3000));
+                self.nodes[host].persist_free_at = start + took;
+                let after = start + took - self.now;
+                self.at(after, Event::PersistDone { host, life, op });
+            }
+            Action::Load { op, agent, .. } => {
+                self.nodes[host].sandbox.insert(agent, BTreeSet::new());
+                self.complete(host, Input::Loaded { op, result: Ok(()) });
+            }
+            Action::Reload { op, agent } => {
+                let node = &mut self.nodes[host];
+                let result = match node.store.get(&agent) {
+                    Some(Entry {
+                        record: Some(_),
+                        state,
+                    }) => {
+                        let state = state.as_deref().map(decode).unwrap_or_default();
+                        node.sandbox.insert(agent, state);
+                        Ok(())
+                    }
+                    _ => Err("nothing stored".to_string()),
+                };
+                self.complete(host, Input::Loaded { op, result });
+            }
+            Action::Import { op, agent, state } => {
+                self.nodes[host].sandbox.insert(agent, decode(&state));
+                self.complete(host, Input::Loaded { op, result: Ok(()) });
+            }
+            Action::Run { op, agent, body } => {
+                let result = match self.nodes[host].sandbox.get_mut(&agent) {
+                    Some(state) => {
+                        let changed = match <[u8; 8]>::try_from(body.as_slice()) {
+                            Ok(bytes) => state.insert(u64::from_le_bytes(bytes)),
+                            Err(_) => false,
+                        };
+                        Ok((Vec::new(), changed.then(|| encode(state))))
+                    }
+                    None => Err("no instance".to_string()),
+                };
+                self.complete(host, Input::Ran { op, result });
+            }
+            Action::Export { op, agent } => {
+                let result = self.nodes[host]
+                    .sandbox
+                    .get(&agent)
+                    .map(encode)
+                    .ok_or_else(|| "no instance".to_string());
+                self.complete(host, Input::Exported { op, result });
+            }
+            Action::Drop { agent } => {
+                self.nodes[host].sandbox.remove(&agent);
+            }
+            Action::Reply { call, answer } => self.answered(host, call, answer),
+            Action::Done { request, result } => {
+                let Some(what) = self.nodes[host].requests.remove(&request) else {
+                    return;
+                };
+                self.note(format!("h{host} done {what:?}: {result:?}"));
+                match (what, result) {
+                    (Request::Create(agent), Ok(())) => {
+                        self.created.insert(agent);
+                    }
+                    (Request::Migrate(agent), Ok(())) => {
+                        self.summary.committed += 1;
+                        self.note(format!("{agent} moved"));
+                    }
+                    (Request::Migrate(_), Err(e)) if e.contains("aborted") => {
+                        self.summary.aborted += 1
+                    }
+                    (Request::Release(agent), Ok(())) => {
+                        self.summary.released += 1;
+                        self.released.insert(agent);
+                    }
+                    (Request::Release(agent), Err(_)) => {
+                        self.releasing.remove(&agent);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, host: usize, input: Input) {
+        let life = self.nodes[host].life;
+        let after = self.ms(0, 3);
+        self.at(after, Event::Complete { host, life, input });
+    }
+
+    fn answered(&mut self, host: usize, call: CallId, answer: Answer) {
+        let Some(write) = self.nodes[host].calls.remove(&call) else {
+            return;
+        };
+        self.probes.remove(&(host, call.0));
+        if write == 0 || !self.writes.contains_key(&write) {
+            return;
+        }
+        self.note(format!("h{host} answers write {write}: {answer:?}"));
+        match answer {
+            Answer::Done(_) => {
+                let (agent, _) = self.writes.remove(&write).expect("checked above");
+                let name = self.agents[agent].clone();
+                self.summary.acknowledged += 1;
+                self.acked.entry(name).or_default().insert(write);
+            }
+            Answer::Moved(to) => {
+                if let Some(to) = self.nodes.iter().position(|n| n.name == to) {
+                    let later = self.ms(0, 5);
+                    self.at(later, Event::Retry { write, host: to });
+                }
+            }
+            Answer::NotHere => {
+                let later = self.ms(10, 100);
+                let other = self.rng.random_range(0..self.nodes.len());
+                self.at(later, Event::Retry { write, host: other });
+            }
+            Answer::Failed(_) => {
+                self.writes.remove(&write);
+            }
+        }
+    }
+
+    /// Whether `agent`'s acknowledged writes still count: not once a
+    /// release of it may have happened.
+    pub(super) fn counts(&self, agent: &AgentName) -> bool {
+        !self.releasing.contains(agent)
+    }
+
+    /// The probes still unanswered.
+    pub(super) fn unanswered_probes(&self) -> usize {
+        self.probes.len()
+    }
+
+    /// Operator requests still unanswered on hosts that never crashed since.
+    pub(super) fn unanswered_requests(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.requests.values().map(move |r| format!("{} {r:?}", n.name)))
+            .collect()
+    }
+}
+
+/// Applies one transaction to a store.
+fn apply(store: &mut BTreeMap<AgentName, Entry>, writes: &[Write]) {
+    for write in writes {
+        match write {
+            Write::Record(agent, record) => {
+                let entry = store.entry(agent.clone()).or_default();
+                if matches!(record, Record::Moved { .. }) {
+                    entry.state = None;
+                }
+                entry.record = Some(record.clone());
+            }
+            Write::State(agent, state) => {
+                store.entry(agent.clone()).or_default().state = Some(state.clone());
+            }
+            Write::Forget(agent) => {
+                store.remove(agent);
+            }
+        }
+    }
+}
+
+pub(super) fn encode(state: &BTreeSet<u64>) -> Vec<u8> {
+    state.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+pub(super) fn decode(bytes: &[u8]) -> BTreeSet<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("eight bytes")))
+        .collect()
+}
+
+fn brief(message: &Message) -> String {
+    let h = message.handoff();
+    let kind = format!("{message:?}");
+    let kind = kind.split([' ', '(', '{']).next().unwrap_or("");
+    format!(
+        "{kind} {} e{} #{:x}",
+        h.agent,
+        h.epoch,
+        h.attempt.0 & 0xffff
+    )
+}
+
+fn brief_input(input: &Input) -> String {
+    match input {
+        Input::Ran { op, result } => format!("ran {op:?} ok={}", result.is_ok()),
+        Input::Exported { op, result } => format!("exported {op:?} ok={}", result.is_ok()),
+        Input::Loaded { op, result } => format!("loaded {op:?} {result:?}"),
+        other => format!("{other:?}"),
+    }
+}
