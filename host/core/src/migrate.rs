@@ -374,12 +374,16 @@ impl Core {
                 }
                 return;
             }
-            // The source runs one handoff of an agent at a time: a new
-            // attempt means the earlier one ended uncommitted, unless this
-            // host already learned it committed.
-            Some(Life::Arriving(i)) if matches!(i.phase, In::Activating(_)) => {
-                Some(format!("{name:?} is starting here"))
-            }
+            // The source runs one handoff of an agent at a time, so a new
+            // attempt could mean the earlier one ended uncommitted, but a
+            // Prepare may also be an old one, delivered late: a copy that
+            // holds the final state is never replaced, only settled with
+            // the source (`Outcome`). Found by the simulator (seed 847 of
+            // its first run): a late Prepare replaced a copy whose commit
+            // was on its way, and the agent was lost.
+            Some(Life::Arriving(i)) if !matches!(i.phase, In::Loading(_) | In::Ready) => Some(
+                format!("an earlier migration of {name:?} is still being settled here"),
+            ),
             Some(Life::Arriving(i)) if i.handoff.epoch > handoff.epoch => {
                 Some(format!("{name:?} is arriving at a later epoch"))
             }

@@ -303,7 +303,7 @@ impl World {
             Event::Deliver { from, to, message } => {
                 let cut = self.side[from] != self.side[to];
                 if cut || self.nodes[to].core.is_none() {
-                    self.note(format!("lost {} -> {}: {message:?}", from, to));
+                    self.note(format!("lost h{from} -> h{to}: {}", brief(&message)));
                     return Ok(());
                 }
                 self.note(format!("h{from} -> h{to}: {}", brief(&message)));
@@ -332,7 +332,8 @@ impl World {
                     apply(&mut self.nodes[host].store, &writes);
                     Ok(())
                 };
-                self.note(format!("h{host} persisted {op:?} {writes:?} {result:?}"));
+                let what: Vec<String> = writes.iter().map(brief_write).collect();
+                self.note(format!("h{host} persisted {op:?} {what:?} {result:?}"));
                 self.input(host, Input::Persisted { op, result });
             }
             Event::Tick { host, life } => {
@@ -784,6 +785,14 @@ fn brief(message: &Message) -> String {
         h.epoch,
         h.attempt.0 & 0xffff
     )
+}
+
+fn brief_write(write: &Write) -> String {
+    match write {
+        Write::Record(agent, record) => format!("{agent}: {record:?}"),
+        Write::State(agent, state) => format!("{agent}: state of {} writes", state.len() / 8),
+        Write::Forget(agent) => format!("forget {agent}"),
+    }
 }
 
 fn brief_input(input: &Input) -> String {
