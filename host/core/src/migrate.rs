@@ -510,7 +510,15 @@ impl Core {
         );
         match incoming.phase {
             In::Writing(writing) if writing == op => {
-                if aborted || result.is_err() {
+                if let Err(reason) = result {
+                    // Nothing of it was written: the copy goes, and the
+                    // source hears why. Found by the simulator (seed 7985):
+                    // a copy kept after a failed write answered a repeated
+                    // Transfer as durable, and the agent was lost.
+                    self.remove(name, |_| Answer::NotHere);
+                    return self.send(&from, Message::Refused { handoff, reason });
+                }
+                if aborted {
                     return self.forget_arriving(name);
                 }
                 incoming.phase = In::Imported;
@@ -534,10 +542,8 @@ impl Core {
                 self.pump(name);
             }
             In::Forgetting(writing) if writing == op => {
-                if result.is_err() {
-                    incoming.phase = In::Imported;
-                    return self.arm(name, self.timing.settle_every);
-                }
+                // Forgotten, or not: either way this handoff never committed,
+                // and a record left on disk is settled after a restart.
                 self.remove(name, |_| Answer::NotHere);
             }
             _ => {}
