@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use edgehost_proto::{AgentName, HostName};
 
-use crate::io::{Action, Answer, CallId, Input, OpId, Record, RequestId, Write};
-use crate::table::{Agent, AgentTable, In, Incoming, Life, Work};
+use crate::calls::drain_calls;
+use crate::io::{Action, Answer, CallId, Input, Message, OpId, Record, RequestId, Write};
+use crate::table::{Agent, AgentTable, In, Incoming, Life};
 use crate::{Time, Timing};
 
 /// What a pending operation was for, to route its completion.
@@ -70,47 +71,43 @@ impl Core {
         let mut core = Core::new(me, timing, seed);
         core.now = now;
         for (name, record) in records {
-            let op = core.op(&name, Op::Load);
             let life = match record {
                 Record::Active { epoch, spec } => {
-                    core.agents.insert(
-                        name.clone(),
-                        Agent::new(
-                            Life::Starting {
-                                epoch,
-                                op,
-                                creating: None,
-                            },
-                            spec,
-                        ),
-                    );
-                    Some(op)
+                    let op = core.op(&name, Op::Load);
+                    let life = Life::Starting {
+                        epoch,
+                        op,
+                        creating: None,
+                    };
+                    core.push(Action::Reload {
+                        op,
+                        agent: name.clone(),
+                    });
+                    Agent::new(life, spec)
                 }
                 Record::Prepared {
                     handoff,
                     from,
                     spec,
                 } => {
-                    let incoming = Incoming {
+                    let op = core.op(&name, Op::Load);
+                    let life = Life::Arriving(Incoming {
                         from,
                         handoff,
                         phase: In::Restoring(op),
                         aborted: false,
-                    };
-                    core.agents
-                        .insert(name.clone(), Agent::new(Life::Arriving(incoming), spec));
-                    Some(op)
+                    });
+                    core.push(Action::Reload {
+                        op,
+                        agent: name.clone(),
+                    });
+                    Agent::new(life, spec)
                 }
                 Record::Moved { handoff, to } => {
-                    core.ops.remove(&op);
-                    core.agents
-                        .insert(name.clone(), Agent::new(Life::Moved { handoff, to }, Vec::new()));
-                    None
+                    Agent::new(Life::Moved { handoff, to }, Vec::new())
                 }
             };
-            if let Some(op) = life {
-                core.push(Action::Reload { op, agent: name });
-            }
+            core.agents.insert(name, life);
         }
         core
     }
@@ -173,6 +170,21 @@ impl Core {
         }
     }
 
+    pub(crate) fn send(&mut self, to: &HostName, message: Message) {
+        self.push(Action::Send {
+            to: to.clone(),
+            message,
+        });
+    }
+
+    pub(crate) fn arm(&mut self, name: &AgentName, after: std::time::Duration) {
+        let at = self.now + after;
+        if let Some(agent) = self.agents.get_mut(name) {
+            agent.deadline = Some(at);
+        }
+    }
+
+    /// Source: the operator asks to move `name` to `to`.
     pub(crate) fn push(&mut self, action: Action) {
         self.outbox.push_back(action);
     }
@@ -199,153 +211,6 @@ impl Core {
 
     pub(crate) fn done(&mut self, request: RequestId, result: Result<(), String>) {
         self.push(Action::Done { request, result });
-    }
-
-    fn call(&mut self, call: CallId, name: AgentName, body: Vec<u8>) {
-        let Some(agent) = self.agents.get_mut(&name) else {
-            return self.reply(call, Answer::NotHere);
-        };
-        match &agent.life {
-            Life::Starting { .. } | Life::Recording { .. } | Life::Serving { .. } => {
-                agent.work.push_back(Work::Call(call, body));
-            }
-            Life::Leaving { out, .. } if out.holds_calls() => agent.held.push_back((call, body)),
-            Life::Leaving { .. } => agent.work.push_back(Work::Call(call, body)),
-            Life::Moved { to, .. } => {
-                let to = to.clone();
-                return self.reply(call, Answer::Moved(to));
-            }
-            Life::Releasing { .. } | Life::Arriving(_) => return self.reply(call, Answer::NotHere),
-        }
-        self.pump(&name);
-    }
-
-    /// Starts the agent's next sandbox work, if its instance is free.
-    pub(crate) fn pump(&mut self, name: &AgentName) {
-        let Some(agent) = self.agents.get_mut(name) else {
-            return;
-        };
-        if agent.busy.is_some() {
-            return;
-        }
-        let runs = match &agent.life {
-            Life::Serving { .. } => true,
-            Life::Leaving { out, .. } => !matches!(out.phase, crate::table::Out::Committing(_)),
-            _ => false,
-        };
-        if !runs {
-            return;
-        }
-        if agent.poisoned {
-            if agent.commit.idle() {
-                let op = self.op(name, Op::Load);
-                if let Some(agent) = self.agents.get_mut(name) {
-                    agent.busy = Some(op);
-                }
-                self.push(Action::Reload {
-                    op,
-                    agent: name.clone(),
-                });
-            }
-            return;
-        }
-        let Some(work) = agent.work.pop_front() else {
-            return;
-        };
-        let (kind, action) = match work {
-            Work::Call(call, body) => (Op::Run(call), Some(body)),
-            Work::Export => (Op::Export, None),
-        };
-        let op = self.op(name, kind);
-        if let Some(agent) = self.agents.get_mut(name) {
-            agent.busy = Some(op);
-        }
-        let agent = name.clone();
-        self.push(match action {
-            Some(body) => Action::Run { op, agent, body },
-            None => Action::Export { op, agent },
-        });
-    }
-
-    fn ran(&mut self, op: OpId, result: Result<(Vec<u8>, Option<Vec<u8>>), String>) {
-        let Some((name, Op::Run(call))) = self.ops.remove(&op) else {
-            return;
-        };
-        let Some(agent) = self.agents.get_mut(&name) else {
-            return;
-        };
-        if agent.busy != Some(op) {
-            return;
-        }
-        agent.busy = None;
-        match result {
-            Ok((reply, None)) => {
-                // It changed nothing, but it may have read a write that is
-                // not durable yet: it waits for the newest one.
-                let c = &mut agent.commit;
-                if c.idle() {
-                    self.reply(call, Answer::Done(reply));
-                } else {
-                    c.waiting.push((c.seq, call, reply));
-                }
-            }
-            Ok((reply, Some(state))) => {
-                let c = &mut agent.commit;
-                c.seq += 1;
-                c.staged = Some((c.seq, state));
-                c.waiting.push((c.seq, call, reply));
-                self.flush(&name);
-            }
-            Err(e) => {
-                agent.poisoned = true;
-                self.reply(call, Answer::Failed(format!("the call failed: {e}")));
-            }
-        }
-        self.after_work(&name);
-        self.pump(&name);
-    }
-
-    /// Writes the newest staged state if no write is in flight.
-    pub(crate) fn flush(&mut self, name: &AgentName) {
-        let Some(agent) = self.agents.get_mut(name) else {
-            return;
-        };
-        // A handoff past its commit point answers the waiting calls from the
-        // target's durable copy instead; a released agent writes nothing.
-        let writes = matches!(
-            &agent.life,
-            Life::Serving { .. } | Life::Starting { .. } | Life::Recording { .. }
-        ) || matches!(&agent.life, Life::Leaving { out, .. } if !matches!(out.phase, crate::table::Out::Committing(_)));
-        if !writes || agent.commit.writing.is_some() {
-            return;
-        }
-        let Some((seq, state)) = agent.commit.staged.take() else {
-            return;
-        };
-        let op = self.op(name, Op::State);
-        if let Some(agent) = self.agents.get_mut(name) {
-            agent.commit.writing = Some((op, seq));
-        }
-        self.push(Action::Persist {
-            op,
-            writes: vec![Write::State(name.clone(), state)],
-        });
-    }
-
-    /// Answers the calls whose effects are durable up to `seq`.
-    pub(crate) fn acknowledge(&mut self, name: &AgentName, seq: u64) {
-        let Some(agent) = self.agents.get_mut(name) else {
-            return;
-        };
-        agent.commit.durable = agent.commit.durable.max(seq);
-        let durable = agent.commit.durable;
-        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut agent.commit.waiting)
-            .into_iter()
-            .partition(|(s, _, _)| *s <= durable);
-        agent.commit.waiting = rest;
-        for (_, call, reply) in ready {
-            self.reply(call, Answer::Done(reply));
-        }
     }
 
     fn persisted(&mut self, op: OpId, result: Result<(), String>) {
@@ -378,7 +243,6 @@ impl Core {
                     }
                 }
                 self.flush(&name);
-                self.after_work(&name);
                 self.pump(&name);
             }
             Op::Record => self.record_written(&name, op, result),
@@ -435,7 +299,10 @@ impl Core {
                         // Nothing of it was written: the agent is not here.
                         let mut agent = self.agents.remove(&name).expect("looked up above");
                         for (call, _) in drain_calls(&mut agent) {
-                            self.reply(call, Answer::Failed(format!("the agent cannot start: {e}")));
+                            self.reply(
+                                call,
+                                Answer::Failed(format!("the agent cannot start: {e}")),
+                            );
                         }
                         if let Some(request) = creating {
                             self.done(request, Err(format!("the agent cannot start: {e}")));
@@ -576,7 +443,10 @@ impl Core {
         let Some(mut agent) = self.agents.remove(name) else {
             return;
         };
-        let mut calls: Vec<CallId> = drain_calls(&mut agent).into_iter().map(|(c, _)| c).collect();
+        let mut calls: Vec<CallId> = drain_calls(&mut agent)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
         calls.extend(agent.commit.waiting.iter().map(|(_, c, _)| *c));
         if let Some(op) = agent.busy
             && let Some((_, Op::Run(call))) = self.ops.get(&op)
@@ -592,12 +462,6 @@ impl Core {
         });
     }
 
-    /// Runs after each sandbox completion: a handoff waiting for the
-    /// instance to go idle may go on.
-    fn after_work(&mut self, name: &AgentName) {
-        self.leaving_idle(name);
-    }
-
     fn timer(&mut self, name: &AgentName) {
         let Some(agent) = self.agents.get(name) else {
             return;
@@ -608,18 +472,4 @@ impl Core {
             _ => {}
         }
     }
-}
-
-/// Takes every call queued or held for the agent.
-pub(crate) fn drain_calls(agent: &mut Agent) -> Vec<(CallId, Vec<u8>)> {
-    let mut calls: Vec<(CallId, Vec<u8>)> = agent
-        .work
-        .drain(..)
-        .filter_map(|w| match w {
-            Work::Call(call, body) => Some((call, body)),
-            Work::Export => None,
-        })
-        .collect();
-    calls.extend(agent.held.drain(..));
-    calls
 }

@@ -22,11 +22,13 @@
 //! - no agent is lost: each one created is owned by a host, or was
 //!   released.
 
+mod calls;
 mod core;
 pub mod io;
-mod migrate;
 pub mod sim;
+mod source;
 pub mod table;
+mod target;
 
 use std::time::Duration;
 

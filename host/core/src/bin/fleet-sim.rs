@@ -48,10 +48,7 @@ fn run() -> Result<std::process::ExitCode, String> {
         }
     }
     if let Some(seed) = replay {
-        let options = Options {
-            trace: 0,
-            verbose,
-        };
+        let options = Options { trace: 0, verbose };
         return Ok(match sim::run(seed, options) {
             Ok(summary) => {
                 println!("seed {seed}: all invariants hold; {summary:?}");

@@ -20,10 +20,7 @@ impl World {
                 })
                 .collect();
             if owners.len() > 1 {
-                let lives: Vec<String> = owners
-                    .iter()
-                    .map(|h| self.life_of(*h, agent))
-                    .collect();
+                let lives: Vec<String> = owners.iter().map(|h| self.life_of(*h, agent)).collect();
                 return Err(self.fail(format!(
                     "{agent} has {} owners: {}",
                     owners.len(),
@@ -46,7 +43,11 @@ impl World {
         Ok(())
     }
 
-    fn check_writes(&self, owner: usize, agent: &edgehost_proto::AgentName) -> Result<(), Box<Failure>> {
+    fn check_writes(
+        &self,
+        owner: usize,
+        agent: &edgehost_proto::AgentName,
+    ) -> Result<(), Box<Failure>> {
         if !self.counts(agent) {
             return Ok(());
         }
@@ -65,7 +66,11 @@ impl World {
     }
 
     fn life_of(&self, host: usize, agent: &edgehost_proto::AgentName) -> String {
-        match self.nodes[host].core.as_ref().and_then(|c| c.agents().get(agent)) {
+        match self.nodes[host]
+            .core
+            .as_ref()
+            .and_then(|c| c.agents().get(agent))
+        {
             Some(a) => format!("h{host} {:?}", a.life),
             None => format!("h{host} none"),
         }

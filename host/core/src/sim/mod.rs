@@ -10,6 +10,7 @@
 //! seed replays exactly.
 
 mod check;
+mod host;
 mod world;
 
 use std::time::Duration;

@@ -8,8 +8,9 @@ use edgehost_proto::{AgentName, HostName};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::host::{apply, brief, brief_input, brief_write};
 use super::{Failure, Options, Summary};
-use crate::io::{Action, Answer, CallId, Input, Message, OpId, Record, RequestId, Write};
+use crate::io::{CallId, Input, Message, OpId, Record, RequestId, Write};
 use crate::{Core, Time, Timing};
 
 /// Handoff steps are shorter than a real host's, so that a schedule sees
@@ -47,27 +48,27 @@ pub(super) struct Node {
     /// The durable store.
     pub store: BTreeMap<AgentName, Entry>,
     /// Persists asked and not yet durable, in order.
-    inflight: VecDeque<(OpId, Vec<Write>)>,
-    persist_free_at: Time,
+    pub(super) inflight: VecDeque<(OpId, Vec<Write>)>,
+    pub(super) persist_free_at: Time,
     /// The instances: each agent's state is the set of writes it has seen.
     pub sandbox: BTreeMap<AgentName, BTreeSet<u64>>,
     /// Client calls in flight here: the write each carries (0 for a probe).
-    calls: BTreeMap<CallId, u64>,
+    pub(super) calls: BTreeMap<CallId, u64>,
     /// Operator requests in flight here.
-    requests: BTreeMap<RequestId, Request>,
+    pub(super) requests: BTreeMap<RequestId, Request>,
     /// When a tick is scheduled.
-    wake: Option<Time>,
+    pub(super) wake: Option<Time>,
 }
 
 #[derive(Clone, Debug)]
-enum Request {
+pub(super) enum Request {
     Create(AgentName),
     Migrate(AgentName),
     Release(AgentName),
 }
 
 #[derive(Debug)]
-enum Event {
+pub(super) enum Event {
     Deliver {
         from: usize,
         to: usize,
@@ -105,32 +106,32 @@ enum Event {
 
 /// What a schedule's faults look like, drawn from its seed.
 #[derive(Debug)]
-struct Faults {
-    loss: f64,
-    duplicate: f64,
-    max_delay_ms: u64,
+pub(super) struct Faults {
+    pub(super) loss: f64,
+    pub(super) duplicate: f64,
+    pub(super) max_delay_ms: u64,
     /// The chance that a message is held up for a long while (a stalled
     /// path, a retransmission after a loss): reordering on a grand scale.
-    straggle: f64,
-    crash_every_ms: u64,
-    partition_every_ms: u64,
-    migrate_every_ms: u64,
-    persist_failure: f64,
-    release: bool,
+    pub(super) straggle: f64,
+    pub(super) crash_every_ms: u64,
+    pub(super) partition_every_ms: u64,
+    pub(super) migrate_every_ms: u64,
+    pub(super) persist_failure: f64,
+    pub(super) release: bool,
 }
 
 /// The whole simulated fleet.
 pub struct World {
-    seed: u64,
-    options: Options,
-    rng: ChaCha8Rng,
-    now: Time,
-    seq: u64,
-    queue: BTreeMap<(Time, u64), Event>,
+    pub(super) seed: u64,
+    pub(super) options: Options,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) now: Time,
+    pub(super) seq: u64,
+    pub(super) queue: BTreeMap<(Time, u64), Event>,
     pub(super) nodes: Vec<Node>,
     pub(super) agents: Vec<AgentName>,
     /// Each write's agent, and whether it was acknowledged.
-    writes: BTreeMap<u64, (usize, u32)>,
+    pub(super) writes: BTreeMap<u64, (usize, u32)>,
     /// Acknowledged writes by agent.
     pub(super) acked: BTreeMap<AgentName, BTreeSet<u64>>,
     pub(super) released: BTreeSet<AgentName>,
@@ -138,14 +139,14 @@ pub struct World {
     pub(super) created: BTreeSet<AgentName>,
     /// Agents being released: acknowledged writes stop counting once the
     /// release may have happened.
-    releasing: BTreeSet<AgentName>,
+    pub(super) releasing: BTreeSet<AgentName>,
     /// Which side of a partition each host is on.
-    side: Vec<u8>,
-    faults: Faults,
-    next_write: u64,
-    probes: BTreeSet<(usize, u64)>,
+    pub(super) side: Vec<u8>,
+    pub(super) faults: Faults,
+    pub(super) next_write: u64,
+    pub(super) probes: BTreeSet<(usize, u64)>,
     pub(super) summary: Summary,
-    trace: VecDeque<String>,
+    pub(super) trace: VecDeque<String>,
 }
 
 impl World {
@@ -208,18 +209,18 @@ impl World {
         }
     }
 
-    fn at(&mut self, after: Duration, event: Event) {
+    pub(super) fn at(&mut self, after: Duration, event: Event) {
         self.seq += 1;
         self.queue.insert((self.now + after, self.seq), event);
     }
 
     /// A random duration of `low` to `high` milliseconds (`high` at least
     /// `low`).
-    fn ms(&mut self, low: u64, high: u64) -> Duration {
+    pub(super) fn ms(&mut self, low: u64, high: u64) -> Duration {
         Duration::from_micros(self.rng.random_range(low * 1000..=high.max(low) * 1000))
     }
 
-    fn note(&mut self, line: String) {
+    pub(super) fn note(&mut self, line: String) {
         if self.options.verbose {
             println!("{:>10.3} {line}", self.now.as_secs_f64() * 1e3);
         }
@@ -294,7 +295,7 @@ impl World {
         Ok(self.summary)
     }
 
-    fn faulty(&self) -> bool {
+    pub(super) fn faulty(&self) -> bool {
         self.now < FAULTS_UNTIL
     }
 
@@ -502,7 +503,10 @@ impl World {
         node.requests.clear();
         node.wake = None;
         let calls: Vec<u64> = std::mem::take(&mut node.calls).into_values().collect();
-        self.note(format!("crash h{host}, {kept} of {} writes kept", inflight.len()));
+        self.note(format!(
+            "crash h{host}, {kept} of {} writes kept",
+            inflight.len()
+        ));
         // The clients notice the lost connection and try elsewhere.
         let calls: Vec<u64> = calls
             .into_iter()
@@ -537,269 +541,5 @@ impl World {
         ));
         self.note(format!("restart h{host}"));
         self.drain(host);
-    }
-
-    /// Feeds `input` to host `host`'s core and carries out what it asks.
-    fn input(&mut self, host: usize, input: Input) {
-        let Some(core) = self.nodes[host].core.as_mut() else {
-            return;
-        };
-        core.handle(self.now, input);
-        self.drain(host);
-    }
-
-    fn drain(&mut self, host: usize) {
-        loop {
-            let Some(action) = self.nodes[host].core.as_mut().and_then(Core::poll) else {
-                break;
-            };
-            self.act(host, action);
-        }
-        let wake = self.nodes[host].core.as_ref().and_then(Core::poll_timeout);
-        if let Some(at) = wake
-            && self.nodes[host].wake.is_none_or(|w| w > at)
-        {
-            self.nodes[host].wake = Some(at);
-            let life = self.nodes[host].life;
-            let after = at.saturating_sub(self.now);
-            self.at(after, Event::Tick { host, life });
-        }
-    }
-
-    fn act(&mut self, host: usize, action: Action) {
-        let life = self.nodes[host].life;
-        match action {
-            Action::Send { to, message } => {
-                let Some(to) = self.nodes.iter().position(|n| n.name == to) else {
-                    return;
-                };
-                if self.faulty() && self.rng.random_bool(self.faults.loss) {
-                    return self.note(format!("dropped h{host} -> h{to}: {}", brief(&message)));
-                }
-                let copies = if self.faulty() && self.rng.random_bool(self.faults.duplicate) {
-                    2
-                } else {
-                    1
-                };
-                for _ in 0..copies {
-                    let delay = if self.faulty() && self.rng.random_bool(self.faults.straggle) {
-                        self.ms(200, 3000)
-                    } else {
-                        self.ms(0, self.faults.max_delay_ms)
-                    };
-                    let message = message.clone();
-                    self.at(
-                        delay,
-                        Event::Deliver {
-                            from: host,
-                            to,
-                            message,
-                        },
-                    );
-                }
-            }
-            Action::Persist { op, writes } => {
-                let node = &mut self.nodes[host];
-                node.inflight.push_back((op, writes));
-                let start = node.persist_free_at.max(self.now);
-                let took = Duration::from_micros(self.rng.random_range(50..3000));
-                self.nodes[host].persist_free_at = start + took;
-                let after = start + took - self.now;
-                self.at(after, Event::PersistDone { host, life, op });
-            }
-            Action::Load { op, agent, .. } => {
-                self.nodes[host].sandbox.insert(agent, BTreeSet::new());
-                self.complete(host, Input::Loaded { op, result: Ok(()) });
-            }
-            Action::Reload { op, agent } => {
-                let node = &mut self.nodes[host];
-                let result = match node.store.get(&agent) {
-                    Some(Entry {
-                        record: Some(_),
-                        state,
-                    }) => {
-                        let state = state.as_deref().map(decode).unwrap_or_default();
-                        node.sandbox.insert(agent, state);
-                        Ok(())
-                    }
-                    _ => Err("nothing stored".to_string()),
-                };
-                self.complete(host, Input::Loaded { op, result });
-            }
-            Action::Import { op, agent, state } => {
-                self.nodes[host].sandbox.insert(agent, decode(&state));
-                self.complete(host, Input::Loaded { op, result: Ok(()) });
-            }
-            Action::Run { op, agent, body } => {
-                let result = match self.nodes[host].sandbox.get_mut(&agent) {
-                    Some(state) => {
-                        let changed = match <[u8; 8]>::try_from(body.as_slice()) {
-                            Ok(bytes) => state.insert(u64::from_le_bytes(bytes)),
-                            Err(_) => false,
-                        };
-                        Ok((Vec::new(), changed.then(|| encode(state))))
-                    }
-                    None => Err("no instance".to_string()),
-                };
-                self.complete(host, Input::Ran { op, result });
-            }
-            Action::Export { op, agent } => {
-                let result = self.nodes[host]
-                    .sandbox
-                    .get(&agent)
-                    .map(encode)
-                    .ok_or_else(|| "no instance".to_string());
-                self.complete(host, Input::Exported { op, result });
-            }
-            Action::Drop { agent } => {
-                self.nodes[host].sandbox.remove(&agent);
-            }
-            Action::Reply { call, answer } => self.answered(host, call, answer),
-            Action::Done { request, result } => {
-                let Some(what) = self.nodes[host].requests.remove(&request) else {
-                    return;
-                };
-                self.note(format!("h{host} done {what:?}: {result:?}"));
-                match (what, result) {
-                    (Request::Create(agent), Ok(())) => {
-                        self.created.insert(agent);
-                    }
-                    (Request::Migrate(agent), Ok(())) => {
-                        self.summary.committed += 1;
-                        self.note(format!("{agent} moved"));
-                    }
-                    (Request::Migrate(_), Err(e)) if e.contains("aborted") => {
-                        self.summary.aborted += 1
-                    }
-                    (Request::Release(agent), Ok(())) => {
-                        self.summary.released += 1;
-                        self.released.insert(agent);
-                    }
-                    (Request::Release(agent), Err(_)) => {
-                        self.releasing.remove(&agent);
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    fn complete(&mut self, host: usize, input: Input) {
-        let life = self.nodes[host].life;
-        let after = self.ms(0, 3);
-        self.at(after, Event::Complete { host, life, input });
-    }
-
-    fn answered(&mut self, host: usize, call: CallId, answer: Answer) {
-        let Some(write) = self.nodes[host].calls.remove(&call) else {
-            return;
-        };
-        self.probes.remove(&(host, call.0));
-        if write == 0 || !self.writes.contains_key(&write) {
-            return;
-        }
-        self.note(format!("h{host} answers write {write}: {answer:?}"));
-        match answer {
-            Answer::Done(_) => {
-                let (agent, _) = self.writes.remove(&write).expect("checked above");
-                let name = self.agents[agent].clone();
-                self.summary.acknowledged += 1;
-                self.acked.entry(name).or_default().insert(write);
-            }
-            Answer::Moved(to) => {
-                if let Some(to) = self.nodes.iter().position(|n| n.name == to) {
-                    let later = self.ms(0, 5);
-                    self.at(later, Event::Retry { write, host: to });
-                }
-            }
-            Answer::NotHere => {
-                let later = self.ms(10, 100);
-                let other = self.rng.random_range(0..self.nodes.len());
-                self.at(later, Event::Retry { write, host: other });
-            }
-            Answer::Failed(_) => {
-                self.writes.remove(&write);
-            }
-        }
-    }
-
-    /// Whether `agent`'s acknowledged writes still count: not once a
-    /// release of it may have happened.
-    pub(super) fn counts(&self, agent: &AgentName) -> bool {
-        !self.releasing.contains(agent)
-    }
-
-    /// The probes still unanswered.
-    pub(super) fn unanswered_probes(&self) -> usize {
-        self.probes.len()
-    }
-
-    /// Operator requests still unanswered on hosts that never crashed since.
-    pub(super) fn unanswered_requests(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .flat_map(|n| n.requests.values().map(move |r| format!("{} {r:?}", n.name)))
-            .collect()
-    }
-}
-
-/// Applies one transaction to a store.
-fn apply(store: &mut BTreeMap<AgentName, Entry>, writes: &[Write]) {
-    for write in writes {
-        match write {
-            Write::Record(agent, record) => {
-                let entry = store.entry(agent.clone()).or_default();
-                if matches!(record, Record::Moved { .. }) {
-                    entry.state = None;
-                }
-                entry.record = Some(record.clone());
-            }
-            Write::State(agent, state) => {
-                store.entry(agent.clone()).or_default().state = Some(state.clone());
-            }
-            Write::Forget(agent) => {
-                store.remove(agent);
-            }
-        }
-    }
-}
-
-pub(super) fn encode(state: &BTreeSet<u64>) -> Vec<u8> {
-    state.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-pub(super) fn decode(bytes: &[u8]) -> BTreeSet<u64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("eight bytes")))
-        .collect()
-}
-
-fn brief(message: &Message) -> String {
-    let h = message.handoff();
-    let kind = format!("{message:?}");
-    let kind = kind.split([' ', '(', '{']).next().unwrap_or("");
-    format!(
-        "{kind} {} e{} #{:x}",
-        h.agent,
-        h.epoch,
-        h.attempt.0 & 0xffff
-    )
-}
-
-fn brief_write(write: &Write) -> String {
-    match write {
-        Write::Record(agent, record) => format!("{agent}: {record:?}"),
-        Write::State(agent, state) => format!("{agent}: state of {} writes", state.len() / 8),
-        Write::Forget(agent) => format!("forget {agent}"),
-    }
-}
-
-fn brief_input(input: &Input) -> String {
-    match input {
-        Input::Ran { op, result } => format!("ran {op:?} ok={}", result.is_ok()),
-        Input::Exported { op, result } => format!("exported {op:?} ok={}", result.is_ok()),
-        Input::Loaded { op, result } => format!("loaded {op:?} {result:?}"),
-        other => format!("{other:?}"),
     }
 }
