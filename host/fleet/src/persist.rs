@@ -170,7 +170,8 @@ impl AgentStore {
             let log = t.logs.get(name).map_err(db)?.map(|v| v.value());
             let has_snapshot = t.snapshots.get(name).map_err(db)?.is_some();
             let (bytes, next) = log.unwrap_or((0, 0));
-            let compact = !has_snapshot || bytes > MIN_LOG_BEFORE_COMPACTION.max(after.len() as u64);
+            let compact =
+                !has_snapshot || bytes > MIN_LOG_BEFORE_COMPACTION.max(after.len() as u64);
             match before {
                 Some(before) if !compact => {
                     let record = disk::log_record(before, after)?;
@@ -256,7 +257,10 @@ impl AgentStore {
             match disk::decode_record::<AgentRecord>(bytes.value()) {
                 Ok(r) => records.push(r),
                 Err(e) => {
-                    tracing::warn!(agent = name.value(), "skipping an unreadable agent record: {e}")
+                    tracing::warn!(
+                        agent = name.value(),
+                        "skipping an unreadable agent record: {e}"
+                    )
                 }
             }
         }
@@ -266,7 +270,10 @@ impl AgentStore {
             match disk::decode_record::<Tombstone>(bytes.value()) {
                 Ok(t) => tombstones.push(t),
                 Err(e) => {
-                    tracing::warn!(agent = name.value(), "skipping an unreadable tombstone: {e}")
+                    tracing::warn!(
+                        agent = name.value(),
+                        "skipping an unreadable tombstone: {e}"
+                    )
                 }
             }
         }
@@ -414,7 +421,10 @@ mod tests {
         }
         // The deltas were folded into a snapshot: they stay short.
         assert!(longest > 0, "no delta was ever appended");
-        assert!(longest <= MIN_LOG_BEFORE_COMPACTION + (64 << 10), "{longest}");
+        assert!(
+            longest <= MIN_LOG_BEFORE_COMPACTION + (64 << 10),
+            "{longest}"
+        );
         drop(store);
         let store = AgentStore::open(dir.path()).unwrap();
         assert_eq!(store.state("a").unwrap().as_deref(), Some(&state[..]));

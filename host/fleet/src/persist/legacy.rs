@@ -45,11 +45,15 @@ pub(super) fn read(dir: &Path, max_state: usize) -> Result<Old> {
         match kind {
             "record" => match decode_record::<AgentRecord>(&bytes) {
                 Ok(r) => old.records.push(r),
-                Err(e) => tracing::warn!(path = %path.display(), "skipping unreadable agent record: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "skipping unreadable agent record: {e}")
+                }
             },
             "moved" => match decode_record::<Tombstone>(&bytes) {
                 Ok(t) => old.tombstones.push(t),
-                Err(e) => tracing::warn!(path = %path.display(), "skipping unreadable tombstone: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "skipping unreadable tombstone: {e}")
+                }
             },
             "state" => {
                 let state = replay(&dir.join(format!("{stem}.log")), bytes, max_state)?;
