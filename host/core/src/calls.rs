@@ -6,7 +6,7 @@ use edgehost_proto::AgentName;
 
 use crate::core::{Core, Op};
 use crate::io::{Action, Answer, CallId, OpId, Write};
-use crate::table::{Agent, Life, Out, Work};
+use crate::table::{Agent, Life, Work};
 
 impl Core {
     pub(crate) fn call(&mut self, call: CallId, name: AgentName, body: Vec<u8>) {
@@ -23,7 +23,9 @@ impl Core {
                 let to = to.clone();
                 return self.reply(call, Answer::Moved(to));
             }
-            Life::Releasing { .. } | Life::Arriving(_) => return self.reply(call, Answer::NotHere),
+            Life::Claiming { .. } | Life::Releasing { .. } | Life::Arriving(_) => {
+                return self.reply(call, Answer::NotHere);
+            }
         }
         self.pump(&name);
     }
@@ -38,7 +40,7 @@ impl Core {
         }
         let runs = match &agent.life {
             Life::Serving { .. } => true,
-            Life::Leaving { out, .. } => !matches!(out.phase, Out::Committing(_)),
+            Life::Leaving { out, .. } => !out.deciding(),
             _ => false,
         };
         if !runs {
@@ -122,7 +124,7 @@ impl Core {
         let writes = matches!(
             &agent.life,
             Life::Serving { .. } | Life::Starting { .. } | Life::Recording { .. }
-        ) || matches!(&agent.life, Life::Leaving { out, .. } if !matches!(out.phase, Out::Committing(_)));
+        ) || matches!(&agent.life, Life::Leaving { out, .. } if !out.deciding());
         if !writes || agent.commit.writing.is_some() {
             return;
         }

@@ -7,7 +7,8 @@ use edgehost_proto::{AgentName, HostName};
 
 use crate::calls::drain_calls;
 use crate::io::{Action, Answer, CallId, Input, Message, OpId, Record, RequestId, Write};
-use crate::table::{Agent, AgentTable, In, Incoming, Life};
+use crate::registry::{Acceptor, Change, Decision, Ownership, Registry};
+use crate::table::{Agent, AgentTable, In, Incoming, Life, Out, Outgoing};
 use crate::{Time, Timing};
 
 /// What a pending operation was for, to route its completion.
@@ -37,25 +38,64 @@ pub struct Core {
     pub(crate) now: Time,
     pub(crate) agents: AgentTable,
     pub(crate) ops: BTreeMap<OpId, (AgentName, Op)>,
+    pub(crate) registry: Registry,
     next_op: u64,
     rng: u64,
     outbox: VecDeque<Action>,
 }
 
+/// How many rounds a claim, a release or a read of the registry gets before
+/// it fails.
+const REGISTRY_TRIES: u32 = 4;
+
 impl Core {
     /// A host named `me` with an empty store. `seed` makes its handoff
     /// attempts unique: give each start of a host another one.
     pub fn new(me: HostName, timing: Timing, seed: u64) -> Self {
-        Core {
+        let mut core = Core {
             me,
             timing,
             now: Time::ZERO,
             agents: AgentTable::new(),
             ops: BTreeMap::new(),
+            registry: Registry::default(),
             next_op: 0,
             rng: seed,
             outbox: VecDeque::new(),
+        };
+        core.registry.nonce = core.random();
+        core
+    }
+
+    /// Names and commit points are agreed by a majority of `members`
+    /// (this host among them or not); `acceptors` is what this host's store
+    /// holds of its part as a member. Without a call to this, every host
+    /// decides alone, as before there was a registry.
+    pub fn with_registry(
+        mut self,
+        members: Vec<HostName>,
+        acceptors: impl IntoIterator<Item = (AgentName, Acceptor)>,
+    ) -> Self {
+        self.registry.members = members;
+        self.registry.acceptors = acceptors.into_iter().collect();
+        // Handoffs a restart found waiting for the registry ask it again.
+        let deciding: Vec<AgentName> = self
+            .agents
+            .iter()
+            .filter(
+                |(_, a)| matches!(&a.life, Life::Leaving { out, .. } if out.phase == Out::Deciding),
+            )
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in deciding {
+            self.propose_move(&name);
         }
+        self
+    }
+
+    /// The registry's members; empty when there is none.
+    pub fn registry(&self) -> &[HostName] {
+        &self.registry.members
     }
 
     /// A host restarted on a store holding `records`: active agents are
@@ -106,6 +146,22 @@ impl Core {
                 Record::Moved { handoff, to } => {
                     Agent::new(Life::Moved { handoff, to }, Vec::new())
                 }
+                Record::Moving { handoff, to, spec } => {
+                    // It stopped serving and asked the registry to move it:
+                    // it asks again (`with_registry`), and serves only if the
+                    // registry says it still owns the agent.
+                    let life = Life::Leaving {
+                        epoch: handoff.epoch.saturating_sub(1),
+                        out: Outgoing {
+                            to,
+                            handoff,
+                            request: None,
+                            phase: Out::Deciding,
+                            recovered: true,
+                        },
+                    };
+                    Agent::new(life, spec)
+                }
             };
             core.agents.insert(name, life);
         }
@@ -129,7 +185,11 @@ impl Core {
 
     /// When the core next wants a [`Input::Tick`].
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.agents.values().filter_map(|a| a.deadline).min()
+        let agents = self.agents.values().filter_map(|a| a.deadline).min();
+        match (agents, self.registry_timeout()) {
+            (Some(a), Some(r)) => Some(a.min(r)),
+            (a, r) => a.or(r),
+        }
     }
 
     /// Takes one input at `now` (never earlier than the last), then fires
@@ -168,6 +228,7 @@ impl Core {
             }
             self.timer(&name);
         }
+        self.registry_timers();
     }
 
     pub(crate) fn send(&mut self, to: &HostName, message: Message) {
@@ -190,10 +251,15 @@ impl Core {
     }
 
     pub(crate) fn op(&mut self, agent: &AgentName, kind: Op) -> OpId {
-        self.next_op += 1;
-        let op = OpId(self.next_op);
+        let op = self.next_op();
         self.ops.insert(op, (agent.clone(), kind));
         op
+    }
+
+    /// A fresh operation number, not tied to an agent.
+    pub(crate) fn next_op(&mut self) -> OpId {
+        self.next_op += 1;
+        OpId(self.next_op)
     }
 
     /// A random number (splitmix64), for handoff attempts.
@@ -214,6 +280,9 @@ impl Core {
     }
 
     fn persisted(&mut self, op: OpId, result: Result<(), String>) {
+        if self.vote_persisted(op, &result) {
+            return;
+        }
         let Some((name, kind)) = self.ops.remove(&op) else {
             return;
         };
@@ -306,6 +375,7 @@ impl Core {
                         }
                         if let Some(request) = creating {
                             self.done(request, Err(format!("the agent cannot start: {e}")));
+                            self.unclaim(&name, epoch);
                         }
                     }
                 }
@@ -338,12 +408,30 @@ impl Core {
             };
             return self.done(request, Err(why));
         }
+        if self.registry.on() {
+            // The name first: a majority of the registry must agree that
+            // nobody holds it.
+            self.agents
+                .insert(name.clone(), Agent::new(Life::Claiming { request }, spec));
+            let attempt = crate::io::Attempt(self.random());
+            let change = Change::Claim {
+                host: self.me.clone(),
+                attempt,
+            };
+            return self.propose(&name, change, Some(REGISTRY_TRIES));
+        }
+        self.start(name, spec, 1, request);
+    }
+
+    /// A new agent, its name granted at `epoch`: its instance is made, then
+    /// its record written.
+    fn start(&mut self, name: AgentName, spec: Vec<u8>, epoch: u64, request: RequestId) {
         let op = self.op(&name, Op::Load);
         self.agents.insert(
             name.clone(),
             Agent::new(
                 Life::Starting {
-                    epoch: 1,
+                    epoch,
                     op,
                     creating: Some(request),
                 },
@@ -355,6 +443,44 @@ impl Core {
             agent: name,
             spec,
         });
+    }
+
+    /// The registry answered a claim.
+    pub(crate) fn claimed(&mut self, name: &AgentName, decision: Decision) {
+        let Some(Agent {
+            life: Life::Claiming { request },
+            ..
+        }) = self.agents.get(name)
+        else {
+            return;
+        };
+        let request = *request;
+        let agent = self.agents.remove(name).expect("looked up above");
+        match decision {
+            Ok((Some(Ownership::Owned { host, epoch, .. }), true)) if host == self.me => {
+                self.start(name.clone(), agent.spec, epoch, request);
+            }
+            Ok((Some(Ownership::Owned { host, .. }), _)) => {
+                self.done(request, Err(format!("{name:?} exists and runs on {host}")));
+            }
+            Ok((value, _)) => self.done(
+                request,
+                Err(format!("the registry would not grant {name:?}: {value:?}")),
+            ),
+            Err(e) => self.done(request, Err(format!("cannot create {name:?}: {e}"))),
+        }
+    }
+
+    /// Gives a name this host holds in the registry back, if there is a
+    /// registry: best effort, since the agent is gone from here either way.
+    fn unclaim(&mut self, name: &AgentName, epoch: u64) {
+        if self.registry.on() {
+            let change = Change::Release {
+                host: self.me.clone(),
+                epoch,
+            };
+            self.propose(name, change, Some(REGISTRY_TRIES));
+        }
     }
 
     fn release(&mut self, request: RequestId, name: AgentName) {
@@ -408,6 +534,7 @@ impl Core {
                     Err(e) => {
                         self.remove(name, |_| Answer::NotHere);
                         self.done(request, Err(format!("could not record the agent: {e}")));
+                        self.unclaim(name, epoch);
                     }
                 }
             }
@@ -421,6 +548,7 @@ impl Core {
                     Ok(()) => {
                         self.remove(name, |_| Answer::NotHere);
                         self.done(request, Ok(()));
+                        self.unclaim(name, epoch);
                     }
                     Err(e) => {
                         // Nothing was removed: it serves on.

@@ -3,6 +3,7 @@
 use edgehost_proto::{AgentName, HostName};
 
 use crate::Time;
+use crate::registry::{Acceptor, Vote};
 
 /// A client call, numbered by the shell; unique within one host's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,24 +92,27 @@ pub enum Message {
         /// The answer.
         verdict: Verdict,
     },
+    /// The registry's agreement on a name's owner.
+    Vote(Vote),
 }
 
 impl Message {
-    /// The handoff the message is about.
-    pub fn handoff(&self) -> &Handoff {
+    /// The handoff the message is about, unless it is the registry's.
+    pub fn handoff(&self) -> Option<&Handoff> {
         match self {
             Message::Prepare { handoff, .. }
             | Message::Precopy { handoff, .. }
             | Message::Transfer { handoff, .. }
             | Message::Refused { handoff, .. }
-            | Message::OutcomeIs { handoff, .. } => handoff,
+            | Message::OutcomeIs { handoff, .. } => Some(handoff),
             Message::Prepared(h)
             | Message::Precopied(h)
             | Message::Transferred(h)
             | Message::Commit(h)
             | Message::Committed(h)
             | Message::Abort(h)
-            | Message::Outcome(h) => h,
+            | Message::Outcome(h) => Some(h),
+            Message::Vote(_) => None,
         }
     }
 }
@@ -144,6 +148,17 @@ pub enum Record {
         /// The shell's description of the agent.
         spec: Vec<u8>,
     },
+    /// The source of a handoff has stopped serving and asks the registry to
+    /// move the agent to `to`: on a restart it asks again rather than
+    /// serve. The state is kept until the move is decided.
+    Moving {
+        /// The handoff.
+        handoff: Handoff,
+        /// Its target.
+        to: HostName,
+        /// The shell's description of the agent.
+        spec: Vec<u8>,
+    },
     /// The commit point of a handoff from here: the agent moved to `to`, and
     /// this host never serves it again at this epoch or below.
     Moved {
@@ -160,6 +175,7 @@ impl Record {
         match self {
             Record::Active { epoch, .. } => *epoch,
             Record::Prepared { handoff, .. } | Record::Moved { handoff, .. } => handoff.epoch,
+            Record::Moving { handoff, .. } => handoff.epoch.saturating_sub(1),
         }
     }
 }
@@ -172,8 +188,10 @@ pub enum Write {
     Record(AgentName, Record),
     /// Sets the agent's state.
     State(AgentName, Vec<u8>),
-    /// Removes everything stored of the agent.
+    /// Removes the agent's record and state (not its registry entry).
     Forget(AgentName),
+    /// Sets this host's registry acceptor state for the name.
+    Acceptor(AgentName, Acceptor),
 }
 
 /// How a client call ends.

@@ -25,6 +25,7 @@
 mod calls;
 mod core;
 pub mod io;
+pub mod registry;
 pub mod sim;
 mod source;
 pub mod table;
@@ -37,6 +38,7 @@ pub use crate::io::{
     Action, Answer, Attempt, CallId, Handoff, Input, Message, OpId, Record, RequestId, Verdict,
     Write,
 };
+pub use crate::registry::{Acceptor, Ballot, Change, Ownership, Vote};
 pub use crate::table::{AgentTable, Life};
 
 /// A point in time: how long since an origin the shell chose. The core
@@ -58,6 +60,9 @@ pub struct Timing {
     pub settle_after: Duration,
     /// How often it asks again.
     pub settle_every: Duration,
+    /// How long a registry round waits for a majority before it starts
+    /// again.
+    pub vote: Duration,
 }
 
 impl Default for Timing {
@@ -69,6 +74,7 @@ impl Default for Timing {
             prepare_expiry: Duration::from_secs(180),
             settle_after: Duration::from_secs(2),
             settle_every: Duration::from_secs(1),
+            vote: Duration::from_secs(1),
         }
     }
 }

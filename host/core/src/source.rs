@@ -4,7 +4,8 @@
 use edgehost_proto::{AgentName, HostName};
 
 use crate::core::{Core, Op};
-use crate::io::{Action, Answer, Attempt, Handoff, Message, Record, RequestId, Write};
+use crate::io::{Action, Answer, Attempt, Handoff, Message, OpId, Record, RequestId, Write};
+use crate::registry::{Change, Decision};
 use crate::table::{Agent, Life, Out, Outgoing, Work};
 
 impl Outgoing {
@@ -12,7 +13,20 @@ impl Outgoing {
     pub(crate) fn holds_calls(&self) -> bool {
         matches!(
             self.phase,
-            Out::Holding | Out::Transferring | Out::Committing(_)
+            Out::Holding
+                | Out::Transferring
+                | Out::Committing(_)
+                | Out::Intending(_)
+                | Out::Deciding
+        )
+    }
+
+    /// Whether the handoff is past the point where it may still abort on
+    /// its own: the commit point is being written or decided.
+    pub(crate) fn deciding(&self) -> bool {
+        matches!(
+            self.phase,
+            Out::Committing(_) | Out::Intending(_) | Out::Deciding
         )
     }
 }
@@ -51,8 +65,9 @@ impl Core {
             out: Outgoing {
                 to: to.clone(),
                 handoff: handoff.clone(),
-                request,
+                request: Some(request),
                 phase: Out::Preparing,
+                recovered: false,
             },
         };
         self.send(&to, Message::Prepare { handoff, spec });
@@ -81,7 +96,9 @@ impl Core {
 
     /// Source: the target answered.
     pub(crate) fn source_receives(&mut self, from: HostName, message: Message) {
-        let handoff = message.handoff().clone();
+        let Some(handoff) = message.handoff().cloned() else {
+            return;
+        };
         let name = handoff.agent.clone();
         let Some(phase) = self.outgoing(&name, &from, &handoff) else {
             return;
@@ -113,21 +130,39 @@ impl Core {
                 self.pump(&name);
             }
             (Message::Transferred(_), Out::Transferring) => {
-                // The commit point.
                 let Some(to) = self.leaving_target(&name) else {
                     return;
                 };
                 let op = self.op(&name, Op::Record);
-                self.set_phase(&name, Out::Committing(op));
+                let record = if self.registry.on() {
+                    // The intent: from its write on, this host never serves
+                    // the agent again unless the registry refuses the move.
+                    self.set_phase(&name, Out::Intending(op));
+                    let spec = self.agents.get(&name).map(|a| a.spec.clone());
+                    Record::Moving {
+                        handoff,
+                        to,
+                        spec: spec.unwrap_or_default(),
+                    }
+                } else {
+                    // The commit point.
+                    self.set_phase(&name, Out::Committing(op));
+                    Record::Moved { handoff, to }
+                };
                 if let Some(agent) = self.agents.get_mut(&name) {
                     agent.deadline = None;
                 }
                 self.push(Action::Persist {
                     op,
-                    writes: vec![Write::Record(name, Record::Moved { handoff, to })],
+                    writes: vec![Write::Record(name, record)],
                 });
             }
-            (Message::Refused { reason, .. }, phase) if !matches!(phase, Out::Committing(_)) => {
+            (Message::Refused { reason, .. }, phase)
+                if !matches!(
+                    phase,
+                    Out::Committing(_) | Out::Intending(_) | Out::Deciding
+                ) =>
+            {
                 self.abort(&name, format!("{from} refused: {reason}"));
             }
             _ => {}
@@ -176,7 +211,10 @@ impl Core {
             Some(Life::Leaving { out, .. }) => out.phase,
             _ => return,
         };
-        if !matches!(phase, Out::Committing(_)) {
+        if !matches!(
+            phase,
+            Out::Committing(_) | Out::Intending(_) | Out::Deciding
+        ) {
             self.abort(name, format!("no answer in time ({phase:?})"));
         }
     }
@@ -199,44 +237,157 @@ impl Core {
         while let Some((call, body)) = agent.held.pop_back() {
             agent.work.push_front(Work::Call(call, body));
         }
+        if matches!(out.phase, Out::Deciding) {
+            // The record says the agent is moving: it says serving again.
+            let spec = agent.spec.clone();
+            let op = self.op(name, Op::Record);
+            self.push(Action::Persist {
+                op,
+                writes: vec![Write::Record(name.clone(), Record::Active { epoch, spec })],
+            });
+        }
+        if out.recovered {
+            // No instance after a restart: made anew from the store.
+            let op = self.op(name, Op::Load);
+            if let Some(agent) = self.agents.get_mut(name) {
+                agent.life = Life::Starting {
+                    epoch,
+                    op,
+                    creating: None,
+                };
+            }
+            self.push(Action::Reload {
+                op,
+                agent: name.clone(),
+            });
+        }
         self.send(&out.to, Message::Abort(out.handoff));
-        self.done(
-            out.request,
-            Err(format!(
-                "migration aborted, {name:?} still serves here: {why}"
-            )),
-        );
+        if let Some(request) = out.request {
+            self.done(
+                request,
+                Err(format!(
+                    "migration aborted, {name:?} still serves here: {why}"
+                )),
+            );
+        }
         self.flush(name);
         self.pump(name);
     }
 
-    /// Source: the commit point's write ended.
+    /// Source: the commit point's write (no registry), or the intent's
+    /// (registry), ended.
     pub(crate) fn tombstone_written(
         &mut self,
         name: &AgentName,
-        op: crate::io::OpId,
+        op: OpId,
         result: Result<(), String>,
     ) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        let Life::Leaving { out, .. } = &mut agent.life else {
+            return;
+        };
+        let intent = match out.phase {
+            Out::Committing(writing) if writing == op => false,
+            Out::Intending(writing) if writing == op => true,
+            _ => return,
+        };
+        if let Err(e) = result {
+            return self.abort(name, format!("could not record the handoff: {e}"));
+        }
+        if intent {
+            out.phase = Out::Deciding;
+            return self.propose_move(name);
+        }
+        self.moved(name);
+    }
+
+    /// Source: asks the registry to move `name`, until it answers.
+    pub(crate) fn propose_move(&mut self, name: &AgentName) {
+        let Some(Agent {
+            life: Life::Leaving { epoch, out },
+            ..
+        }) = self.agents.get(name)
+        else {
+            return;
+        };
+        let change = Change::Move {
+            from: self.me.clone(),
+            epoch: *epoch,
+            to: out.to.clone(),
+            attempt: out.handoff.attempt,
+        };
+        self.propose(name, change, None);
+    }
+
+    /// Source: the registry decided the move.
+    pub(crate) fn move_decided(&mut self, name: &AgentName, decision: Decision) {
+        let Some(Agent {
+            life: Life::Leaving { out, .. },
+            ..
+        }) = self.agents.get(name)
+        else {
+            return;
+        };
+        if out.phase != Out::Deciding {
+            return;
+        }
+        let (to, handoff) = (out.to.clone(), out.handoff.clone());
+        match decision {
+            // The move holds, or the registry is past the epoch it moves
+            // to: only this host could move the agent on from its epoch,
+            // and the one move it proposed at that epoch is this one (a
+            // restart proposes the same again). Found by the simulator
+            // (seed 35 of the registry's first run): a source restarted
+            // while its target had already moved the agent on, read the
+            // newer owner as a refusal, and served again.
+            Ok((value, holds))
+                if holds || value.as_ref().is_some_and(|v| v.epoch() >= handoff.epoch) =>
+            {
+                // The commit point. The tombstone replaces the intent; until
+                // it is durable a restart asks the registry again and gets
+                // the same answer.
+                let op = self.op(name, Op::Record);
+                self.push(Action::Persist {
+                    op,
+                    writes: vec![Write::Record(
+                        name.clone(),
+                        Record::Moved {
+                            handoff,
+                            to: to.clone(),
+                        },
+                    )],
+                });
+                self.moved(name);
+            }
+            Ok((value, _)) => {
+                self.abort(name, format!("the registry holds {value:?}, not this host"));
+            }
+            Err(e) => {
+                // Never given up on; a new proposal asks again.
+                let _ = e;
+                self.propose_move(name);
+            }
+        }
+    }
+
+    /// Source: past the commit point. Calls that ran before the final
+    /// export are acknowledged (the target made their state durable), the
+    /// others go to the target.
+    fn moved(&mut self, name: &AgentName) {
         let Some(agent) = self.agents.get_mut(name) else {
             return;
         };
         let Life::Leaving { out, .. } = &agent.life else {
             return;
         };
-        if out.phase != Out::Committing(op) {
-            return;
-        }
-        if let Err(e) = result {
-            return self.abort(name, format!("could not record the handoff: {e}"));
-        }
         let (to, handoff, request) = (out.to.clone(), out.handoff.clone(), out.request);
         agent.life = Life::Moved {
             handoff: handoff.clone(),
             to: to.clone(),
         };
         agent.commit.staged = None;
-        // Every call that ran before the final export is in the state the
-        // target has made durable: the waiting ones are acknowledged.
         let waiting: Vec<_> = std::mem::take(&mut agent.commit.waiting);
         let held: Vec<_> = agent.held.drain(..).collect();
         let queued: Vec<_> = crate::calls::drain_calls(agent);
@@ -247,11 +398,13 @@ impl Core {
             self.reply(call, Answer::Moved(to.clone()));
         }
         self.ops
-            .retain(|_, (agent, kind)| agent != name || *kind == Op::State);
+            .retain(|_, (agent, kind)| agent != name || matches!(kind, Op::State | Op::Record));
         self.push(Action::Drop {
             agent: name.clone(),
         });
         self.send(&to, Message::Commit(handoff));
-        self.done(request, Ok(()));
+        if let Some(request) = request {
+            self.done(request, Ok(()));
+        }
     }
 }

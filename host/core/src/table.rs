@@ -48,16 +48,17 @@ impl Agent {
     }
 
     /// Whether this host owns the agent: it serves it, or will once its
-    /// instance is loaded, or is handing it off and has not committed.
+    /// instance is loaded, or is handing it off and has not asked the
+    /// registry to move it.
     pub fn owns(&self) -> bool {
-        matches!(
-            self.life,
+        match &self.life {
             Life::Starting { .. }
-                | Life::Recording { .. }
-                | Life::Serving { .. }
-                | Life::Leaving { .. }
-                | Life::Releasing { .. }
-        )
+            | Life::Recording { .. }
+            | Life::Serving { .. }
+            | Life::Releasing { .. } => true,
+            Life::Leaving { out, .. } => !matches!(out.phase, Out::Deciding),
+            Life::Claiming { .. } | Life::Arriving(_) | Life::Moved { .. } => false,
+        }
     }
 
     /// The epoch this host serves the agent at, if it owns it.
@@ -75,6 +76,12 @@ impl Agent {
 /// Where one agent stands on one host.
 #[derive(Debug)]
 pub enum Life {
+    /// A new agent whose name the registry is asked for; calls are turned
+    /// away.
+    Claiming {
+        /// The create request.
+        request: RequestId,
+    },
     /// Its instance is being made (after a create or a restart); calls
     /// queue.
     Starting {
@@ -87,7 +94,7 @@ pub enum Life {
     },
     /// A new agent's record is being written; calls queue.
     Recording {
-        /// Always 1.
+        /// The epoch its claim gave it (1 without a registry).
         epoch: u64,
         /// The write.
         op: OpId,
@@ -133,10 +140,12 @@ pub struct Outgoing {
     pub to: HostName,
     /// The handoff.
     pub handoff: Handoff,
-    /// The migrate request to answer.
-    pub request: RequestId,
+    /// The migrate request to answer; none after a restart.
+    pub request: Option<RequestId>,
     /// How far it is.
     pub phase: Out,
+    /// Taken up again after a restart: there is no instance.
+    pub recovered: bool,
 }
 
 /// The steps of a handoff at the source.
@@ -152,8 +161,14 @@ pub enum Out {
     Holding,
     /// `Transfer` sent.
     Transferring,
-    /// The commit point is being written.
+    /// The commit point is being written (no registry).
     Committing(OpId),
+    /// The intent to move is being written (registry): the agent stops
+    /// serving here.
+    Intending(OpId),
+    /// The registry is asked to move the agent; until it answers, no host
+    /// serves it.
+    Deciding,
 }
 
 /// The target's side of a handoff.

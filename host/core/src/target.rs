@@ -6,6 +6,7 @@ use edgehost_proto::{AgentName, HostName};
 
 use crate::core::{Core, Op};
 use crate::io::{Action, Answer, Handoff, Message, Record, Verdict, Write};
+use crate::registry::{Change, Ownership, Value};
 use crate::table::{Agent, In, Incoming, Life};
 
 impl Core {
@@ -52,6 +53,36 @@ impl Core {
                 Verdict::Pending => {}
             },
             Message::Abort(handoff) => self.abort_arriving(&from, &handoff),
+            Message::Vote(vote) => self.vote(from, vote),
+        }
+    }
+
+    /// Target: the registry's value for an arriving agent whose commit has
+    /// not come.
+    pub(crate) fn settle_read(&mut self, name: &AgentName, value: Value) {
+        let Some(Agent {
+            life: Life::Arriving(incoming),
+            ..
+        }) = self.agents.get(name)
+        else {
+            return;
+        };
+        if !matches!(incoming.phase, In::Imported) {
+            return;
+        }
+        let (from, handoff) = (incoming.from.clone(), incoming.handoff.clone());
+        match value {
+            Some(Ownership::Owned {
+                host,
+                epoch,
+                attempt,
+            }) if host == self.me && epoch == handoff.epoch && attempt == handoff.attempt => {
+                self.commit(from, handoff, false)
+            }
+            // The agent is past this handoff's epoch another way: it can
+            // never commit.
+            Some(v) if v.epoch() >= handoff.epoch => self.abort_arriving(&from, &handoff),
+            _ => {}
         }
     }
 
@@ -372,6 +403,11 @@ impl Core {
             In::Imported => {
                 let (from, handoff) = (incoming.from.clone(), incoming.handoff.clone());
                 self.send(&from, Message::Outcome(handoff));
+                if self.registry.on() && !self.proposing(name) {
+                    // The source may be gone for good: the registry knows
+                    // too.
+                    self.propose(name, Change::Read, Some(2));
+                }
                 self.arm(name, self.timing.settle_every);
             }
             _ => {}

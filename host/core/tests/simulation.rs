@@ -32,7 +32,7 @@ fn a_thousand_seeded_schedules_keep_every_invariant() {
 fn a_seed_replays_exactly() {
     let options = Options {
         trace: 10_000,
-        verbose: false,
+        ..Options::default()
     };
     let once = sim::run(12, options).expect("seed 12 holds");
     let twice = sim::run(12, options).expect("seed 12 holds");
@@ -62,12 +62,41 @@ fn the_schedules_exercise_what_they_claim() {
 
 #[test]
 fn seeds_that_found_bugs_hold_now() {
-    // 847: a late Prepare replaced a copy whose commit was on its way.
-    // 7985: a copy whose write failed answered a repeated Transfer as if
-    // durable. Both lost the agent.
+    // Found by the simulator's first version, and replayed with its
+    // schedules (no registry, no creates of existing names). 847: a late
+    // Prepare replaced a copy whose commit was on its way. 7985: a copy
+    // whose write failed answered a repeated Transfer as if durable. Both
+    // lost the agent.
+    let first = Options {
+        registry: false,
+        create_again: false,
+        ..Options::default()
+    };
     for seed in [847, 7985] {
-        if let Err(failure) = sim::run(seed, Options::default()) {
+        if let Err(failure) = sim::run(seed, first) {
             panic!("{failure}");
         }
     }
+    // 35 of the registry's first run: a source restarted while deciding
+    // read an owner that had moved the agent on as a refusal, and served.
+    if let Err(failure) = sim::run(35, Options::default()) {
+        panic!("{failure}");
+    }
+}
+
+#[test]
+fn without_the_registry_a_create_of_an_existing_name_makes_a_second_owner() {
+    // H2: a host that does not know a name takes it. Seed 0 creates an
+    // agent again on another host while its owner is down; without a
+    // registry the new copy serves, empty, beside the old one.
+    let alone = Options {
+        registry: false,
+        ..Options::default()
+    };
+    let failure = sim::run(0, alone).expect_err("seed 0 breaks without a registry");
+    assert!(
+        failure.what.contains("owners") || failure.what.contains("without acknowledged write"),
+        "{failure}"
+    );
+    sim::run(0, Options::default()).expect("seed 0 holds with the registry");
 }

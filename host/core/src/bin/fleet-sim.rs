@@ -1,11 +1,13 @@
 //! Runs the fleet simulator over many seeded schedules.
 //!
 //! ```text
-//! fleet-sim [--schedules N] [--seed FIRST] [--replay SEED] [--verbose]
+//! fleet-sim [--schedules N] [--seed FIRST] [--replay SEED] [--verbose] [--no-registry]
 //! ```
 //!
 //! Schedules run on every core; the first failing seed is printed with the
 //! events before it, and `--replay SEED --verbose` shows it step by step.
+//! `--no-registry` lets every host decide names and commit points alone,
+//! as before the registry, to show what the registry prevents.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -27,6 +29,7 @@ fn run() -> Result<std::process::ExitCode, String> {
     let mut first = 0u64;
     let mut replay = None;
     let mut verbose = false;
+    let mut registry = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> Result<u64, String> {
@@ -40,15 +43,24 @@ fn run() -> Result<std::process::ExitCode, String> {
             "--seed" => first = number("--seed")?,
             "--replay" => replay = Some(number("--replay")?),
             "--verbose" => verbose = true,
+            "--no-registry" => registry = false,
             "-h" | "--help" => {
-                println!("fleet-sim [--schedules N] [--seed FIRST] [--replay SEED] [--verbose]");
+                println!(
+                    "fleet-sim [--schedules N] [--seed FIRST] [--replay SEED] [--verbose] \
+                     [--no-registry]"
+                );
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             other => return Err(format!("unknown argument {other:?}; try --help")),
         }
     }
     if let Some(seed) = replay {
-        let options = Options { trace: 0, verbose };
+        let options = Options {
+            trace: 0,
+            verbose,
+            registry,
+            ..Options::default()
+        };
         return Ok(match sim::run(seed, options) {
             Ok(summary) => {
                 println!("seed {seed}: all invariants hold; {summary:?}");
@@ -75,7 +87,11 @@ fn run() -> Result<std::process::ExitCode, String> {
                         if seed >= end {
                             break;
                         }
-                        match sim::run(seed, Options::default()) {
+                        let options = Options {
+                            registry,
+                            ..Options::default()
+                        };
+                        match sim::run(seed, options) {
                             Ok(s) => add(&mut total, &s),
                             Err(f) => {
                                 if failed.as_ref().is_none_or(|g| f.seed < g.seed) {
@@ -124,7 +140,8 @@ fn run() -> Result<std::process::ExitCode, String> {
         }
         Some(f) => {
             println!("{f}");
-            println!("replay: fleet-sim --replay {} --verbose", f.seed);
+            let flag = if registry { "" } else { " --no-registry" };
+            println!("replay: fleet-sim --replay {} --verbose{flag}", f.seed);
             std::process::ExitCode::FAILURE
         }
     })

@@ -28,7 +28,25 @@ impl World {
                 )));
             }
             if self.released.contains(agent) {
-                if let Some(owner) = owners.first() {
+                // A create that reached the registry after the release
+                // makes a new agent of the same name: not an owner of the
+                // released one.
+                let old = owners.iter().find(|h| {
+                    !self.nodes[**h]
+                        .core
+                        .as_ref()
+                        .and_then(|c| c.agents().get(agent))
+                        .is_some_and(|a| {
+                            matches!(
+                                a.life,
+                                Life::Starting {
+                                    creating: Some(_),
+                                    ..
+                                } | Life::Recording { .. }
+                            )
+                        })
+                });
+                if let Some(owner) = old {
                     return Err(self.fail(format!(
                         "{agent} was released but h{owner} owns it: {}",
                         self.life_of(*owner, agent)

@@ -88,6 +88,7 @@ impl World {
                     Some(Entry {
                         record: Some(_),
                         state,
+                        ..
                     }) => {
                         let state = state.as_deref().map(decode).unwrap_or_default();
                         node.sandbox.insert(agent, state);
@@ -133,7 +134,20 @@ impl World {
                 self.note(format!("h{host} done {what:?}: {result:?}"));
                 match (what, result) {
                     (Request::Create(agent), Ok(())) => {
+                        if self.released.remove(&agent) {
+                            // A create that reached the registry after the
+                            // release: a new agent of the same name, empty.
+                            self.releasing.remove(&agent);
+                            self.acked.remove(&agent);
+                        }
                         self.created.insert(agent);
+                    }
+                    (Request::Create(agent), Err(_)) if !self.created.contains(&agent) => {
+                        // The operator deploys again, where it tried first
+                        // (a claim that failed to be confirmed may have
+                        // landed, and only its claimant may take it again).
+                        let later = self.ms(50, 500);
+                        self.at(later, Event::Create { host, agent });
                     }
                     (Request::Migrate(agent), Ok(())) => {
                         self.summary.committed += 1;
@@ -233,7 +247,16 @@ pub(super) fn apply(store: &mut BTreeMap<AgentName, Entry>, writes: &[Write]) {
                 store.entry(agent.clone()).or_default().state = Some(state.clone());
             }
             Write::Forget(agent) => {
-                store.remove(agent);
+                if let Some(entry) = store.get_mut(agent) {
+                    entry.record = None;
+                    entry.state = None;
+                    if entry.acceptor.is_none() {
+                        store.remove(agent);
+                    }
+                }
+            }
+            Write::Acceptor(agent, acceptor) => {
+                store.entry(agent.clone()).or_default().acceptor = Some(acceptor.clone());
             }
         }
     }
@@ -251,7 +274,12 @@ pub(super) fn decode(bytes: &[u8]) -> BTreeSet<u64> {
 }
 
 pub(super) fn brief(message: &Message) -> String {
-    let h = message.handoff();
+    let Some(h) = message.handoff() else {
+        return match message {
+            Message::Vote(vote) => brief_vote(vote),
+            _ => format!("{message:?}"),
+        };
+    };
     let kind = format!("{message:?}");
     let kind = kind.split([' ', '(', '{']).next().unwrap_or("");
     format!(
@@ -262,8 +290,41 @@ pub(super) fn brief(message: &Message) -> String {
     )
 }
 
+fn brief_vote(vote: &crate::Vote) -> String {
+    use crate::Vote;
+    let ballot = |b: &crate::Ballot| format!("{}.{}", b.round, b.by);
+    match vote {
+        Vote::Prepare { name, ballot: b } => format!("Prepare {name} {}", ballot(b)),
+        Vote::Promise {
+            name,
+            ballot: b,
+            accepted,
+        } => format!(
+            "Promise {name} {} {:?}",
+            ballot(b),
+            accepted.as_ref().map(|a| &a.1)
+        ),
+        Vote::Accept {
+            name,
+            ballot: b,
+            value,
+        } => format!("Accept {name} {} {value:?}", ballot(b)),
+        Vote::Accepted { name, ballot: b } => format!("Accepted {name} {}", ballot(b)),
+        Vote::Nack {
+            name,
+            ballot: b,
+            promised,
+        } => format!("Nack {name} {} < {}", ballot(b), ballot(promised)),
+    }
+}
+
 pub(super) fn brief_write(write: &Write) -> String {
     match write {
+        Write::Acceptor(agent, acceptor) => format!(
+            "{agent}: acceptor promised {:?} accepted {:?}",
+            acceptor.promised.as_ref().map(|b| b.round),
+            acceptor.accepted.as_ref().map(|a| &a.1)
+        ),
         Write::Record(agent, record) => format!("{agent}: {record:?}"),
         Write::State(agent, state) => format!("{agent}: state of {} writes", state.len() / 8),
         Write::Forget(agent) => format!("forget {agent}"),

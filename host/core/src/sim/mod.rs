@@ -72,6 +72,14 @@ pub struct Options {
     pub trace: usize,
     /// Print every event as it happens.
     pub verbose: bool,
+    /// Agree names and commit points through a registry of three hosts.
+    /// Off, every host decides alone, and a create of an existing name on a
+    /// host that does not know it makes a second owner (H2).
+    pub registry: bool,
+    /// Now and then create an agent that exists, on a host chosen at
+    /// random. Off, the schedules are those of the simulator's first
+    /// version, before there was a registry.
+    pub create_again: bool,
 }
 
 impl Default for Options {
@@ -79,6 +87,8 @@ impl Default for Options {
         Options {
             trace: 60,
             verbose: false,
+            registry: true,
+            create_again: true,
         }
     }
 }

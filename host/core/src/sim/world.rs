@@ -22,6 +22,7 @@ const TIMING: Timing = Timing {
     prepare_expiry: Duration::from_secs(5),
     settle_after: Duration::from_millis(300),
     settle_every: Duration::from_millis(200),
+    vote: Duration::from_millis(100),
 };
 
 /// Faults happen until then.
@@ -36,6 +37,8 @@ const PROBE_AT: Duration = Duration::from_secs(25);
 pub(super) struct Entry {
     pub record: Option<Record>,
     pub state: Option<Vec<u8>>,
+    /// The registry's acceptor state for the name, on a member.
+    pub acceptor: Option<crate::Acceptor>,
 }
 
 /// One simulated host.
@@ -101,6 +104,15 @@ pub(super) enum Event {
     Heal,
     Migrate,
     Release,
+    /// The operator creates an agent (again, after a failure).
+    Create {
+        host: usize,
+        agent: AgentName,
+    },
+    /// The operator creates an agent that exists, on a host chosen at
+    /// random (a retried deploy, a second operator): without a registry, a
+    /// host that does not know the name takes it.
+    CreateAgain,
     Probe,
 }
 
@@ -143,6 +155,9 @@ pub struct World {
     /// Which side of a partition each host is on.
     pub(super) side: Vec<u8>,
     pub(super) faults: Faults,
+    /// The registry's members: the first three hosts (all of them when
+    /// fewer); none when the options turn it off.
+    pub(super) registry: Vec<HostName>,
     pub(super) next_write: u64,
     pub(super) probes: BTreeSet<(usize, u64)>,
     pub(super) summary: Summary,
@@ -166,11 +181,20 @@ impl World {
             persist_failure: [0.0, 0.0, 0.01][rng.random_range(0..3)],
             release: rng.random_bool(0.25),
         };
+        let registry: Vec<HostName> = if options.registry {
+            (0..hosts.min(3))
+                .map(|i| HostName::new(format!("h{i}")).expect("a valid name"))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let nodes = (0..hosts)
             .map(|i| {
                 let name = HostName::new(format!("h{i}")).expect("a valid name");
+                let core = Core::new(name.clone(), TIMING, rng.random())
+                    .with_registry(registry.clone(), []);
                 Node {
-                    core: Some(Core::new(name.clone(), TIMING, rng.random())),
+                    core: Some(core),
                     name,
                     life: 0,
                     store: BTreeMap::new(),
@@ -202,6 +226,7 @@ impl World {
             releasing: BTreeSet::new(),
             side: vec![0; hosts],
             faults,
+            registry,
             next_write: 1,
             probes: BTreeSet::new(),
             summary: Summary::default(),
@@ -255,13 +280,7 @@ impl World {
         for agent in 0..self.agents.len() {
             let host = self.rng.random_range(0..self.nodes.len());
             let name = self.agents[agent].clone();
-            self.operator(host, Request::Create(name.clone()), |request| {
-                Input::Create {
-                    request,
-                    agent: name,
-                    spec: b"spec".to_vec(),
-                }
-            });
+            self.create(host, name);
             let first = self.ms(50, 100);
             self.at(first, Event::Write { agent });
         }
@@ -279,6 +298,10 @@ impl World {
         if self.faults.release {
             let d = self.ms(500, 6000);
             self.at(d, Event::Release);
+        }
+        if self.options.create_again {
+            let d = self.ms(200, 4000);
+            self.at(d, Event::CreateAgain);
         }
         self.at(PROBE_AT, Event::Probe);
         while let Some(((at, _), event)) = self.queue.pop_first() {
@@ -414,6 +437,28 @@ impl World {
                     Input::Release { request, agent }
                 });
             }
+            Event::Create { host, agent } => {
+                if self.faulty() && !self.created.contains(&agent) {
+                    if self.nodes[host].core.is_some() {
+                        self.create(host, agent);
+                    } else {
+                        let later = self.ms(50, 500);
+                        self.at(later, Event::Create { host, agent });
+                    }
+                }
+            }
+            Event::CreateAgain => {
+                if !self.faulty() {
+                    return Ok(());
+                }
+                let agent = self.agents[self.rng.random_range(0..self.agents.len())].clone();
+                if !self.releasing.contains(&agent) && !self.released.contains(&agent) {
+                    let at = self.rng.random_range(0..self.nodes.len());
+                    self.create(at, agent);
+                }
+                let next = self.ms(200, 4000);
+                self.at(next, Event::CreateAgain);
+            }
             Event::Probe => {
                 for host in 0..self.nodes.len() {
                     for agent in 0..self.agents.len() {
@@ -460,6 +505,16 @@ impl World {
         self.next_write += 1;
         self.nodes[host].requests.insert(request, what);
         self.input(host, input(request));
+    }
+
+    fn create(&mut self, host: usize, agent: AgentName) {
+        self.operator(host, Request::Create(agent.clone()), |request| {
+            Input::Create {
+                request,
+                agent,
+                spec: b"spec".to_vec(),
+            }
+        });
     }
 
     fn send_write(&mut self, write: u64, host: usize) {
@@ -532,13 +587,15 @@ impl World {
             .iter()
             .filter_map(|(a, e)| e.record.clone().map(|r| (a.clone(), r)))
             .collect();
-        node.core = Some(Core::recover(
-            node.name.clone(),
-            TIMING,
-            seed,
-            self.now,
-            records,
-        ));
+        let acceptors: Vec<(AgentName, crate::Acceptor)> = node
+            .store
+            .iter()
+            .filter_map(|(a, e)| e.acceptor.clone().map(|r| (a.clone(), r)))
+            .collect();
+        node.core = Some(
+            Core::recover(node.name.clone(), TIMING, seed, self.now, records)
+                .with_registry(self.registry.clone(), acceptors),
+        );
         self.note(format!("restart h{host}"));
         self.drain(host);
     }
