@@ -636,7 +636,13 @@ impl Core {
             Change::Claim { .. } => self.claimed(name, decision),
             Change::Move { .. } => self.move_decided(name, decision),
             Change::Read => {
-                if let Ok((value, _)) = decision {
+                let checking = matches!(
+                    self.agents.get(name).map(|a| &a.life),
+                    Some(crate::Life::Leaving { .. })
+                );
+                if checking {
+                    self.check_decided(name, decision);
+                } else if let Ok((value, _)) = decision {
                     self.settle_read(name, value);
                 }
             }

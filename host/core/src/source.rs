@@ -5,7 +5,7 @@ use edgehost_proto::{AgentName, HostName};
 
 use crate::core::{Core, Op};
 use crate::io::{Action, Answer, Attempt, Handoff, Message, OpId, Record, RequestId, Write};
-use crate::registry::{Change, Decision};
+use crate::registry::{Change, Decision, Ownership};
 use crate::table::{Agent, Life, Out, Outgoing, Work};
 
 impl Outgoing {
@@ -113,21 +113,17 @@ impl Core {
                 self.pump(&name);
             }
             (Message::Precopied(_), Out::Precopying) => {
-                // The hold: calls not yet started wait from here on.
-                self.set_phase(&name, Out::Holding);
-                if let Some(agent) = self.agents.get_mut(&name) {
-                    let mut kept = std::collections::VecDeque::new();
-                    for work in agent.work.drain(..) {
-                        match work {
-                            Work::Call(call, body) => agent.held.push_back((call, body)),
-                            Work::Export => kept.push_back(Work::Export),
-                        }
-                    }
-                    agent.work = kept;
-                    agent.work.push_front(Work::Export);
+                if self.registry.on() {
+                    // Before any call waits: is the registry's majority
+                    // within reach, and does it agree this host owns the
+                    // agent? A host cut off from it keeps serving.
+                    self.set_phase(&name, Out::Checking);
+                    // Longer than the two rounds the check may take, so
+                    // that a host cut off hears why from the registry.
+                    self.arm(&name, self.timing.vote * 6);
+                    return self.propose(&name, Change::Read, Some(2));
                 }
-                self.arm(&name, self.timing.step);
-                self.pump(&name);
+                self.hold(&name);
             }
             (Message::Transferred(_), Out::Transferring) => {
                 let Some(to) = self.leaving_target(&name) else {
@@ -166,6 +162,51 @@ impl Core {
                 self.abort(&name, format!("{from} refused: {reason}"));
             }
             _ => {}
+        }
+    }
+
+    /// Source: the hold. Calls not yet started wait from here on; the final
+    /// export runs once the running call ends.
+    fn hold(&mut self, name: &AgentName) {
+        self.set_phase(name, Out::Holding);
+        if let Some(agent) = self.agents.get_mut(name) {
+            let mut kept = std::collections::VecDeque::new();
+            for work in agent.work.drain(..) {
+                match work {
+                    Work::Call(call, body) => agent.held.push_back((call, body)),
+                    Work::Export => kept.push_back(Work::Export),
+                }
+            }
+            agent.work = kept;
+            agent.work.push_front(Work::Export);
+        }
+        self.arm(name, self.timing.step);
+        self.pump(name);
+    }
+
+    /// Source: the registry answered the check before the hold.
+    pub(crate) fn check_decided(&mut self, name: &AgentName, decision: Decision) {
+        let Some(Agent {
+            life: Life::Leaving { epoch, out },
+            ..
+        }) = self.agents.get(name)
+        else {
+            return;
+        };
+        if out.phase != Out::Checking {
+            return;
+        }
+        match decision {
+            Ok((
+                Some(Ownership::Owned {
+                    host, epoch: at, ..
+                }),
+                _,
+            )) if host == self.me && at == *epoch => self.hold(name),
+            Ok((value, _)) => {
+                self.abort(name, format!("the registry holds {value:?}, not this host"))
+            }
+            Err(e) => self.abort(name, e),
         }
     }
 

@@ -157,6 +157,9 @@ pub enum Out {
     Exporting,
     /// `Precopy` sent.
     Precopying,
+    /// Asking the registry whether it still agrees this host owns the
+    /// agent, before calls are held.
+    Checking,
     /// Calls held; waiting for the running call, then exporting.
     Holding,
     /// `Transfer` sent.

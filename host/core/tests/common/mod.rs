@@ -199,6 +199,67 @@ impl Fleet {
         panic!("the messages never settled");
     }
 
+    /// Delivers every message on the wire, and those they cause, except
+    /// those `cut` picks (by sender, receiver and message): a partition, a
+    /// lost message.
+    pub fn settle_cut(&mut self, cut: impl Fn(&str, &str, &Message) -> bool) {
+        for _ in 0..10_000 {
+            let Some((from, to, message)) = self.wire.pop_front() else {
+                return;
+            };
+            if cut(from.as_str(), to.as_str(), &message) {
+                continue;
+            }
+            self.input(to.as_str(), Input::Received { from, message });
+        }
+        panic!("the messages never settled");
+    }
+
+    /// Lets time pass on every host, a second at a time, delivering what
+    /// `cut` lets through, until `done` holds (at most a minute).
+    pub fn run_until(
+        &mut self,
+        cut: impl Fn(&str, &str, &Message) -> bool,
+        done: impl Fn(&Fleet) -> bool,
+    ) {
+        for _ in 0..60 {
+            self.settle_cut(&cut);
+            if done(self) {
+                return;
+            }
+            self.now += Duration::from_secs(1);
+            let names: Vec<HostName> = self.hosts.keys().cloned().collect();
+            for name in names {
+                self.input(name.as_str(), Input::Tick);
+            }
+        }
+        self.settle_cut(&cut);
+        assert!(done(self), "not done within a minute of simulated time");
+    }
+
+    /// Asks `at` to create the agent; the request's number.
+    pub fn request_create(&mut self, at: &str) -> RequestId {
+        let request = RequestId(self.id());
+        self.input(
+            at,
+            Input::Create {
+                request,
+                agent: agent(),
+                spec: b"spec".to_vec(),
+            },
+        );
+        request
+    }
+
+    /// Whether `at` owns the agent.
+    pub fn owns(&self, at: &str) -> bool {
+        self.hosts[at]
+            .core
+            .agents()
+            .get(&agent())
+            .is_some_and(|a| a.owns())
+    }
+
     /// Takes the next message of the kind `pick` matches off the wire,
     /// delivering everything before it.
     pub fn take(&mut self, pick: impl Fn(&Message) -> bool) -> (HostName, HostName, Message) {
@@ -226,6 +287,10 @@ impl Fleet {
                 spec: b"spec".to_vec(),
             },
         );
+        if !self.registry.is_empty() {
+            // The claim's rounds.
+            self.settle(|_| false);
+        }
         assert_eq!(self.host(at).done[&request], Ok(()));
     }
 
