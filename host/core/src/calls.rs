@@ -8,11 +8,25 @@ use crate::core::{Core, Op};
 use crate::io::{Action, Answer, CallId, OpId, Write};
 use crate::table::{Agent, Life, Work};
 
+/// How many calls may wait for one agent, queued behind the running one or
+/// held during a handoff. Past it a call is answered [`Answer::Busy`] at
+/// once: a host's memory stays bounded however fast its clients call.
+pub const MAX_WAITING_CALLS: usize = 1024;
+
 impl Core {
     pub(crate) fn call(&mut self, call: CallId, name: AgentName, body: Vec<u8>) {
         let Some(agent) = self.agents.get_mut(&name) else {
             return self.reply(call, Answer::NotHere);
         };
+        let waiting = agent.work.len() + agent.held.len();
+        if waiting >= MAX_WAITING_CALLS && !matches!(agent.life, Life::Moved { .. }) {
+            return self.reply(
+                call,
+                Answer::Busy(format!(
+                    "{waiting} calls wait for agent {name} already; try again later"
+                )),
+            );
+        }
         match &agent.life {
             Life::Starting { .. } | Life::Recording { .. } | Life::Serving { .. } => {
                 agent.work.push_back(Work::Call(call, body));

@@ -205,6 +205,9 @@ pub enum Answer {
     NotHere,
     /// The call failed; the agent's state is as before it.
     Failed(String),
+    /// Too many calls wait for the agent already; it was not run. Try again
+    /// later.
+    Busy(String),
 }
 
 /// Work done outside the core, and events, fed into it.

@@ -33,6 +33,7 @@ mod target;
 
 use std::time::Duration;
 
+pub use crate::calls::MAX_WAITING_CALLS;
 pub use crate::core::Core;
 pub use crate::io::{
     Action, Answer, Attempt, CallId, Handoff, Input, Message, OpId, Record, RequestId, Verdict,

@@ -252,3 +252,45 @@ fn an_aborted_handoff_runs_the_held_calls_here_in_order() {
     assert_eq!(f.stored_writes("a"), BTreeSet::from([1, 2, 3]));
     assert!(f.serves("a"));
 }
+
+#[test]
+fn calls_past_the_bound_are_answered_busy_and_never_run() {
+    let mut f = Fleet::new(&["a"]);
+    f.create("a");
+    let now = f.now;
+    let total = edgehost_core::MAX_WAITING_CALLS + 10;
+    // Nothing the core asks is carried out: the first call runs and never
+    // ends, so every later one waits.
+    for n in 0..total {
+        f.host("a").core.handle(
+            now,
+            Input::Call {
+                call: CallId(1_000 + n as u64),
+                agent: agent(),
+                body: (n as u64).to_le_bytes().to_vec(),
+            },
+        );
+    }
+    let (mut runs, mut busy) = (0, Vec::new());
+    while let Some(action) = f.host("a").core.poll() {
+        match action {
+            edgehost_core::Action::Run { .. } => runs += 1,
+            edgehost_core::Action::Reply {
+                call,
+                answer: Answer::Busy(reason),
+            } => busy.push((call, reason)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(runs, 1, "one call runs at a time");
+    // One running, MAX_WAITING_CALLS queued behind it, the rest refused.
+    let refused: Vec<CallId> = busy.iter().map(|(c, _)| *c).collect();
+    let first_refused = 1_000 + 1 + edgehost_core::MAX_WAITING_CALLS as u64;
+    assert_eq!(
+        refused,
+        (first_refused..1_000 + total as u64)
+            .map(CallId)
+            .collect::<Vec<_>>()
+    );
+    assert!(busy[0].1.contains("try again"), "{}", busy[0].1);
+}

@@ -202,7 +202,7 @@ impl World {
                 let other = self.rng.random_range(0..self.nodes.len());
                 self.at(later, Event::Retry { write, host: other });
             }
-            Answer::Failed(_) => {
+            Answer::Failed(_) | Answer::Busy(_) => {
                 self.writes.remove(&write);
             }
         }
