@@ -16,6 +16,62 @@ use std::sync::Mutex;
 use crate::sync::lock;
 use crate::{Error, Result};
 
+/// Configuration keys under this prefix are the host's, not the agent's:
+/// they are checked on deploy, travel with the agent when it migrates, and
+/// are never passed to its `init`.
+pub const HOST_KEY_PREFIX: &str = "edgehost.";
+
+/// The configuration key by which an agent chooses its [`Mode`].
+pub const DURABILITY_KEY: &str = "edgehost.durability";
+
+/// How an agent's calls are made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// A call that changed the state is answered once the change is on
+    /// disk (the default).
+    #[default]
+    Durable,
+    /// Calls are answered at once; the state is written once per heartbeat,
+    /// at a handoff and when the host stops. A host killed between two
+    /// snapshots loses the calls answered since the last one.
+    Snapshot,
+}
+
+impl Mode {
+    /// The mode an agent's configuration chooses, or a one-line error for a
+    /// value or a host key this host does not know.
+    pub fn of(config: &[(String, String)]) -> Result<Mode> {
+        let mut mode = Mode::Durable;
+        for (key, value) in config {
+            if key == DURABILITY_KEY {
+                mode = match value.as_str() {
+                    "durable" => Mode::Durable,
+                    "snapshot" => Mode::Snapshot,
+                    other => {
+                        return Err(Error::BadRequest(format!(
+                            "{DURABILITY_KEY} is \"durable\" or \"snapshot\", not {other:?}"
+                        )));
+                    }
+                };
+            } else if key.starts_with(HOST_KEY_PREFIX) {
+                return Err(Error::BadRequest(format!(
+                    "unknown host setting {key:?} (the host knows {DURABILITY_KEY})"
+                )));
+            }
+        }
+        Ok(mode)
+    }
+}
+
+/// The agent's own configuration entries: `config` without the host's.
+pub fn agent_entries(config: &[(String, String)]) -> Vec<(String, String)> {
+    config
+        .iter()
+        .filter(|(key, _)| !key.starts_with(HOST_KEY_PREFIX))
+        .cloned()
+        .collect()
+}
+
 /// One agent's staged and written states.
 #[derive(Default)]
 pub(crate) struct Durability {
@@ -122,6 +178,24 @@ impl Durability {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mode_is_read_from_the_host_key_and_bad_keys_are_refused() {
+        let entry = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(Mode::of(&[entry("greeting", "hi")]).unwrap(), Mode::Durable);
+        assert_eq!(
+            Mode::of(&[entry(DURABILITY_KEY, "snapshot")]).unwrap(),
+            Mode::Snapshot
+        );
+        let bad = Mode::of(&[entry(DURABILITY_KEY, "sometimes")]).unwrap_err();
+        assert!(bad.to_string().contains("not \"sometimes\""), "{bad}");
+        let unknown = Mode::of(&[entry("edgehost.colour", "red")]).unwrap_err();
+        assert!(unknown.to_string().contains("edgehost.colour"), "{unknown}");
+        assert_eq!(
+            agent_entries(&[entry(DURABILITY_KEY, "snapshot"), entry("greeting", "hi")]),
+            vec![entry("greeting", "hi")]
+        );
+    }
 
     #[test]
     fn a_write_covers_every_state_staged_before_it() {

@@ -28,7 +28,7 @@ pub mod alm;
 pub mod calibration;
 pub mod client;
 pub mod config;
-mod durable;
+pub mod durable;
 pub mod host;
 pub mod identity;
 pub mod membership;

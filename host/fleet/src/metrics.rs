@@ -32,6 +32,11 @@ pub struct Metrics {
     pub migration_downtime_micros: AtomicU64,
     /// State bytes of committed migrations.
     pub migration_state_bytes: AtomicU64,
+    /// Agents' states written to disk: after calls, and by snapshots.
+    pub state_writes: AtomicU64,
+    /// Bytes of those states (whole states, of which only the changed
+    /// blocks may be appended).
+    pub state_write_bytes: AtomicU64,
 }
 
 /// Gauges a host reads at the time of a scrape.
@@ -146,6 +151,18 @@ impl Metrics {
             "counter",
             "State bytes shipped by committed migrations away from this host.",
             c(&self.migration_state_bytes).to_string(),
+        );
+        line(
+            "edgehost_state_writes_total",
+            "counter",
+            "Agent states written to disk, after calls and by snapshots.",
+            c(&self.state_writes).to_string(),
+        );
+        line(
+            "edgehost_state_write_bytes_total",
+            "counter",
+            "Bytes of the agent states written to disk.",
+            c(&self.state_write_bytes).to_string(),
         );
         out
     }

@@ -12,7 +12,8 @@ use edgehost_runtime::{AgentInstance, Descriptor, Digest};
 use tokio::sync::watch;
 
 use crate::calibration::{Calibration, Operation};
-use crate::durable::Durability;
+use crate::durable::{Durability, Mode};
+use crate::metrics::Metrics;
 use crate::persist::{AgentStore, Tombstone};
 use crate::{Error, Result};
 
@@ -71,6 +72,9 @@ pub(crate) struct AgentSlot {
     pub(crate) gate: watch::Sender<Gate>,
     /// What of its state is on disk; calls are answered once theirs is.
     pub(crate) durability: Durability,
+    /// Whether calls wait for their state to be on disk, or only the
+    /// heartbeat's snapshots write it.
+    pub(crate) mode: Mode,
     /// Restarts after the instance was poisoned: how many, and when the
     /// next one may happen (H6).
     pub(crate) restarts: Mutex<(u32, Instant)>,
@@ -102,26 +106,37 @@ impl AgentSlot {
     }
 
     /// Returns once the state staged as `seq` is on disk (blocking).
-    pub(crate) fn make_durable(&self, seq: u64, store: &AgentStore) -> Result<()> {
-        self.durability
-            .commit(seq, |before, state| {
-                // Handed off: the new owner wrote this state before it
-                // acknowledged the transfer; a copy here would be stale.
-                if matches!(*self.gate.borrow(), Gate::Moved(_)) {
-                    return Ok(());
-                }
-                store.append_state(&self.name, before, state)
-            })
-            .map(|_| ())
+    pub(crate) fn make_durable(
+        &self,
+        seq: u64,
+        store: &AgentStore,
+        metrics: &Metrics,
+    ) -> Result<()> {
+        let written = self.durability.commit(seq, |before, state| {
+            // Handed off: the new owner wrote this state before it
+            // acknowledged the transfer; a copy here would be stale.
+            if matches!(*self.gate.borrow(), Gate::Moved(_)) {
+                return Ok(());
+            }
+            store.append_state(&self.name, before, state)
+        })?;
+        if let Some(bytes) = written {
+            metrics.state_writes.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .state_write_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Runs one call and answers it only once its effect on the state is
     /// durable (blocking; the caller holds `instance`, and this releases it
-    /// before the write so other calls run meanwhile).
+    /// before the write so other calls run meanwhile). An agent in
+    /// [`Mode::Snapshot`] is answered at once; the heartbeat writes it.
     pub(crate) fn call_durably(
         &self,
         mut instance: std::sync::MutexGuard<'_, AgentInstance>,
-        store: &AgentStore,
+        (store, metrics): (&AgentStore, &Metrics),
         body: Vec<u8>,
         caller: Option<AgentName>,
     ) -> Result<Vec<u8>> {
@@ -132,13 +147,16 @@ impl AgentSlot {
             .map_err(|e| Error::Agent(e.to_string()))?;
         self.calibration
             .record_call(&self.name, bytes, started.elapsed().as_secs_f64() * 1e3);
+        if self.mode == Mode::Snapshot {
+            return Ok(out);
+        }
         let seq = self.stage(&mut instance).map_err(|e| {
             Error::Agent(format!(
                 "the call ran, but its state could not be exported to be made durable: {e}"
             ))
         })?;
         drop(instance);
-        self.make_durable(seq, store).map_err(|e| {
+        self.make_durable(seq, store, metrics).map_err(|e| {
             Error::Internal(format!("the call ran, but its state is not durable: {e}"))
         })?;
         Ok(out)

@@ -35,6 +35,12 @@ pub struct PushCommand {
     /// A configuration entry for the agent's init, as KEY=VALUE; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::run::parse_key_value)]
     config: Vec<(String, String)>,
+    /// How calls are made durable: `durable` answers a call that changed
+    /// the state once the change is on disk; `snapshot` answers at once and
+    /// writes the state once per heartbeat, so a host killed between two
+    /// snapshots loses the calls answered since.
+    #[arg(long, value_enum, default_value = "durable")]
+    durability: Durability,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -43,6 +49,12 @@ pub struct PushCommand {
     /// Where this machine caches compiled artifacts (for the local check).
     #[arg(long, env = "EDGEHOST_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Durability {
+    Durable,
+    Snapshot,
 }
 
 #[derive(Serialize)]
@@ -72,6 +84,19 @@ fn default_name(file: &std::path::Path) -> String {
 }
 
 impl PushCommand {
+    /// The agent's configuration, with the host's durability key when the
+    /// agent asks for snapshots.
+    fn deploy_config(&self) -> Vec<(String, String)> {
+        let mut config = self.config.clone();
+        if self.durability == Durability::Snapshot {
+            config.push((
+                edgehost_fleet::durable::DURABILITY_KEY.to_owned(),
+                "snapshot".to_owned(),
+            ));
+        }
+        config
+    }
+
     /// Checks, places, uploads and deploys.
     pub fn execute(self) -> Result<()> {
         let start = Instant::now();
@@ -168,7 +193,7 @@ impl PushCommand {
                 &Request::Deploy {
                     name: name.clone(),
                     digest,
-                    config: self.config.clone(),
+                    config: self.deploy_config(),
                 },
             )
             .await?;

@@ -57,6 +57,7 @@ impl Shared {
         digest: Digest,
         config: Vec<(String, String)>,
     ) -> Result<Response> {
+        Mode::of(&config)?;
         {
             let agents = lock(&self.agents);
             if agents.contains_key(&name) {
@@ -184,7 +185,7 @@ impl Shared {
         }
         let started = Instant::now();
         let mut instance = self.runtime.instantiate(component, name, services)?;
-        instance.init(config)?;
+        instance.init(&crate::durable::agent_entries(config))?;
         let digest = component.digest();
         self.calibration.record(
             Operation::Start,
@@ -254,6 +255,9 @@ impl Shared {
         let slot = Arc::new(AgentSlot {
             name: name.to_string(),
             durability: Durability::new(on_disk),
+            // Checked on deploy; a copy from a peer that names a mode this
+            // host does not know is made durable, the safe side.
+            mode: Mode::of(&config).unwrap_or_default(),
             restarts: Mutex::new((0, Instant::now())),
             descriptor: instance.descriptor().clone(),
             requires_arch: instance.requires_arch().map(str::to_owned),
@@ -314,7 +318,7 @@ impl Shared {
             // Through the same group commit as the calls, so a snapshot
             // never writes a state older than one a call wrote.
             let staged = slot.stage(&mut lock(&slot.instance));
-            match staged.and_then(|seq| slot.make_durable(seq, &self.agent_store)) {
+            match staged.and_then(|seq| slot.make_durable(seq, &self.agent_store, &self.metrics)) {
                 Ok(()) => slot.snapshot_calls.store(calls, Ordering::Relaxed),
                 Err(e) => tracing::warn!(agent = %name, "could not write a snapshot: {e}"),
             }

@@ -172,7 +172,12 @@ impl Shared {
             {
                 return Ok(Err(e));
             }
-            Ok(run_slot.call_durably(instance, &run_shared.agent_store, body, caller))
+            Ok(run_slot.call_durably(
+                instance,
+                (&run_shared.agent_store, &run_shared.metrics),
+                body,
+                caller,
+            ))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -277,7 +282,12 @@ impl Router for FleetRouter {
             // and follows it to its new owner.
             if matches!(*slot.gate.borrow(), Gate::Open | Gate::Migrating) {
                 return slot
-                    .call_durably(instance, &shared.agent_store, body, Some(from))
+                    .call_durably(
+                        instance,
+                        (&shared.agent_store, &shared.metrics),
+                        body,
+                        Some(from),
+                    )
                     .map_err(|e| HostError::Failed(e.to_string()));
             }
         }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::calibration::{Calibration, Operation};
 use crate::client::{call, connect_with};
 use crate::config::HostConfig;
-use crate::durable::Durability;
+use crate::durable::{Durability, Mode};
 use crate::identity::{Credentials, Identity, Role};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
