@@ -7,7 +7,7 @@
 
 use edgehost_fleet::client::{call, connect, upload};
 use edgehost_fleet::durable::DURABILITY_KEY;
-use edgehost_fleet::protocol::{Request, Response};
+use edgehost_fleet::protocol::Request;
 use edgehost_fleet::{Error, HostConfig};
 use edgehost_runtime::Digest;
 
@@ -15,33 +15,13 @@ mod support;
 use support::*;
 
 async fn invoke_text(conn: &quinn::Connection, name: &str, body: &str) -> String {
-    match call(
-        conn,
-        &Request::Invoke {
-            name: name.parse().unwrap(),
-            body: body.as_bytes().to_vec(),
-            caller: None,
-            hops: 0,
-        },
-    )
-    .await
-    .unwrap()
-    {
-        Response::Invoked { body, .. } => String::from_utf8(body).unwrap(),
-        other => panic!("{other:?}"),
-    }
+    String::from_utf8(invoke(conn, name, body.as_bytes()).await.0).unwrap()
 }
 
 async fn state_writes(port: std::net::SocketAddr) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(port).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+    scrape_metrics(port)
         .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("edgehost_state_writes_total "))
         .unwrap()
         .parse()

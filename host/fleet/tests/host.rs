@@ -902,7 +902,6 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
 
 #[tokio::test]
 async fn the_metrics_endpoint_counts_agents_and_calls() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -942,16 +941,7 @@ async fn the_metrics_endpoint_counts_agents_and_calls() {
         .await
         .unwrap();
     }
-    let scrape = async || {
-        let mut stream = tokio::net::TcpStream::connect(port).await.unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.unwrap();
-        text
-    };
+    let scrape = async || scrape_metrics(port).await;
     let text = scrape().await;
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(text.contains("\nedgehost_agents 1\n"), "{text}");

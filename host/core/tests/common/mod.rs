@@ -278,15 +278,7 @@ impl Fleet {
     }
 
     pub fn create(&mut self, at: &str) {
-        let request = RequestId(self.id());
-        self.input(
-            at,
-            Input::Create {
-                request,
-                agent: agent(),
-                spec: b"spec".to_vec(),
-            },
-        );
+        let request = self.request_create(at);
         if !self.registry.is_empty() {
             // The claim's rounds.
             self.settle(|_| false);

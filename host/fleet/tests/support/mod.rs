@@ -119,6 +119,19 @@ pub async fn invoke(conn: &quinn::Connection, name: &str, body: &[u8]) -> (Vec<u
     }
 }
 
+/// The whole HTTP answer of the metrics endpoint at `addr`.
+pub async fn scrape_metrics(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
 pub async fn wait_until_peers(conn: &quinn::Connection, n: usize) {
     for _ in 0..100 {
         if let Response::Fleet(views) = call(conn, &Request::Fleet).await.unwrap()
