@@ -112,15 +112,18 @@ impl AgentSlot {
         store: &AgentStore,
         metrics: &Metrics,
     ) -> Result<()> {
+        let mut wrote = false;
         let written = self.durability.commit(seq, |before, state| {
             // Handed off: the new owner wrote this state before it
             // acknowledged the transfer; a copy here would be stale.
             if matches!(*self.gate.borrow(), Gate::Moved(_)) {
                 return Ok(());
             }
-            store.append_state(&self.name, before, state)
+            store.append_state(&self.name, before, state)?;
+            wrote = true;
+            Ok(())
         })?;
-        if let Some(bytes) = written {
+        if let Some(bytes) = written.filter(|_| wrote) {
             metrics.state_writes.fetch_add(1, Ordering::Relaxed);
             metrics
                 .state_write_bytes
