@@ -26,6 +26,7 @@ const PYTHON_GUESTS: &[(&str, &str)] = &[
     ("dialog", "PYTHON_DIALOG_AGENT"),
     ("template", "PYTHON_TEMPLATE_AGENT"),
     ("faulty", "PYTHON_FAULTY_AGENT"),
+    ("planner", "PYTHON_PLANNER_AGENT"),
 ];
 
 /// Python policy plugins (directories of `plugins/python`) and their constants.
@@ -65,6 +66,8 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 const GUESTS: &[(&str, &str)] = &[
     ("memory-agent", "MEMORY_AGENT"),
     ("hostile-agent", "HOSTILE_AGENT"),
+    ("cbir-features-agent", "CBIR_FEATURES_AGENT"),
+    ("cbir-index-agent", "CBIR_INDEX_AGENT"),
     ("builtin-policy", "BUILTIN_POLICY"),
     ("latency-first-policy", "LATENCY_FIRST_POLICY"),
     ("template-policy", "TEMPLATE_POLICY"),

@@ -23,6 +23,7 @@ mod run;
 mod serve;
 mod sim;
 mod status;
+mod task;
 mod up;
 
 pub use completions::{CompletionsCommand, ManCommand};
@@ -40,6 +41,7 @@ pub use run::RunCommand;
 pub use serve::ServeCommand;
 pub use sim::SimCommand;
 pub use status::StatusCommand;
+pub use task::TaskCommand;
 pub use up::UpCommand;
 
 /// All subcommands.
@@ -79,6 +81,9 @@ pub enum Command {
     Model(ModelCommand),
     /// Start a fleet of N hosts on this machine, for demos and tests.
     Up(UpCommand),
+    /// Run a user's task across the fleet's agents (`task run`), list
+    /// recent tasks (`task list`), write test images (`task images`).
+    Task(TaskCommand),
     /// Work with policy plugins: `policy check FILE` runs the conformance
     /// checks.
     Policy(PolicyCommand),
@@ -109,6 +114,7 @@ impl Command {
             Command::Client(c) => c.execute(),
             Command::Events(c) => c.execute(),
             Command::Model(c) => c.execute(),
+            Command::Task(c) => c.execute(),
             Command::Up(c) => c.execute(),
             Command::Policy(c) => c.execute(),
             Command::Dashboard(c) => c.execute(),

@@ -81,7 +81,7 @@ async fn upload_deploy_invoke_release() {
         hops: 0,
     };
     match call(&conn, &invoke("remember over quic")).await.unwrap() {
-        Response::Invoked { body, host } => {
+        Response::Invoked { body, host, .. } => {
             assert_eq!(body, b"noted #1");
             assert_eq!(host, "alpha");
         }
@@ -348,7 +348,7 @@ async fn hosts_find_each_other_and_route_calls() {
             },
         )
         .await;
-        if let Ok(Response::Invoked { body, host }) = r {
+        if let Ok(Response::Invoked { body, host, .. }) = r {
             answer = Some((body, host));
             break;
         }
@@ -673,7 +673,7 @@ async fn migration_under_load_loses_no_call_and_answers_none_twice() {
     .await
     .unwrap()
     {
-        Response::Invoked { body, host } => {
+        Response::Invoked { body, host, .. } => {
             assert_eq!(host, "beta");
             assert!(String::from_utf8(body).unwrap().starts_with("notes=300 "));
         }
@@ -740,7 +740,7 @@ async fn a_migration_to_a_dead_target_aborts_and_the_agent_keeps_serving() {
         hops: 0,
     };
     match call(&to_a, &notes).await.unwrap() {
-        Response::Invoked { body, host } => assert_eq!(
+        Response::Invoked { body, host, .. } => assert_eq!(
             (body.as_slice(), host.as_str()),
             (&b"precious"[..], "alpha")
         ),
@@ -888,7 +888,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
         hops: 0,
     };
     match call(&to_a, &notes).await.unwrap() {
-        Response::Invoked { body, host } => {
+        Response::Invoked { body, host, .. } => {
             assert_eq!(
                 (body.as_slice(), host.as_str()),
                 (&b"from the newer epoch"[..], "beta")

@@ -23,7 +23,7 @@ use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, Ser
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
 /// migration, agent status in reports; 3: addresses as socket addresses.)
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
@@ -229,6 +229,11 @@ pub enum Response {
         body: Vec<u8>,
         /// The host that ran the agent.
         host: HostName,
+        /// Microseconds the call took on that host, from taking the agent
+        /// to the reply (running it, and making what it changed durable):
+        /// what a task reports as its processing time, T_pro. The rest of
+        /// the caller's wait is transmission and routing.
+        processing_us: u64,
     },
     /// Answer to `Release`.
     Released,

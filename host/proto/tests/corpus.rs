@@ -382,6 +382,7 @@ fn write_seeds() {
             Response::Invoked {
                 body: b"noted #1".to_vec(),
                 host: host("h1"),
+                processing_us: 412,
             },
         ),
         ("released", Response::Released),

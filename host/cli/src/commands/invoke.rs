@@ -49,7 +49,7 @@ impl InvokeCommand {
         let elapsed = start.elapsed();
         session.close();
         let (body, host) = match answer? {
-            Response::Invoked { body, host } => (body, host),
+            Response::Invoked { body, host, .. } => (body, host),
             other => return Err(edgehost_fleet::client::unexpected(&other).into()),
         };
         if self.json {

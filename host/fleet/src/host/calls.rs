@@ -57,7 +57,7 @@ impl Shared {
         body: Vec<u8>,
         caller: Option<AgentName>,
         hops: u8,
-    ) -> Result<(Vec<u8>, HostName)> {
+    ) -> Result<(Vec<u8>, HostName, u64)> {
         if body.len() > MAX_BODY_BYTES {
             return Err(Error::BadRequest(format!(
                 "body of {} bytes is over the limit",
@@ -154,7 +154,7 @@ impl Shared {
         slot: &Arc<AgentSlot>,
         body: Vec<u8>,
         caller: Option<AgentName>,
-    ) -> Result<std::result::Result<Result<(Vec<u8>, HostName)>, Vec<u8>>> {
+    ) -> Result<std::result::Result<Result<(Vec<u8>, HostName, u64)>, Vec<u8>>> {
         let shared = self.clone();
         self.metrics
             .body_bytes
@@ -197,7 +197,7 @@ impl Shared {
                     .metrics
                     .body_bytes
                     .fetch_add(out.len() as u64, Ordering::Relaxed);
-                Ok((out, shared.name.clone()))
+                Ok((out, shared.name.clone(), micros))
             }
             Err(e) => {
                 shared
@@ -218,7 +218,7 @@ impl Shared {
         body: Vec<u8>,
         caller: Option<AgentName>,
         hops: u8,
-    ) -> Result<(Vec<u8>, HostName)> {
+    ) -> Result<(Vec<u8>, HostName, u64)> {
         if hops >= MAX_HOPS {
             return Err(Error::NotFound(format!(
                 "{name:?} could not be reached within {MAX_HOPS} hops"
@@ -250,7 +250,11 @@ impl Shared {
             ))
         })??;
         match answer.0 {
-            Response::Invoked { body, host } => Ok((body, host)),
+            Response::Invoked {
+                body,
+                host,
+                processing_us,
+            } => Ok((body, host, processing_us)),
             other => Err(crate::client::unexpected(&other)),
         }
     }
@@ -294,7 +298,7 @@ impl Router for FleetRouter {
         let handle = shared.handle.clone();
         handle
             .block_on(shared.invoke(to, body, Some(from), 0))
-            .map(|(body, _host)| body)
+            .map(|(body, _host, _micros)| body)
             .map_err(|e| match e {
                 Error::NotFound(m) => HostError::UnknownAgent(m),
                 other => HostError::Failed(other.to_string()),

@@ -125,7 +125,11 @@ impl Shared {
             } => self
                 .invoke(name, body, caller, hops)
                 .await
-                .map(|(body, host)| Response::Invoked { body, host }),
+                .map(|(body, host, processing_us)| Response::Invoked {
+                    body,
+                    host,
+                    processing_us,
+                }),
             Request::Release { name } => self.release(&name),
             Request::Place {
                 descriptor,

@@ -114,7 +114,7 @@ pub async fn invoke(conn: &quinn::Connection, name: &str, body: &[u8]) -> (Vec<u
         hops: 0,
     };
     match call(conn, &request).await.unwrap() {
-        Response::Invoked { body, host } => (body, host.into_string()),
+        Response::Invoked { body, host, .. } => (body, host.into_string()),
         other => panic!("{other:?}"),
     }
 }
