@@ -219,6 +219,11 @@ pub async fn one_host_with_the_memory_agent(
 /// A one-answer-fits-all OpenAI-compatible stub: every chat completion is
 /// `content`. Serves until the test process ends.
 pub fn stub_llm(content: &'static str) -> String {
+    stub_llm_after(content, std::time::Duration::ZERO)
+}
+
+/// [`stub_llm`], answering each request only after `delay`.
+pub fn stub_llm_after(content: &'static str, delay: std::time::Duration) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -238,6 +243,7 @@ pub fn stub_llm(content: &'static str) -> String {
             }
             let mut body = vec![0u8; length];
             let _ = reader.read_exact(&mut body);
+            std::thread::sleep(delay);
             let answer = serde_json::json!({
                 "choices": [{ "message": { "role": "assistant", "content": content } }]
             })
