@@ -42,6 +42,32 @@ pub struct UpCommand {
     /// `aarch64-unknown-linux-gnu/{release,debug}/edgehost`).
     #[arg(long, value_name = "FILE", env = "EDGEHOST_ARM_BINARY")]
     arm_binary: Option<PathBuf>,
+    /// The address the host NAME tells its peers to reach it at, instead
+    /// of the one it listens on: a NAT's, or a relay's that emulates a
+    /// wide-area link (repeatable).
+    #[arg(long, value_name = "NAME=ADDR")]
+    advertise: Vec<String>,
+}
+
+/// `NAME=ADDR` pairs, each NAME one of the fleet's hosts.
+fn advertised(pairs: &[String], names: &[String]) -> Result<Vec<Option<std::net::SocketAddr>>> {
+    let mut out = vec![None; names.len()];
+    for pair in pairs {
+        let Some((name, addr)) = pair.split_once('=') else {
+            bail!("--advertise {pair:?}: expected NAME=ADDR");
+        };
+        let Some(i) = names.iter().position(|n| n == name) else {
+            bail!(
+                "--advertise {pair:?}: no host named {name:?} in this fleet ({})",
+                names.join(", ")
+            );
+        };
+        let addr = addr
+            .parse()
+            .with_context(|| format!("--advertise {pair:?}: {addr:?} is not an address"))?;
+        out[i] = Some(addr);
+    }
+    Ok(out)
 }
 
 /// How an ARM host is started: the program and the arguments before `serve`.
@@ -165,6 +191,14 @@ impl UpCommand {
             .map(|_| free_udp_port())
             .collect::<Result<_>>()?;
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let names: Vec<String> = (0..usize::from(self.count)).map(|i| site(i).0).collect();
+        let advertised = advertised(&self.advertise, &names)?;
+        // Where peers reach each host.
+        let reach: Vec<String> = addrs
+            .iter()
+            .zip(&advertised)
+            .map(|(addr, adv)| adv.map_or_else(|| addr.clone(), |a| a.to_string()))
+            .collect();
 
         if self.arm > self.count {
             bail!(
@@ -194,7 +228,7 @@ impl UpCommand {
             std::fs::create_dir_all(&host_dir)?;
             issue(&ca_dir, &host_dir, &name, Role::Host)?;
             // Every host knows one seed; the rest is learned from heartbeats.
-            let seed = if i == 0 { addrs.get(1) } else { addrs.first() };
+            let seed = if i == 0 { reach.get(1) } else { reach.first() };
             let peers = seed.map(|s| format!("\"{s}\"")).unwrap_or_default();
             let config = format!(
                 "name = \"{name}\"\nlisten = \"{addr}\"\ndata_dir = \"data\"\nca = \"../ca/ca.pem\"\ncert = \"{name}.pem\"\nkey = \"{name}.key\"\npeers = [{peers}]\nheartbeat_ms = {hb}\n\n[labels]\nsite = \"{name}\"\nlat = {lat}\nlon = {lon}\nbandwidth_mbps = {bw}\n\n[limits]\nmax_agents = {max}\n\n[alm]\nhorizon_requests = {horizon}\n",
@@ -204,6 +238,12 @@ impl UpCommand {
                 horizon = self.alm_horizon,
             );
             let mut config = config;
+            if let Some(adv) = advertised[i] {
+                config = config.replace(
+                    "\ndata_dir = ",
+                    &format!("\nadvertise = \"{adv}\"\ndata_dir = "),
+                );
+            }
             if native_gcps > 0.0 && (arm.is_none() || i < first_arm) {
                 config = config.replace(
                     "\n[limits]\n",

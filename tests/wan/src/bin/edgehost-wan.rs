@@ -1,0 +1,110 @@
+//! `edgehost-wan`: a fleet of edgehost hosts on an emulated WAN, on this
+//! machine and without root, until Ctrl-C.
+//!
+//! ```text
+//! edgehost-wan [--sites N] [--loss P] [--seed S] [--dir DIR] [--edgehost FILE] [-- UP_ARGS...]
+//! ```
+//!
+//! It starts the relay for the first N of the paper's sites (Beijing,
+//! Shanghai, Guiyang, Singapore: round trips of 30 to 90 ms, 20 and
+//! 30 Mbit/s uplinks), then `edgehost up N` with each host advertising its
+//! site's front, prints where the client configuration is, and stops the
+//! fleet and the relay on Ctrl-C, SIGTERM, or when the fleet ends.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use edgehost_wan::{Topology, WanFleet};
+
+#[derive(Parser)]
+#[command(
+    name = "edgehost-wan",
+    about = "A fleet on an emulated WAN, without root"
+)]
+struct Args {
+    /// How many of the paper's sites (1 to 4).
+    #[arg(long, default_value_t = 4)]
+    sites: usize,
+    /// Datagrams lost on every link between sites, each way (0 to 0.5).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Seeds the losses.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Leave the uplinks unlimited.
+    #[arg(long)]
+    no_rates: bool,
+    /// Where to put the fleet's files (kept on exit when given).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The edgehost binary (default: the one beside this program).
+    #[arg(long, value_name = "FILE")]
+    edgehost: Option<PathBuf>,
+    /// Passed to `edgehost up`.
+    #[arg(last = true)]
+    up_args: Vec<String>,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let mut topology = Topology::paper(args.sites)
+        .map_err(anyhow::Error::msg)?
+        .with_loss(args.loss)
+        .map_err(anyhow::Error::msg)?;
+    if args.no_rates {
+        topology = topology.without_rates();
+    }
+    let edgehost = match args.edgehost {
+        Some(e) => e,
+        None => std::env::current_exe()
+            .context("locating this program")?
+            .with_file_name("edgehost"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut fleet =
+            WanFleet::start(&edgehost, topology, args.seed, args.dir, &args.up_args).await?;
+        for (i, site) in fleet.wan.topology().sites.iter().enumerate() {
+            println!(
+                "{:<10} front {}  uplink {}",
+                site.name,
+                fleet.wan.front(i),
+                site.uplink_mbps
+                    .map_or("unlimited".to_owned(), |m| format!("{m} Mbit/s"))
+            );
+        }
+        println!("export EDGEHOST_CLIENT_CONFIG={}", fleet.client_config().display());
+        println!("Ctrl-C stops the fleet and the relay");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+                () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    if !fleet.running() {
+                        eprintln!("the fleet stopped");
+                        break;
+                    }
+                }
+            }
+        }
+        let c = fleet.wan.counters();
+        fleet.stop();
+        println!(
+            "relay: {} datagrams ({} bytes) between sites, {} lost, {} over a full uplink, {} local",
+            c.delivered, c.bytes, c.lost, c.overflowed, c.local
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,16 @@
+//! A WAN on one machine, for edgehost's tests and experiments: not part of
+//! the product.
+//!
+//! The kernel here has no `netem`, so delay, loss and rate come from a
+//! user-space UDP relay ([`relay`]): each site has a front that its host
+//! advertises, and every datagram between two hosts crosses the emulated
+//! link between their sites ([`topology`]: the paper's four cities by
+//! default). [`fleet`] starts `edgehost up` behind it, without root.
+
+pub mod fleet;
+pub mod relay;
+pub mod topology;
+
+pub use fleet::WanFleet;
+pub use relay::{Counters, Wan};
+pub use topology::{Site, Topology};
