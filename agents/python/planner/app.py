@@ -4,7 +4,9 @@ sub-tasks for the other agents, with their resource demands and
 dependencies. `edgehost task run` carries the plan out across the fleet,
 dependencies first.
 
-A request is JSON: `{"prompt": TEXT, "file": {"name": NAME, "bytes": N} | null}`.
+A request is JSON: `{"prompt": TEXT, "file": {"name": NAME, "bytes": N} | null}`,
+with `"agents": {"features": NAME, "index": NAME}` to name other agents
+than the configured ones for this task.
 The reply is the plan:
 
     {"planner": "llm" | "rules", "note": TEXT,
@@ -113,7 +115,14 @@ class Planner(Agent):
             and file["bytes"] >= 0
         ):
             raise InvalidInput("\"file\" must be {\"name\": TEXT, \"bytes\": N} or null")
-        plan = self.plan(prompt, file)
+        agents = dict(self.agents)
+        chosen = task.get("agents") or {}
+        if not isinstance(chosen, dict) or not all(
+            k in agents and isinstance(v, str) and 0 < len(v) <= 64 for k, v in chosen.items()
+        ):
+            raise InvalidInput('"agents" must map features and index to agent names')
+        agents.update(chosen)
+        plan = self.plan(prompt, file, agents)
         plan["task"] = self.state["next"]
         self.state["next"] += 1
         self.state["tasks"].append(
@@ -150,10 +159,10 @@ class Planner(Agent):
             raise InvalidState('the planner\'s state is {"tasks": [...], "next": N}')
         return state
 
-    def plan(self, prompt, file):
+    def plan(self, prompt, file, agents):
         """The LLM's plan if it gives a valid one, else the rules'."""
         if not self.use_llm:
-            return self.finish("rules", "rule-based plan (LLM planning is off)", rules(prompt, file, self.k), file)
+            return self.finish("rules", "rule-based plan (LLM planning is off)", rules(prompt, file, self.k), file, agents)
         messages = [
             ("system", SYSTEM),
             ("user", json.dumps({"task": prompt, "file": file})),
@@ -161,24 +170,28 @@ class Planner(Agent):
         try:
             answer = complete(messages, max_tokens=200)
         except NoLlmConfigured:
-            return self.finish("rules", "rule-based plan (no LLM configured)", rules(prompt, file, self.k), file)
+            return self.finish("rules", "rule-based plan (no LLM configured)", rules(prompt, file, self.k), file, agents)
         except HostError as e:
             log("warn", f"LLM failed: {e}")
-            return self.finish("rules", f"rule-based plan (the LLM failed: {e})", rules(prompt, file, self.k), file)
+            return self.finish("rules", f"rule-based plan (the LLM failed: {e})", rules(prompt, file, self.k), file, agents)
         try:
             subtasks = parse_llm(answer, self.k)
             check(subtasks, file)
         except ValueError as e:
             log("info", f"LLM plan refused: {e}")
             return self.finish(
-                "rules", f"rule-based plan (the LLM's plan was refused: {e})", rules(prompt, file, self.k), file
+                "rules",
+                f"rule-based plan (the LLM's plan was refused: {e})",
+                rules(prompt, file, self.k),
+                file,
+                agents,
             )
-        return self.finish("llm", "planned by the LLM and checked", subtasks, file)
+        return self.finish("llm", "planned by the LLM and checked", subtasks, file, agents)
 
-    def finish(self, planner, note, subtasks, file):
+    def finish(self, planner, note, subtasks, file, agents):
         size = file["bytes"] if file else 0
         for s in subtasks:
-            s["agent"] = self.agents[ACTIONS[s["action"]]["on"]]
+            s["agent"] = agents[ACTIONS[s["action"]]["on"]]
             s["demand"] = demand(s["action"], size)
         return {"planner": planner, "note": note, "subtasks": subtasks}
 

@@ -67,16 +67,24 @@ fn tasks_run_across_hosts_and_the_index_survives_a_migration() {
         );
         let subtasks = report["subtasks"].as_array().unwrap();
         let ids: Vec<&str> = subtasks.iter().map(|s| s["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, ["describe", "add"]);
-        assert_eq!(subtasks[0]["host"], "beijing");
-        assert_eq!(subtasks[1]["host"], "shanghai");
-        assert_eq!(subtasks[1]["reply"]["added"]["images"], seed);
+        assert_eq!(ids, ["plan", "describe", "add"]);
+        assert_eq!(subtasks[0]["host"], "guiyang");
+        assert_eq!(subtasks[1]["host"], "beijing");
+        assert_eq!(subtasks[2]["host"], "shanghai");
+        assert_eq!(subtasks[2]["reply"]["added"]["images"], seed);
         for s in subtasks {
             let total = s["total"]["measured_ms"].as_f64().unwrap();
             let processing = s["processing"]["measured_ms"].as_f64().unwrap();
             assert!(processing > 0.0 && processing <= total, "{s:#}");
         }
         assert!(report["cost"]["total"].as_f64().unwrap() > 0.0);
+        // T_r is the sum of the parts the user waits for.
+        let parts: f64 = subtasks
+            .iter()
+            .map(|s| s["total"]["measured_ms"].as_f64().unwrap())
+            .sum();
+        let t_r = report["t_r"]["measured_ms"].as_f64().unwrap();
+        assert!((t_r - parts).abs() < 1e-6, "{report:#}");
     }
 
     // A variant of scene 7 finds scene 7 first. The user is at Guiyang:
@@ -95,7 +103,7 @@ fn tasks_run_across_hosts_and_the_index_survives_a_migration() {
         ],
     );
     assert_eq!(found["entered_at"], "guiyang");
-    let hits = found["subtasks"][1]["reply"]["hits"]
+    let hits = found["subtasks"][2]["reply"]["hits"]
         .as_array()
         .unwrap()
         .clone();
@@ -103,7 +111,7 @@ fn tasks_run_across_hosts_and_the_index_survives_a_migration() {
     assert_eq!(hits[0]["id"], "scene-7.png", "{found:#}");
     // The fleet measured the agents' processing by now: the model predicts
     // each part.
-    let processing = &found["subtasks"][1]["processing"];
+    let processing = &found["subtasks"][2]["processing"];
     assert!(processing["predicted_ms"].as_f64().is_some(), "{found:#}");
 
     // The index moves with its memory: the same query ranks the same.
@@ -113,8 +121,8 @@ fn tasks_run_across_hosts_and_the_index_survives_a_migration() {
         &fleet,
         &["--prompt", "find images similar to this", "--file", query],
     );
-    assert_eq!(again["subtasks"][1]["host"], "guiyang");
-    assert_eq!(again["subtasks"][1]["reply"]["hits"], Value::Array(hits));
+    assert_eq!(again["subtasks"][2]["host"], "guiyang");
+    assert_eq!(again["subtasks"][2]["reply"]["hits"], Value::Array(hits));
 
     // The planner kept every task with its figures.
     let history = fleet.json(&["task", "list", "--json"]);
@@ -146,5 +154,5 @@ fn tasks_run_across_hosts_and_the_index_survives_a_migration() {
         one_line_error(&out)
     );
     let stats = task(&fleet, &["--prompt", "how many images are indexed?"]);
-    assert_eq!(stats["subtasks"][0]["reply"]["images"], 12, "{stats:#}");
+    assert_eq!(stats["subtasks"][1]["reply"]["images"], 12, "{stats:#}");
 }

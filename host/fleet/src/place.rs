@@ -8,7 +8,7 @@ use edgehost_placement::migration::MigrationPlan;
 use edgehost_placement::model::{Agent, Instance, Plan, Resources, Server, Task};
 use edgehost_placement::refine::{Refiner, Verdict, refine_migration, refine_placement};
 use edgehost_placement::topology::{GeoParams, Topology};
-use edgehost_placement::{Alm, AlmParams, Alp, AlpParams, Bounder, Policy};
+use edgehost_placement::{Algorithm, Alm, AlmParams, Alp, AlpParams, Bounder, Policy};
 use edgehost_runtime::Descriptor;
 
 use crate::protocol::{AgentName, CostParts, HostReport, LatencyParts, Placement, site_of};
@@ -220,6 +220,7 @@ pub fn place(
     policy: &Policy,
     policy_name: &str,
     refiner: Option<&dyn Refiner>,
+    algorithm: Algorithm,
 ) -> Result<Placement> {
     let Newcomer {
         descriptor,
@@ -287,26 +288,59 @@ pub fn place(
     instance
         .validate()
         .map_err(|e| Error::Placement(e.to_string()))?;
-    let outcome = Alp::new(AlpParams::default())
-        .place(&instance, policy, PLACEMENT_SEED)
-        .map_err(|e| Error::Placement(e.to_string()))?;
-    // The LLM may propose a better plan; it stands only if it is feasible
-    // and not worse under the active cost model.
-    let (plan, objective, refinement) = match refiner {
-        Some(refiner) => {
-            let refined =
-                refine_placement(&instance, &outcome.plan, outcome.objective, refiner, policy);
-            let note = match &refined.verdict {
-                Verdict::Accepted { colony, refined } => {
-                    format!(
-                        "accepted the LLM's plan ({refined:.4} against the colony's {colony:.4})"
-                    )
+    let (plan, objective, refinement, mut fallbacks) = match algorithm {
+        Algorithm::AntLlm => {
+            let outcome = Alp::new(AlpParams::default())
+                .place(&instance, policy, PLACEMENT_SEED)
+                .map_err(|e| Error::Placement(e.to_string()))?;
+            // The LLM may propose a better plan; it stands only if it is
+            // feasible and not worse under the active cost model.
+            let (plan, objective, refinement) = match refiner {
+                Some(refiner) => {
+                    let refined = refine_placement(
+                        &instance,
+                        &outcome.plan,
+                        outcome.objective,
+                        refiner,
+                        policy,
+                    );
+                    let note = match &refined.verdict {
+                        Verdict::Accepted { colony, refined } => format!(
+                            "accepted the LLM's plan ({refined:.4} against the colony's {colony:.4})"
+                        ),
+                        Verdict::Kept(reason) => format!("kept the colony's plan: {reason}"),
+                    };
+                    (refined.plan, refined.objective, Some(note))
                 }
-                Verdict::Kept(reason) => format!("kept the colony's plan: {reason}"),
+                None => (outcome.plan.clone(), outcome.objective, None),
             };
-            (refined.plan, refined.objective, Some(note))
+            (plan, objective, refinement, outcome.fallbacks)
         }
-        None => (outcome.plan.clone(), outcome.objective, None),
+        baseline => {
+            // The baselines decide on the fleet's agents as they stand: a
+            // seed of their number keeps Random reproducible and lets
+            // successive placements differ.
+            let agents: u64 = hosts.iter().map(|h| h.agents.len() as u64).sum();
+            let plan = match baseline {
+                Algorithm::Greedy => edgehost_placement::baseline::greedy(&instance),
+                Algorithm::Polling => edgehost_placement::baseline::polling(&instance),
+                Algorithm::Random => {
+                    edgehost_placement::baseline::random(&instance, PLACEMENT_SEED ^ agents)
+                }
+                Algorithm::LocalSearch => {
+                    edgehost_placement::local::LocalSearch::default().place(&instance)
+                }
+                _ => edgehost_placement::exact::Optimal::default()
+                    .solve(&instance)
+                    .map(|o| o.plan),
+            }
+            .map_err(|e| Error::Placement(format!("{baseline}: {e}")))?;
+            let mut fallbacks = Vec::new();
+            let objective = policy
+                .objective(&instance, &plan, &mut fallbacks)
+                .map_err(|e| Error::Placement(e.to_string()))?;
+            (plan, objective, None, fallbacks)
+        }
     };
     let chosen = plan.server_of(0);
     // How far from optimal the plan may be, on the native objective (a
@@ -315,7 +349,6 @@ pub fn place(
         .bound(&instance, Some(&plan))
         .map_err(|e| Error::Placement(e.to_string()))?;
     let gap = bound.gap(ead_objective(&instance, &plan).total);
-    let mut fallbacks = outcome.fallbacks.clone();
     let report = policy
         .report(
             &instance,
@@ -326,7 +359,7 @@ pub fn place(
     Ok(Placement {
         host: hosts[chosen].name.clone(),
         addr: hosts[chosen].addr,
-        algorithm: "antllm".into(),
+        algorithm: algorithm.name().into(),
         policy: policy_name.to_owned(),
         fallbacks,
         latency_s: LatencyParts {

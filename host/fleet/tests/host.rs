@@ -433,6 +433,7 @@ async fn agents_reach_the_configured_llm_and_placements_are_refined() {
             component_bytes: bytes.len() as u64,
             user: None,
             requires_arch: None,
+            algorithm: None,
         },
     )
     .await
@@ -543,6 +544,7 @@ async fn the_active_policy_is_swapped_on_a_running_host() {
             component_bytes: 1 << 16,
             user: None,
             requires_arch: None,
+            algorithm: None,
         },
     )
     .await

@@ -62,6 +62,7 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
             component_bytes: 1,
             user: None,
             requires_arch: None,
+            algorithm: None,
         },
         RequestKind::Heartbeat => Request::Heartbeat(Box::new(report.clone())),
         RequestKind::Migrate => Request::Migrate {
@@ -536,6 +537,7 @@ async fn names_and_numbers_that_break_the_rules_are_refused_at_decode() {
             component_bytes: bytes.len() as u64,
             user: None,
             requires_arch: None,
+            algorithm: None,
         },
     )
     .await

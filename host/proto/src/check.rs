@@ -220,6 +220,19 @@ impl Checked for Request {
             Request::Deploy { config: c, .. } | Request::Prepare { config: c, .. } => config(c),
             Request::Heartbeat(report) => report.check(),
             Request::Place {
+                algorithm: Some(algorithm),
+                ..
+            } if algorithm.is_empty()
+                || algorithm.len() > 32
+                || !algorithm
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                Err(Error::Invalid(
+                    "algorithm must be a name such as antllm or greedy".into(),
+                ))
+            }
+            Request::Place {
                 requires_arch: Some(arch),
                 ..
             } if arch.is_empty()

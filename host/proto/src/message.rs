@@ -94,6 +94,10 @@ pub enum Request {
         /// The CPU architecture its component declares it needs, if any:
         /// only hosts of that architecture are candidates.
         requires_arch: Option<String>,
+        /// The algorithm that decides: `antllm` when none is given, or a
+        /// baseline (`local-search`, `greedy`, `polling`, `random`,
+        /// `optimal`), to compare them on a live fleet.
+        algorithm: Option<String>,
     },
     /// A peer's periodic report (hosts only).
     Heartbeat(Box<HostReport>),

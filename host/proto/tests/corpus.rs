@@ -264,6 +264,7 @@ fn write_seeds() {
                 component_bytes: 4096,
                 user: None,
                 requires_arch: None,
+                algorithm: Some("greedy".into()),
             },
         ),
         ("heartbeat", Request::Heartbeat(Box::new(report()))),

@@ -5,8 +5,12 @@
 //! user-space UDP relay ([`relay`]): each site has a front that its host
 //! advertises, and every datagram between two hosts crosses the emulated
 //! link between their sites ([`topology`]: the paper's four cities by
-//! default). [`fleet`] starts `edgehost up` behind it, without root.
+//! default). [`fleet`] starts `edgehost up` behind it, without root, and
+//! [`experiment`] runs the paper's experiment on such fleets with real
+//! agents, writing CSV and charts ([`charts`]).
 
+pub mod charts;
+pub mod experiment;
 pub mod fleet;
 pub mod relay;
 pub mod topology;

@@ -28,6 +28,10 @@ pub struct PushCommand {
     /// Let AntLLM choose the host (the default).
     #[arg(long)]
     auto: bool,
+    /// Let a baseline choose instead of AntLLM, to compare them on a live
+    /// fleet: `local-search`, `greedy`, `polling`, `random` or `optimal`.
+    #[arg(long, value_name = "NAME", conflicts_with = "to")]
+    algorithm: Option<String>,
     /// The host the agent's user is attached to: AntLLM chooses among the
     /// hosts near it, and ALM follows the user from there.
     #[arg(long, value_name = "HOST")]
@@ -158,6 +162,7 @@ impl PushCommand {
                 component_bytes: bytes.len() as u64,
                 user: self.user.clone(),
                 requires_arch: info.requires_arch.clone(),
+                algorithm: self.algorithm.clone(),
             })? {
                 Response::Placement(p) => (p.host.clone(), p.addr, Some(p)),
                 other => return Err(edgehost_fleet::client::unexpected(&other).into()),

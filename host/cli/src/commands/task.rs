@@ -55,6 +55,12 @@ struct RunTask {
     /// The planner agent's name.
     #[arg(long, default_value = "planner")]
     planner: AgentName,
+    /// The feature extractor this task uses, instead of the planner's.
+    #[arg(long, value_name = "NAME")]
+    features: Option<AgentName>,
+    /// The index this task uses, instead of the planner's.
+    #[arg(long, value_name = "NAME")]
+    index: Option<AgentName>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -105,6 +111,8 @@ impl TaskCommand {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Action {
+    /// The planner's own part: turning the task into sub-tasks.
+    Plan,
     Describe,
     Add,
     Query,
@@ -113,7 +121,7 @@ enum Action {
 
 impl Action {
     fn needs_file(self) -> bool {
-        !matches!(self, Action::Stats)
+        !matches!(self, Action::Stats | Action::Plan)
     }
 }
 
@@ -170,6 +178,9 @@ fn check(plan: &Plan, has_file: bool) -> Result<()> {
                 "sub-task {:?} needs {missing:?}, which does not come before it",
                 s.id
             );
+        }
+        if s.action == Action::Plan {
+            bail!("sub-task {:?}: `plan` is the planner's own part", s.id);
         }
         if s.action.needs_file() && !has_file {
             bail!("sub-task {:?} needs a file: give --file PATH", s.id);
@@ -246,15 +257,40 @@ impl RunTask {
             session.host = identity.name.to_string();
         }
         let started = Instant::now();
+        let mut agents = serde_json::Map::new();
+        if let Some(f) = &self.features {
+            agents.insert("features".into(), json!(f));
+        }
+        if let Some(i) = &self.index {
+            agents.insert("index".into(), json!(i));
+        }
         let task = json!({
             "prompt": self.prompt,
+            "agents": agents,
             "file": file.as_ref().map(|(name, bytes)| json!({"name": name, "bytes": bytes.len()})),
         });
-        let (plan_reply, _, _) = invoke(&session, &self.planner, task.to_string().into_bytes())?;
+        let task = task.to_string().into_bytes();
+        let task_bytes = task.len();
+        let (plan_reply, plan_host, plan_us) = invoke(&session, &self.planner, task)?;
+        let plan_ms = started.elapsed().as_secs_f64() * 1e3;
         let plan: Plan = serde_json::from_slice(&plan_reply)
             .map_err(|e| anyhow!("the planner's answer is not a plan: {e}"))?;
         check(&plan, file.is_some())?;
-        let plan_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut ran = vec![part(
+            &views,
+            &session,
+            Called {
+                id: "plan".into(),
+                agent: self.planner.clone(),
+                action: Action::Plan,
+                host: plan_host,
+                request_bytes: task_bytes,
+                reply: &plan_reply,
+                total_ms: plan_ms,
+                processing_us: plan_us,
+            },
+            serde_json::to_value(&plan)?,
+        )];
         if let Some(user) = &self.user {
             for s in &plan.subtasks {
                 session.call(&Request::Attach {
@@ -265,7 +301,6 @@ impl RunTask {
         }
 
         let mut outputs: HashMap<String, Value> = HashMap::new();
-        let mut ran = Vec::new();
         for s in &plan.subtasks {
             let descriptor = || {
                 s.needs
@@ -291,13 +326,13 @@ impl RunTask {
                 .to_string()
                 .into_bytes(),
                 Action::Stats => br#"{"op":"stats"}"#.to_vec(),
+                Action::Plan => unreachable!("check refuses a plan sub-task"),
             };
             let request_bytes = body.len();
             let start = Instant::now();
             let (reply, host, processing_us) = invoke(&session, &s.agent, body)
                 .with_context(|| format!("sub-task {:?} on {}", s.id, s.agent))?;
             let total_ms = start.elapsed().as_secs_f64() * 1e3;
-            let processing_ms = processing_us as f64 / 1e3;
             let value: Value = serde_json::from_slice(&reply).map_err(|e| {
                 anyhow!(
                     "sub-task {:?}: {} answered what is not JSON: {e}",
@@ -305,38 +340,29 @@ impl RunTask {
                     s.agent
                 )
             })?;
-            let predicted = predict(
+            outputs.insert(s.id.clone(), value.clone());
+            ran.push(part(
                 &views,
                 &session,
-                &host,
-                &s.agent,
-                request_bytes,
-                reply.len(),
-            );
-            outputs.insert(s.id.clone(), value.clone());
-            ran.push(Ran {
-                id: s.id.clone(),
-                agent: s.agent.clone(),
-                action: s.action,
-                host,
-                request_bytes,
-                reply_bytes: reply.len(),
-                transmit: Part {
-                    measured_ms: (total_ms - processing_ms).max(0.0),
-                    predicted_ms: predicted.0,
+                Called {
+                    id: s.id.clone(),
+                    agent: s.agent.clone(),
+                    action: s.action,
+                    host,
+                    request_bytes,
+                    reply: &reply,
+                    total_ms,
+                    processing_us,
                 },
-                processing: Part {
-                    measured_ms: processing_ms,
-                    predicted_ms: predicted.1,
-                },
-                total: Part {
-                    measured_ms: total_ms,
-                    predicted_ms: predicted.0.zip(predicted.1).map(|(a, b)| a + b),
-                },
-                reply: value,
-            });
+                value,
+            ));
         }
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        // T_r: the parts the user waits for, planning included.
+        let t_r = Part {
+            measured_ms: ran.iter().map(|r| r.total.measured_ms).sum(),
+            predicted_ms: ran.iter().map(|r| r.total.predicted_ms).sum(),
+        };
         let cost = resource_cost(&ran, &views, file.as_ref().map_or(0, |f| f.1.len()));
         let report = json!({
             "task": plan.task,
@@ -345,6 +371,7 @@ impl RunTask {
             "note": plan.note,
             "plan_ms": plan_ms,
             "subtasks": ran,
+            "t_r": t_r,
             "total_ms": total_ms,
             "cost": cost,
         });
@@ -352,6 +379,7 @@ impl RunTask {
         let record = json!({"record": {
             "task": plan.task,
             "entered_at": session.host,
+            "t_r_ms": t_r.measured_ms,
             "total_ms": total_ms,
             "cost": cost["total"],
             "hosts": ran.iter().map(|r| r.host.to_string()).collect::<Vec<_>>(),
@@ -397,8 +425,9 @@ impl RunTask {
         if let Some(last) = ran.last() {
             outln!("answer: {}", last.reply);
         }
+        outln!("T_r {}", show(&t_r));
         outln!(
-            "task: {total_ms:.1} ms; resource cost {:.4} (CPU {:.4} s, storage {:.6} GB, communication {:.4} MB); T_mig = T_ini = 0, no agent moved or started",
+            "task: {total_ms:.1} ms with this command's own work; resource cost {:.4} (CPU {:.4} s, storage {:.6} GB, communication {:.4} MB); T_mig = T_ini = 0, no agent moved or started",
             cost["total"].as_f64().unwrap_or(0.0),
             cost["cpu_s"].as_f64().unwrap_or(0.0),
             cost["storage_gb"].as_f64().unwrap_or(0.0),
@@ -426,11 +455,59 @@ fn invoke(session: &Session, agent: &AgentName, body: Vec<u8>) -> Result<(Vec<u8
     }
 }
 
+/// One call of a task, as measured.
+struct Called<'a> {
+    id: String,
+    agent: AgentName,
+    action: Action,
+    host: HostName,
+    request_bytes: usize,
+    reply: &'a [u8],
+    total_ms: f64,
+    processing_us: u64,
+}
+
+/// A call's parts, measured and predicted.
+fn part(views: &[PeerView], session: &Session, called: Called<'_>, reply: Value) -> Ran {
+    let processing_ms = called.processing_us as f64 / 1e3;
+    let predicted = predict(
+        views,
+        session,
+        &called.host,
+        &called.agent,
+        called.request_bytes,
+        called.reply.len(),
+    );
+    Ran {
+        id: called.id,
+        agent: called.agent,
+        action: called.action,
+        host: called.host,
+        request_bytes: called.request_bytes,
+        reply_bytes: called.reply.len(),
+        transmit: Part {
+            measured_ms: (called.total_ms - processing_ms).max(0.0),
+            predicted_ms: predicted.0,
+        },
+        processing: Part {
+            measured_ms: processing_ms,
+            predicted_ms: predicted.1,
+        },
+        total: Part {
+            measured_ms: called.total_ms,
+            predicted_ms: predicted.0.zip(predicted.1).map(|(a, b)| a + b),
+        },
+        reply,
+    }
+}
+
 /// The calibrated model's T_tra and T_pro for a call of `agent` on `host`,
-/// entering at the session's host: the client's round trip to it, plus the
-/// link between the two hosts (its round trip and its measured sending
-/// rate), and the agent's measured processing time. `None` for a part the
-/// fleet has not measured yet.
+/// entering at the session's host: the client's round trip to it; then,
+/// when the agent runs elsewhere, the link's measured round trip and the
+/// request and reply at the link's measured rate (the host's declared
+/// bandwidth until a transfer measured it), as eq. 1 prices a file; and
+/// the agent's measured processing time. `None` for a part the fleet has
+/// not measured yet.
 fn predict(
     views: &[PeerView],
     session: &Session,
@@ -446,13 +523,17 @@ fn predict(
     let transmit = if host.as_str() == session.host {
         Some(access_ms)
     } else {
-        entry
-            .and_then(|v| v.report.model.link(host.as_str()))
-            .map(|link| {
-                let send =
-                    |bytes: usize| link.send.map(|e| e.predict_ms(bytes as f64)).unwrap_or(0.0);
-                access_ms + link.rtt_ms + send(request_bytes) + send(reply_bytes)
-            })
+        entry.and_then(|v| {
+            let link = v.report.model.link(host.as_str())?;
+            let mbps = link
+                .send
+                .filter(|e| e.ms_per_unit > 0.0)
+                .map(|e| 8.0 / e.ms_per_unit / 1e3)
+                .unwrap_or(v.report.bandwidth_mbps)
+                .max(1e-3);
+            let bits = ((request_bytes + reply_bytes) * 8) as f64;
+            Some(access_ms + link.rtt_ms + bits / (mbps * 1e3))
+        })
     };
     let processing = views
         .iter()

@@ -11,7 +11,14 @@ impl Shared {
         component_bytes: u64,
         user: Option<HostName>,
         requires_arch: Option<String>,
+        algorithm: Option<String>,
     ) -> Result<Response> {
+        let algorithm = match algorithm {
+            None => edgehost_placement::Algorithm::AntLlm,
+            Some(a) => a
+                .parse()
+                .map_err(|e: edgehost_placement::Error| Error::BadRequest(e.to_string()))?,
+        };
         let hosts = self.reachable_reports();
         let user = match user {
             None => None,
@@ -43,6 +50,7 @@ impl Shared {
                 &policy,
                 &name,
                 refiner,
+                algorithm,
             )
         })
         .await

@@ -136,8 +136,9 @@ impl Shared {
                 component_bytes,
                 user,
                 requires_arch,
+                algorithm,
             } => {
-                self.place(descriptor, component_bytes, user, requires_arch)
+                self.place(descriptor, component_bytes, user, requires_arch, algorithm)
                     .await
             }
             Request::SetPolicy {

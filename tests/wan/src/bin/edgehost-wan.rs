@@ -1,11 +1,13 @@
 //! `edgehost-wan`: a fleet of edgehost hosts on an emulated WAN, on this
-//! machine and without root, until Ctrl-C.
+//! machine and without root, until Ctrl-C; or the paper's experiment on
+//! such fleets.
 //!
 //! ```text
-//! edgehost-wan [--sites N] [--loss P] [--seed S] [--dir DIR] [--edgehost FILE] [-- UP_ARGS...]
+//! edgehost-wan up [--sites N] [--loss P] [--seed S] [--dir DIR] [--edgehost FILE] [-- UP_ARGS...]
+//! edgehost-wan experiment --agents DIR --out DIR [--quick] [--edgehost FILE]
 //! ```
 //!
-//! It starts the relay for the first N of the paper's sites (Beijing,
+//! `up` starts the relay for the first N of the paper's sites (Beijing,
 //! Shanghai, Guiyang, Singapore: round trips of 30 to 90 ms, 20 and
 //! 30 Mbit/s uplinks), then `edgehost up N` with each host advertising its
 //! site's front, prints where the client configuration is, and stops the
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use edgehost_wan::experiment;
 use edgehost_wan::{Topology, WanFleet};
 
 #[derive(Parser)]
@@ -22,6 +25,32 @@ use edgehost_wan::{Topology, WanFleet};
     name = "edgehost-wan",
     about = "A fleet on an emulated WAN, without root"
 )]
+enum Cli {
+    /// A fleet on the emulated WAN until Ctrl-C.
+    Up(Args),
+    /// The paper's experiment with real CBIR agents on emulated fleets of
+    /// 2 to 4 sites: CSV, charts and a summary in --out.
+    Experiment(ExperimentArgs),
+}
+
+#[derive(clap::Args)]
+struct ExperimentArgs {
+    /// Where the components are: cbir_features_agent.wasm,
+    /// cbir_index_agent.wasm and planner.wasm.
+    #[arg(long, value_name = "DIR")]
+    agents: PathBuf,
+    /// Where the results go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The shorter run: 2 and 4 servers, 1 and 3 tasks.
+    #[arg(long)]
+    quick: bool,
+    /// The edgehost binary (default: the one beside this program).
+    #[arg(long, value_name = "FILE")]
+    edgehost: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct Args {
     /// How many of the paper's sites (1 to 4).
     #[arg(long, default_value_t = 4)]
@@ -47,10 +76,52 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    let result = match Cli::parse() {
+        Cli::Up(args) => run(args),
+        Cli::Experiment(args) => run_experiment(args),
+    };
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn edgehost_beside(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(e) => Ok(e),
+        None => Ok(std::env::current_exe()
+            .context("locating this program")?
+            .with_file_name("edgehost")),
+    }
+}
+
+fn run_experiment(args: ExperimentArgs) -> Result<()> {
+    let setup = experiment::Setup {
+        edgehost: edgehost_beside(args.edgehost)?,
+        features: args.agents.join("cbir_features_agent.wasm"),
+        index: args.agents.join("cbir_index_agent.wasm"),
+        planner: args.agents.join("planner.wasm"),
+        out: args.out,
+    };
+    for file in [
+        &setup.edgehost,
+        &setup.features,
+        &setup.index,
+        &setup.planner,
+    ] {
+        if !file.is_file() {
+            anyhow::bail!("{}: no such file", file.display());
+        }
+    }
+    let plan = if args.quick {
+        experiment::Plan::quick()
+    } else {
+        experiment::Plan::full()
+    };
+    let summary = experiment::run(&setup, &plan)?;
+    println!("{summary}");
+    println!("results in {}", setup.out.display());
+    Ok(())
 }
 
 fn run(args: Args) -> Result<()> {
@@ -61,12 +132,7 @@ fn run(args: Args) -> Result<()> {
     if args.no_rates {
         topology = topology.without_rates();
     }
-    let edgehost = match args.edgehost {
-        Some(e) => e,
-        None => std::env::current_exe()
-            .context("locating this program")?
-            .with_file_name("edgehost"),
-    };
+    let edgehost = edgehost_beside(args.edgehost)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,0 +1,546 @@
+//! The paper's experiment with real agents on the emulated WAN: CBIR tasks
+//! placed by AntLLM and by the baselines, run while the user travels from
+//! Beijing to Singapore, with every task's delay and resource cost
+//! measured.
+//!
+//! Each point of a sweep (a number of servers, a number of tasks) runs
+//! every algorithm in turn on the same fleet, from the same seeds: for each
+//! task, a feature extractor and an index are pushed with `edgehost push
+//! --auto --algorithm A --user beijing`, the index is filled with a few
+//! images, and the user's queries run in three phases:
+//!
+//! - `beijing`: the user at Beijing, where the agents were placed for;
+//! - `moved`: the user at Singapore, the agents not yet told;
+//! - `followed`: after the user attached at Singapore and ALM decided.
+//!
+//! Every task goes through the Python planner and `edgehost task run`, as a
+//! user's would. The agents are released before the next algorithm runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use crate::fleet::WanFleet;
+use crate::topology::Topology;
+
+/// The algorithms compared, in report order.
+pub const ALGORITHMS: [&str; 5] = ["antllm", "local-search", "greedy", "polling", "random"];
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Server counts of the servers sweep (at `tasks_at` tasks).
+    pub servers: Vec<usize>,
+    /// Task counts of the tasks sweep (at the largest server count).
+    pub tasks: Vec<usize>,
+    /// Tasks per point of the servers sweep.
+    pub tasks_at: usize,
+    /// Images indexed per task.
+    pub images: usize,
+    /// Queries per task in each phase.
+    pub queries: usize,
+    /// The algorithms.
+    pub algorithms: Vec<String>,
+    /// Seeds the relay's losses and the images.
+    pub seed: u64,
+}
+
+impl Plan {
+    /// The full experiment: 2 to 4 servers, 1 to 5 tasks.
+    pub fn full() -> Plan {
+        Plan {
+            servers: vec![2, 3, 4],
+            tasks: vec![1, 2, 3, 4, 5],
+            tasks_at: 3,
+            images: 3,
+            queries: 2,
+            algorithms: ALGORITHMS.iter().map(|a| (*a).to_owned()).collect(),
+            seed: 1,
+        }
+    }
+
+    /// A shorter one: 2 and 4 servers, 1 and 3 tasks, one query per phase.
+    pub fn quick() -> Plan {
+        Plan {
+            servers: vec![2, 4],
+            tasks: vec![1, 3],
+            tasks_at: 3,
+            images: 2,
+            queries: 1,
+            ..Plan::full()
+        }
+    }
+}
+
+/// Where things are.
+pub struct Setup {
+    /// The `edgehost` binary.
+    pub edgehost: PathBuf,
+    /// The feature extractor, index and planner components.
+    pub features: PathBuf,
+    /// The index.
+    pub index: PathBuf,
+    /// The Python planner.
+    pub planner: PathBuf,
+    /// Where results go.
+    pub out: PathBuf,
+}
+
+/// One task the user ran.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// `servers` or `tasks`.
+    pub sweep: &'static str,
+    /// Servers in the fleet.
+    pub servers: usize,
+    /// Tasks at the point.
+    pub tasks: usize,
+    /// The placement algorithm.
+    pub algorithm: String,
+    /// Which task of the point.
+    pub task: usize,
+    /// `index`, `beijing`, `moved` or `followed`.
+    pub phase: &'static str,
+    /// Where the task entered the fleet.
+    pub entered_at: String,
+    /// Where each sub-task ran, in order.
+    pub hosts: String,
+    /// Measured transmission, processing and total, milliseconds.
+    pub measured: [f64; 3],
+    /// Predicted, when the model had every part.
+    pub predicted: [Option<f64>; 3],
+    /// The task's resource cost (eq. 10).
+    pub cost: f64,
+}
+
+/// Runs `edgehost` with `args` against the fleet and reads its JSON.
+fn edgehost(setup: &Setup, fleet: &WanFleet, args: &[&str]) -> Result<Value> {
+    let out = Command::new(&setup.edgehost)
+        .env("EDGEHOST_CLIENT_CONFIG", fleet.client_config())
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", setup.edgehost.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "edgehost {}: {}",
+            args.first().unwrap_or(&""),
+            err.lines().last().unwrap_or("failed")
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow!("edgehost {}: not JSON: {e}", args.join(" ")))
+}
+
+fn sum_part(subtasks: &[Value], part: &str, key: &str) -> Option<f64> {
+    subtasks.iter().map(|s| s[part][key].as_f64()).sum()
+}
+
+fn row_of(report: &Value, base: &Row) -> Row {
+    let subtasks = report["subtasks"].as_array().cloned().unwrap_or_default();
+    let hosts = subtasks
+        .iter()
+        .map(|s| s["host"].as_str().unwrap_or("?").to_owned())
+        .collect::<Vec<_>>()
+        .join("+");
+    Row {
+        entered_at: report["entered_at"].as_str().unwrap_or("?").to_owned(),
+        hosts,
+        measured: [
+            sum_part(&subtasks, "transmit", "measured_ms").unwrap_or(0.0),
+            sum_part(&subtasks, "processing", "measured_ms").unwrap_or(0.0),
+            report["t_r"]["measured_ms"].as_f64().unwrap_or(0.0),
+        ],
+        predicted: [
+            sum_part(&subtasks, "transmit", "predicted_ms"),
+            sum_part(&subtasks, "processing", "predicted_ms"),
+            report["t_r"]["predicted_ms"].as_f64(),
+        ],
+        cost: report["cost"]["total"].as_f64().unwrap_or(0.0),
+        ..base.clone()
+    }
+}
+
+/// Progress, on one line per step.
+fn say(started: Instant, what: &str) {
+    eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
+}
+
+/// Runs one point: every algorithm on a fleet of `servers` with `tasks`
+/// tasks.
+#[allow(clippy::too_many_arguments)]
+fn point(
+    setup: &Setup,
+    fleet: &WanFleet,
+    plan: &Plan,
+    sweep: &'static str,
+    servers: usize,
+    tasks: usize,
+    images: &Path,
+    started: Instant,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let far = if servers >= 4 { "singapore" } else { "" };
+    for algorithm in &plan.algorithms {
+        say(
+            started,
+            &format!("{sweep} sweep: {servers} servers, {tasks} tasks, {algorithm}"),
+        );
+        let mut names = Vec::new();
+        for t in 0..tasks {
+            let f = format!("f-{algorithm}-{t}");
+            let i = format!("i-{algorithm}-{t}");
+            for (file, name) in [(&setup.features, &f), (&setup.index, &i)] {
+                edgehost(
+                    setup,
+                    fleet,
+                    &[
+                        "push",
+                        file.to_str().unwrap_or_default(),
+                        "--name",
+                        name,
+                        "--auto",
+                        "--algorithm",
+                        algorithm,
+                        "--user",
+                        "beijing",
+                        "--json",
+                    ],
+                )?;
+            }
+            names.push((f, i));
+        }
+        let base = |task, phase| Row {
+            sweep,
+            servers,
+            tasks,
+            algorithm: algorithm.clone(),
+            task,
+            phase,
+            entered_at: String::new(),
+            hosts: String::new(),
+            measured: [0.0; 3],
+            predicted: [None; 3],
+            cost: 0.0,
+        };
+        let run = |t: usize, prompt: &str, image: &Path, entry: &[&str]| -> Result<Value> {
+            let (f, i) = &names[t];
+            let mut args = vec![
+                "task",
+                "run",
+                "--prompt",
+                prompt,
+                "--file",
+                image.to_str().unwrap_or_default(),
+                "--features",
+                f,
+                "--index",
+                i,
+                "--json",
+            ];
+            args.extend_from_slice(entry);
+            edgehost(setup, fleet, &args)
+        };
+        for t in 0..tasks {
+            for k in 0..plan.images {
+                let image = images.join(format!("scene-{}.png", 1 + t * plan.images + k));
+                let report = run(
+                    t,
+                    "add this photo to the index",
+                    &image,
+                    &["--user", "beijing"],
+                )?;
+                rows.push(row_of(&report, &base(t, "index")));
+            }
+        }
+        let query = |t: usize, q: usize| {
+            images.join(format!(
+                "scene-{}-v1.png",
+                1 + t * plan.images + q % plan.images
+            ))
+        };
+        for t in 0..tasks {
+            for q in 0..plan.queries {
+                let report = run(
+                    t,
+                    "find images similar to this",
+                    &query(t, q),
+                    &["--user", "beijing"],
+                )?;
+                rows.push(row_of(&report, &base(t, "beijing")));
+            }
+        }
+        if !far.is_empty() {
+            let via = fleet_address(setup, fleet, far)?;
+            for t in 0..tasks {
+                for q in 0..plan.queries {
+                    let report = run(
+                        t,
+                        "find images similar to this",
+                        &query(t, q),
+                        &["--via", &via],
+                    )?;
+                    rows.push(row_of(&report, &base(t, "moved")));
+                }
+            }
+            for (f, i) in &names {
+                edgehost(
+                    setup,
+                    fleet,
+                    &[
+                        "client", "attach", far, "--agent", f, "--agent", i, "--json",
+                    ],
+                )?;
+            }
+            for t in 0..tasks {
+                for q in 0..plan.queries {
+                    let report = run(
+                        t,
+                        "find images similar to this",
+                        &query(t, q),
+                        &["--user", far],
+                    )?;
+                    rows.push(row_of(&report, &base(t, "followed")));
+                }
+            }
+        }
+        for (f, i) in &names {
+            for name in [f, i] {
+                let out = Command::new(&setup.edgehost)
+                    .env("EDGEHOST_CLIENT_CONFIG", fleet.client_config())
+                    .args(["release", name])
+                    .output()?;
+                if !out.status.success() {
+                    bail!(
+                        "releasing {name}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The address `host` advertises.
+fn fleet_address(setup: &Setup, fleet: &WanFleet, host: &str) -> Result<String> {
+    let ps = edgehost(setup, fleet, &["ps", "--json"])?;
+    ps["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|h| h["name"] == host))
+        .and_then(|h| h["addr"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no host {host} in ps"))
+}
+
+/// Runs the experiment; writes `tasks.csv`, `summary.csv`, the charts and
+/// `summary.md` into `setup.out`, and returns the summary.
+pub fn run(setup: &Setup, plan: &Plan) -> Result<String> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&setup.out)?;
+    let images = setup.out.join("images");
+    let count = (plan
+        .tasks
+        .iter()
+        .chain([&plan.tasks_at])
+        .max()
+        .copied()
+        .unwrap_or(1)
+        * plan.images) as u64;
+    std::fs::create_dir_all(&images)?;
+    for seed in 1..=count {
+        for v in 0..=1 {
+            let scene =
+                edgehost_cbir::synth::variant(plan.seed.wrapping_mul(1000) + seed, v, 128, 128);
+            let image = edgehost_cbir::image::encode_png(&scene);
+            let name = if v == 0 {
+                format!("scene-{seed}.png")
+            } else {
+                format!("scene-{seed}-v1.png")
+            };
+            std::fs::write(images.join(name), image)?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    let largest = plan.servers.iter().copied().max().unwrap_or(4);
+    let mut fleets: Vec<usize> = plan.servers.clone();
+    fleets.sort_unstable();
+    for servers in fleets {
+        say(
+            started,
+            &format!("starting a fleet of {servers} on the emulated WAN"),
+        );
+        let topology = Topology::paper(servers).map_err(anyhow::Error::msg)?;
+        let fleet = runtime.block_on(WanFleet::start(
+            &setup.edgehost,
+            topology,
+            plan.seed,
+            Some(setup.out.join(format!("fleet-{servers}"))),
+            &["--heartbeat-ms".to_owned(), "500".to_owned()],
+        ))?;
+        edgehost(
+            setup,
+            &fleet,
+            &[
+                "push",
+                setup.planner.to_str().unwrap_or_default(),
+                "--name",
+                "planner",
+                "--to",
+                "beijing",
+                "--json",
+            ],
+        )?;
+        let mut done = BTreeMap::new();
+        if plan.servers.contains(&servers) {
+            let mut point_rows = Vec::new();
+            point(
+                setup,
+                &fleet,
+                plan,
+                "servers",
+                servers,
+                plan.tasks_at,
+                &images,
+                started,
+                &mut point_rows,
+            )?;
+            done.insert(plan.tasks_at, point_rows.clone());
+            rows.extend(point_rows);
+        }
+        if servers == largest {
+            for &tasks in &plan.tasks {
+                if let Some(same) = done.get(&tasks) {
+                    // The servers sweep ran this very point already.
+                    rows.extend(same.iter().map(|r| Row {
+                        sweep: "tasks",
+                        ..r.clone()
+                    }));
+                    continue;
+                }
+                point(
+                    setup, &fleet, plan, "tasks", servers, tasks, &images, started, &mut rows,
+                )?;
+            }
+        }
+        drop(fleet);
+    }
+    write_results(setup, &rows)?;
+    let summary = summarise(&rows);
+    std::fs::write(setup.out.join("summary.md"), &summary)?;
+    say(started, "done");
+    Ok(summary)
+}
+
+/// The mean of the user's query delay and cost per sweep point and
+/// algorithm (indexing tasks left out), and what the move did.
+pub fn summarise(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for sweep in ["servers", "tasks"] {
+        let _ = writeln!(out, "\n### Against the number of {sweep}\n");
+        let _ = writeln!(out, "| {sweep} | algorithm | mean delay (ms) | mean cost |");
+        let _ = writeln!(out, "|---:|---|---:|---:|");
+        let mut points: BTreeMap<(usize, String), Vec<&Row>> = BTreeMap::new();
+        for r in rows
+            .iter()
+            .filter(|r| r.sweep == sweep && r.phase != "index")
+        {
+            let x = if sweep == "servers" {
+                r.servers
+            } else {
+                r.tasks
+            };
+            points.entry((x, r.algorithm.clone())).or_default().push(r);
+        }
+        for ((x, algorithm), rs) in &points {
+            let n = rs.len() as f64;
+            let delay = rs.iter().map(|r| r.measured[2]).sum::<f64>() / n;
+            let cost = rs.iter().map(|r| r.cost).sum::<f64>() / n;
+            let _ = writeln!(out, "| {x} | {algorithm} | {delay:.1} | {cost:.4} |");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n### The user's move to Singapore (median delay, ms)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| algorithm | at Beijing | moved, agents not told | after ALM |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let mut algorithms: Vec<&String> = rows.iter().map(|r| &r.algorithm).collect();
+    algorithms.sort();
+    algorithms.dedup();
+    for a in algorithms {
+        let median = |phase: &str| {
+            let mut v: Vec<f64> = rows
+                .iter()
+                .filter(|r| &r.algorithm == a && r.phase == phase)
+                .map(|r| r.measured[2])
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
+        let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        let _ = writeln!(
+            out,
+            "| {a} | {} | {} | {} |",
+            show(median("beijing")),
+            show(median("moved")),
+            show(median("followed"))
+        );
+    }
+    let mut ratios: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.phase != "index")
+        .filter_map(|r| r.predicted[2].map(|p| p / r.measured[2]))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    if let Some(m) = ratios.get(ratios.len() / 2) {
+        let _ = writeln!(
+            out,
+            "\nPredicted T_r against measured, median ratio over {} tasks: {m:.2}",
+            ratios.len()
+        );
+    }
+    out
+}
+
+fn write_results(setup: &Setup, rows: &[Row]) -> Result<()> {
+    let mut csv = String::from(
+        "sweep,servers,tasks,algorithm,task,phase,entered_at,hosts,tra_ms,pro_ms,r_ms,pred_tra_ms,pred_pro_ms,pred_r_ms,cost\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    for r in rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{:.6}",
+            r.sweep,
+            r.servers,
+            r.tasks,
+            r.algorithm,
+            r.task,
+            r.phase,
+            r.entered_at,
+            r.hosts,
+            r.measured[0],
+            r.measured[1],
+            r.measured[2],
+            opt(r.predicted[0]),
+            opt(r.predicted[1]),
+            opt(r.predicted[2]),
+            r.cost
+        );
+    }
+    std::fs::write(setup.out.join("tasks.csv"), csv)?;
+    crate::charts::write(&setup.out, rows)
+}
