@@ -4,7 +4,8 @@
 # of four hosts on this machine, let AntLLM place agents on it, call them
 # across hosts, move one by shipping only its state, move a Python agent the
 # same way, let ALM follow a user who travels, and lose a host; watch a
-# hostile agent being stopped; and, where qemu-user and the aarch64 cross
+# hostile agent being stopped; run the paper's experiment with real CBIR
+# agents on an emulated four-city WAN; and, where qemu-user and the aarch64 cross
 # toolchain are installed, move an agent between an ARM and an x86 host.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,8 +14,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 
 step "Building the edgehost binary and the example agents (the first build takes a few minutes)"
-cargo build --release --locked -p edgehost
-cargo build --locked --profile guest --target wasm32-wasip2 -p memory-agent -p hostile-agent
+cargo build --release --locked -p edgehost -p edgehost-wan
+cargo build --locked --profile guest --target wasm32-wasip2 -p memory-agent -p hostile-agent \
+    -p cbir-features-agent -p cbir-index-agent
 # The Python dialog agent, with componentize-py from a virtual environment.
 pyenv=target/pyenv
 if [ ! -x "$pyenv/bin/componentize-py" ]; then
@@ -22,6 +24,7 @@ if [ ! -x "$pyenv/bin/componentize-py" ]; then
     "$pyenv/bin/pip" install --quiet componentize-py==0.25.1
 fi
 "$pyenv/bin/python" agents/python/build.py agents/python/dialog -o target/python/dialog.wasm
+"$pyenv/bin/python" agents/python/build.py agents/python/planner -o target/python/planner.wasm
 
 edgehost=target/release/edgehost
 agent=target/wasm32-wasip2/guest/memory_agent.wasm
@@ -112,6 +115,13 @@ show "$edgehost" invoke caller --input "echo are you there?" || true
 step "A hostile agent: an endless loop is stopped at its deadline, a memory bomb at its cap"
 show "$edgehost" run "$hostile" --input loop --timeout-ms 300 || true
 show "$edgehost" run "$hostile" --input bomb || true
+
+step "The paper's experiment, measured: CBIR tasks on an emulated four-city WAN (30-90 ms round trips, 20 and 30 Mbit/s uplinks, no root), placed by AntLLM and each baseline, while the user travels from Beijing to Singapore"
+mkdir -p "$work/cbir"
+cp target/wasm32-wasip2/guest/cbir_features_agent.wasm target/wasm32-wasip2/guest/cbir_index_agent.wasm \
+    target/python/planner.wasm "$work/cbir/"
+show target/release/edgehost-wan experiment --quick --agents "$work/cbir" --out target/experiment
+echo "(CSV and SVG charts in target/experiment; the full run and its figures: docs/experiment.md)"
 
 step "ARM and x86 in one fleet: an aarch64 host (under qemu-user) and an x86_64 host; the agent crosses with its state"
 if command -v qemu-aarch64 > /dev/null && command -v aarch64-linux-gnu-gcc > /dev/null \

@@ -327,6 +327,86 @@ fn point(
     Ok(())
 }
 
+/// Images in the index the migration check moves.
+const MIGRATED_IMAGES: u64 = 400;
+
+/// Moves a filled index from Beijing to Singapore and back, and compares
+/// each move with its physical bound: the state over the sender's uplink
+/// rate, plus one round trip.
+fn migration_check(
+    setup: &Setup,
+    fleet: &WanFleet,
+    plan: &Plan,
+    started: Instant,
+) -> Result<String> {
+    say(
+        started,
+        &format!("migration check: an index of {MIGRATED_IMAGES} images, Beijing <-> Singapore"),
+    );
+    edgehost(
+        setup,
+        fleet,
+        &[
+            "push",
+            setup.index.to_str().unwrap_or_default(),
+            "--name",
+            "big-index",
+            "--to",
+            "beijing",
+            "--json",
+        ],
+    )?;
+    for k in 0..MIGRATED_IMAGES {
+        let scene = edgehost_cbir::synth::scene(plan.seed.wrapping_mul(7919) + k, 48, 48);
+        let request = serde_json::json!({
+            "op": "add",
+            "id": format!("photo-{k}"),
+            "descriptor": edgehost_cbir::describe(&scene),
+        });
+        edgehost(
+            setup,
+            fleet,
+            &[
+                "invoke",
+                "big-index",
+                "--input",
+                &request.to_string(),
+                "--json",
+            ],
+        )?;
+    }
+    let topology = fleet.wan.topology();
+    let mut out = String::from(
+        "\n### Migrating the index across the WAN\n\n| move | state (bytes) | measured (ms) | downtime (ms) | bound (ms) | measured / bound |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (from, to) in [("beijing", "singapore"), ("singapore", "beijing")] {
+        let report = edgehost(
+            setup,
+            fleet,
+            &["migrate", "big-index", "--to", to, "--json"],
+        )?;
+        let m = &report["measured_ms"];
+        let measured: f64 = ["export_ms", "transfer_ms", "initiation_ms", "load_ms"]
+            .iter()
+            .filter_map(|k| m[*k].as_f64())
+            .sum();
+        let state = report["state_bytes"].as_f64().unwrap_or(0.0);
+        let (a, b) = (
+            topology.index(from).unwrap_or(0),
+            topology.index(to).unwrap_or(0),
+        );
+        let mbps = topology.sites[a].uplink_mbps.unwrap_or(f64::INFINITY);
+        let bound = state * 8.0 / (mbps * 1e3) + topology.rtt(a, b).as_secs_f64() * 1e3;
+        let _ = writeln!(
+            out,
+            "| {from} -> {to} | {state} | {measured:.1} | {:.1} | {bound:.1} | {:.2} |",
+            report["downtime_ms"].as_f64().unwrap_or(0.0),
+            measured / bound
+        );
+    }
+    Ok(out)
+}
+
 /// The address `host` advertises.
 fn fleet_address(setup: &Setup, fleet: &WanFleet, host: &str) -> Result<String> {
     let ps = edgehost(setup, fleet, &["ps", "--json"])?;
@@ -371,6 +451,7 @@ pub fn run(setup: &Setup, plan: &Plan) -> Result<String> {
         .enable_all()
         .build()?;
     let mut rows = Vec::new();
+    let mut migrations = String::new();
     let largest = plan.servers.iter().copied().max().unwrap_or(4);
     let mut fleets: Vec<usize> = plan.servers.clone();
     fleets.sort_unstable();
@@ -432,10 +513,14 @@ pub fn run(setup: &Setup, plan: &Plan) -> Result<String> {
                 )?;
             }
         }
+        if servers == largest && servers == 4 {
+            migrations = migration_check(setup, &fleet, plan, started)?;
+        }
         drop(fleet);
     }
     write_results(setup, &rows)?;
-    let summary = summarise(&rows);
+    let mut summary = summarise(&rows);
+    summary.push_str(&migrations);
     std::fs::write(setup.out.join("summary.md"), &summary)?;
     say(started, "done");
     Ok(summary)
