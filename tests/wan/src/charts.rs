@@ -19,7 +19,7 @@ fn series(rows: &[Row], sweep: &str, value: fn(&Row) -> f64) -> BTreeMap<String,
     let mut sums: BTreeMap<(String, usize), (f64, f64)> = BTreeMap::new();
     for r in rows
         .iter()
-        .filter(|r| r.sweep == sweep && r.phase != "index")
+        .filter(|r| r.sweep == sweep && r.phase == "beijing")
     {
         let x = if sweep == "servers" {
             r.servers

@@ -13,8 +13,11 @@
 //! - `moved`: the user at Singapore, the agents not yet told;
 //! - `followed`: after the user attached at Singapore and ALM decided.
 //!
-//! Every task goes through the Python planner and `edgehost task run`, as a
-//! user's would. The agents are released before the next algorithm runs.
+//! Every task goes through a Python planner (one per algorithm, pushed to
+//! Beijing and told of the move like the others) and `edgehost task run`,
+//! as a user's would. The agents are released before the next algorithm
+//! runs. The delay and cost figures of the sweeps are the queries from
+//! Beijing, the phase every point has; the move is reported on its own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -191,6 +194,22 @@ fn point(
             started,
             &format!("{sweep} sweep: {servers} servers, {tasks} tasks, {algorithm}"),
         );
+        // Each algorithm's tasks have a planner of their own, at Beijing
+        // with the user, so that it can follow the user as well.
+        let planner = format!("p-{algorithm}");
+        edgehost(
+            setup,
+            fleet,
+            &[
+                "push",
+                setup.planner.to_str().unwrap_or_default(),
+                "--name",
+                &planner,
+                "--to",
+                "beijing",
+                "--json",
+            ],
+        )?;
         let mut names = Vec::new();
         for t in 0..tasks {
             let f = format!("f-{algorithm}-{t}");
@@ -241,6 +260,8 @@ fn point(
                 f,
                 "--index",
                 i,
+                "--planner",
+                &planner,
                 "--json",
             ];
             args.extend_from_slice(entry);
@@ -288,15 +309,12 @@ fn point(
                     rows.push(row_of(&report, &base(t, "moved")));
                 }
             }
+            let mut attach = vec!["client", "attach", far, "--agent", planner.as_str()];
             for (f, i) in &names {
-                edgehost(
-                    setup,
-                    fleet,
-                    &[
-                        "client", "attach", far, "--agent", f, "--agent", i, "--json",
-                    ],
-                )?;
+                attach.extend(["--agent", f.as_str(), "--agent", i.as_str()]);
             }
+            attach.push("--json");
+            edgehost(setup, fleet, &attach)?;
             for t in 0..tasks {
                 for q in 0..plan.queries {
                     let report = run(
@@ -309,22 +327,29 @@ fn point(
                 }
             }
         }
-        for (f, i) in &names {
-            for name in [f, i] {
-                let out = Command::new(&setup.edgehost)
-                    .env("EDGEHOST_CLIENT_CONFIG", fleet.client_config())
-                    .args(["release", name])
-                    .output()?;
-                if !out.status.success() {
-                    bail!(
-                        "releasing {name}: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
-            }
+        for name in names.iter().flat_map(|(f, i)| [f, i]).chain([&planner]) {
+            release(setup, fleet, name)?;
         }
     }
     Ok(())
+}
+
+/// Releases `name`. An agent ALM just moved is not where the fleet's
+/// reports say until the next heartbeat: try again for a few seconds.
+fn release(setup: &Setup, fleet: &WanFleet, name: &str) -> Result<()> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        let out = Command::new(&setup.edgehost)
+            .env("EDGEHOST_CLIENT_CONFIG", fleet.client_config())
+            .args(["release", name])
+            .output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    bail!("releasing {name}: {last}")
 }
 
 /// Images in the index the migration check moves.
@@ -468,19 +493,6 @@ pub fn run(setup: &Setup, plan: &Plan) -> Result<String> {
             Some(setup.out.join(format!("fleet-{servers}"))),
             &["--heartbeat-ms".to_owned(), "500".to_owned()],
         ))?;
-        edgehost(
-            setup,
-            &fleet,
-            &[
-                "push",
-                setup.planner.to_str().unwrap_or_default(),
-                "--name",
-                "planner",
-                "--to",
-                "beijing",
-                "--json",
-            ],
-        )?;
         let mut done = BTreeMap::new();
         if plan.servers.contains(&servers) {
             let mut point_rows = Vec::new();
@@ -537,7 +549,7 @@ pub fn summarise(rows: &[Row]) -> String {
         let mut points: BTreeMap<(usize, String), Vec<&Row>> = BTreeMap::new();
         for r in rows
             .iter()
-            .filter(|r| r.sweep == sweep && r.phase != "index")
+            .filter(|r| r.sweep == sweep && r.phase == "beijing")
         {
             let x = if sweep == "servers" {
                 r.servers

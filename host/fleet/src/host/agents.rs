@@ -106,6 +106,10 @@ impl Shared {
             epoch: 1,
             standing: Standing::Active,
         })?;
+        // A new agent of a name used before (released, or moved away and
+        // back) starts with no user: an old attachment would have ALM move
+        // it after a user it never had.
+        lock(&self.attachments).remove(&name);
         self.install(&name, instance, digest, config, 1, None);
         tracing::info!(agent = %name, %digest, "deployed");
         Ok(Response::Deployed {
@@ -330,6 +334,7 @@ impl Shared {
             Some(_) => {
                 self.agent_store.forget(name)?;
                 self.calibration.forget_agent(name);
+                lock(&self.attachments).remove(name);
                 tracing::info!(agent = %name, "released");
                 Ok(Response::Released)
             }

@@ -272,6 +272,8 @@ impl Shared {
             )));
         }
         lock(&self.moved).insert(name.clone(), tombstone.clone());
+        // Where its user is travels with the decisions of its new host.
+        lock(&self.attachments).remove(name);
         let commit = Request::Commit {
             name: name.clone(),
             epoch,
