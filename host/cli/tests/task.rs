@@ -155,4 +155,28 @@ fn tasks_run_across_hosts_and_the_index_survives_a_migration() {
     );
     let stats = task(&fleet, &["--prompt", "how many images are indexed?"]);
     assert_eq!(stats["subtasks"][1]["reply"]["images"], 12, "{stats:#}");
+
+    // An agent released right after it moved is found where it went, even
+    // before the fleet's reports say so.
+    let ps = fleet.ps();
+    let at = common::fleet::named(&ps, "agents", "features").unwrap()["host"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let to = if at == "shanghai" {
+        "beijing"
+    } else {
+        "shanghai"
+    };
+    let out = fleet.run(&["migrate", "features", "--to", to]);
+    assert!(out.status.success(), "{}", one_line_error(&out));
+    let out = fleet.run(&["release", "features"]);
+    assert!(out.status.success(), "{}", one_line_error(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("released features from {to}")
+    );
+    let out = fleet.run(&["release", "features"]);
+    assert_eq!(out.status.code(), Some(1), "{}", one_line_error(&out));
+    assert!(one_line_error(&out).contains("no host runs an agent named"));
 }

@@ -81,35 +81,52 @@ pub struct ReleaseCommand {
 }
 
 impl ReleaseCommand {
-    /// Finds the agent's host and asks it to release the agent.
+    /// Finds the agent's host and asks it to release the agent: the host
+    /// the fleet's reports name first, then every other reachable host, so
+    /// that an agent that has just moved is found before the reports catch
+    /// up.
     pub fn execute(self) -> Result<()> {
         let session = self.client.connect()?;
         let views = session.fleet()?;
-        let owner = views
+        let mut candidates: Vec<std::net::SocketAddr> = views
             .iter()
-            .find(|v| v.report.agents.iter().any(|a| a.name == self.name))
-            .map(|v| v.report.addr);
-        let Some(addr) = owner else {
-            session.close();
+            .filter(|v| v.report.agents.iter().any(|a| a.name == self.name))
+            .map(|v| v.report.addr)
+            .collect();
+        let others: Vec<std::net::SocketAddr> = views
+            .iter()
+            .filter(|v| v.reachable && !candidates.contains(&v.report.addr))
+            .map(|v| v.report.addr)
+            .collect();
+        candidates.extend(others);
+        let result = session.runtime.block_on(async {
+            for addr in candidates {
+                let Ok((connection, host)) = session.client.connect(addr).await else {
+                    continue;
+                };
+                let answer = edgehost_fleet::client::call(
+                    &connection,
+                    &Request::Release {
+                        name: self.name.clone(),
+                    },
+                )
+                .await;
+                connection.close(0u32.into(), b"done");
+                match answer {
+                    Ok(_) => return Ok(Some(host.name)),
+                    Err(e) if e.kind() == edgehost_fleet::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                }
+            }
+            Ok(None)
+        });
+        session.close();
+        let Some(host) = result? else {
             return Err(crate::exit::outcome(
                 crate::exit::Code::NotFound,
                 format!("no host runs an agent named {:?}", self.name),
             ));
         };
-        let result = session.runtime.block_on(async {
-            let (connection, host) = session.client.connect(addr).await?;
-            edgehost_fleet::client::call(
-                &connection,
-                &Request::Release {
-                    name: self.name.clone(),
-                },
-            )
-            .await
-            .map(|_| host.name)
-            .map_err(anyhow::Error::from)
-        });
-        session.close();
-        let host = result?;
         outln!("released {} from {host}", self.name);
         Ok(())
     }

@@ -326,7 +326,7 @@ impl RunTask {
                 .to_string()
                 .into_bytes(),
                 Action::Stats => br#"{"op":"stats"}"#.to_vec(),
-                Action::Plan => unreachable!("check refuses a plan sub-task"),
+                Action::Plan => bail!("sub-task {:?}: `plan` is the planner's own part", s.id),
             };
             let request_bytes = body.len();
             let start = Instant::now();
