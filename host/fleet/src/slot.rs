@@ -148,9 +148,14 @@ impl AgentSlot {
         let out = instance
             .handle_from(body, caller.map(AgentName::into_string))
             .map_err(|e| Error::Agent(e.to_string()))?;
-        self.calibration
-            .record_call(&self.name, bytes, started.elapsed().as_secs_f64() * 1e3);
+        // The processing time is what the caller waits for here: the call
+        // and, for a durable agent, making its effect durable.
+        let record = |started: Instant| {
+            self.calibration
+                .record_call(&self.name, bytes, started.elapsed().as_secs_f64() * 1e3);
+        };
         if self.mode == Mode::Snapshot {
+            record(started);
             return Ok(out);
         }
         let seq = self.stage(&mut instance).map_err(|e| {
@@ -162,6 +167,7 @@ impl AgentSlot {
         self.make_durable(seq, store, metrics).map_err(|e| {
             Error::Internal(format!("the call ran, but its state is not durable: {e}"))
         })?;
+        record(started);
         Ok(out)
     }
 }
