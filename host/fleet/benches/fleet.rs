@@ -327,7 +327,11 @@ async fn run() {
         downtime.sort_by(f64::total_cmp);
         let mut rates: Vec<f64> = reports
             .iter()
-            .map(|r| r.state_bytes as f64 / (1024.0 * 1024.0) / (r.precopy_ms.max(1e-3) / 1e3))
+            .map(|r| {
+                r.state_bytes as f64
+                    / (1024.0 * 1024.0)
+                    / (r.measured_ms.transfer_ms.max(1e-3) / 1e3)
+            })
             .collect();
         rates.sort_by(f64::total_cmp);
         let r = &reports[reports.len() / 2];

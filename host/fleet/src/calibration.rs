@@ -180,6 +180,17 @@ impl Calibration {
             .add(bytes, ms);
     }
 
+    /// How long `bytes` take to cross to `peer` beyond the round trip,
+    /// milliseconds, by what the sends to it measured; `None` before the
+    /// first.
+    pub fn crossing_ms(&self, peer: &HostName, bytes: f64) -> Option<f64> {
+        lock(&self.figures)
+            .sends
+            .get(peer)
+            .and_then(Fit::estimate)
+            .map(|e| (e.predict_ms(bytes) - e.base_ms()).max(0.0))
+    }
+
     /// Records that one call of `agent` with a `bytes`-long request took
     /// `ms` milliseconds to handle.
     pub fn record_call(&self, agent: &str, bytes: f64, ms: f64) {

@@ -23,7 +23,7 @@ use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, Ser
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
 /// migration, agent status in reports; 3: addresses as socket addresses.)
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
@@ -433,6 +433,17 @@ pub struct MigrationReport {
     /// Calls that arrived during the handoff and were held, then served by
     /// the new owner.
     pub held_calls: u64,
+    /// Whether the state crossed once with the agent held (stop-and-copy),
+    /// because the link carries it within a round trip, rather than as a
+    /// pre-copy followed by a delta.
+    pub stop_and_copy: bool,
+    /// The state's move, milliseconds: from the first export to the commit
+    /// point (the target holds the state durably and the source has
+    /// recorded the handoff).
+    pub move_ms: f64,
+    /// The whole handoff, milliseconds: from its first message (the
+    /// prepare) until the target acknowledged the commit.
+    pub handoff_ms: f64,
 }
 
 /// The plugins a placement policy is made of; `None` stands for the

@@ -182,6 +182,9 @@ fn migration_report(times: MigrationTimes) -> MigrationReport {
         target_cache_hit: false,
         component_bytes_sent: 1000,
         held_calls: 0,
+        stop_and_copy: false,
+        move_ms: 9.0,
+        handoff_ms: 12.0,
     }
 }
 
@@ -439,6 +442,9 @@ fn write_seeds() {
                 target_cache_hit: true,
                 component_bytes_sent: 0,
                 held_calls: 1,
+                stop_and_copy: true,
+                move_ms: 5.0,
+                handoff_ms: 7.0,
             }),
         ),
         (

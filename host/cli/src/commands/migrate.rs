@@ -88,6 +88,16 @@ impl MigrateCommand {
             }
         );
         outln!(
+            "  the state moved {} in {:.1} ms; the whole handoff took {:.1} ms",
+            if report.stop_and_copy {
+                "once, with the agent held (it crosses within a round trip)"
+            } else {
+                "as a pre-copy, then a delta while held"
+            },
+            report.move_ms,
+            report.handoff_ms
+        );
+        outln!(
             "  before the agent was held, the target {} in {:.1} ms",
             if report.target_cache_hit {
                 "loaded the compiled component from its cache"

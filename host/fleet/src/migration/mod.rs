@@ -43,7 +43,7 @@ use std::net::SocketAddr;
 use crate::protocol::{
     AgentName, HostModel, HostName, MigrationReport, MigrationTimes, Request, Response, encode,
 };
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 mod source;
 mod target;

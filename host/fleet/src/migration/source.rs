@@ -128,6 +128,7 @@ impl Shared {
             .epoch
             .checked_add(1)
             .ok_or_else(|| Error::Conflict(format!("{name:?} has run out of epochs")))?;
+        let started = Instant::now();
         let socket = addr;
         // What the model predicts is priced with the figures known before
         // the move: this host's own, and the target's as its prepare
@@ -141,16 +142,6 @@ impl Shared {
         let component_size = std::fs::metadata(self.store.path(&slot.digest))
             .map(|m| m.len())
             .unwrap_or(0);
-        let has = Request::Has {
-            digest: slot.digest,
-        };
-        if let Response::Has(false) = step(&connection, &has, QUICK_STEP).await? {
-            let bytes = self.store.read(&slot.digest)?;
-            let sending = upload(&connection, slot.digest, &bytes, |_| {});
-            component_bytes_sent = tokio::time::timeout(UPLOAD_STEP, sending)
-                .await
-                .map_err(|_| Error::Connect(format!("the upload took over {UPLOAD_STEP:?}")))??;
-        }
         let prepare = Request::Prepare {
             name: name.clone(),
             digest: slot.digest,
@@ -158,25 +149,52 @@ impl Shared {
             epoch,
             source: self.addr,
         };
-        let (initiation_ms, compile_ms, cache_hit, target_model) =
-            match step(&connection, &prepare, PREPARE_STEP).await {
-                Ok(Response::Prepared {
-                    initiation_ms,
-                    compile_ms,
-                    cache_hit,
-                    model,
-                }) => (initiation_ms, compile_ms, cache_hit, *model),
-                Ok(other) => {
-                    self.abort(&connection, name, epoch).await;
-                    return Err(unexpected(&other));
-                }
-                Err(e) => {
-                    self.abort(&connection, name, epoch).await;
-                    return Err(e);
-                }
-            };
+        // Prepare first: a target that lacks the component says so, and
+        // only then does it travel. The usual case, a target that has it,
+        // costs one round trip instead of two.
+        let mut prepared = step(&connection, &prepare, PREPARE_STEP).await;
+        if let Err(Error::Remote {
+            kind: ErrorKind::NotFound,
+            ..
+        }) = prepared
+        {
+            let bytes = self.store.read(&slot.digest)?;
+            let sending = upload(&connection, slot.digest, &bytes, |_| {});
+            component_bytes_sent = tokio::time::timeout(UPLOAD_STEP, sending)
+                .await
+                .map_err(|_| Error::Connect(format!("the upload took over {UPLOAD_STEP:?}")))??;
+            prepared = step(&connection, &prepare, PREPARE_STEP).await;
+        }
+        let (initiation_ms, compile_ms, cache_hit, target_model) = match prepared {
+            Ok(Response::Prepared {
+                initiation_ms,
+                compile_ms,
+                cache_hit,
+                model,
+            }) => (initiation_ms, compile_ms, cache_hit, *model),
+            Ok(other) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(unexpected(&other));
+            }
+            Err(e) => {
+                self.abort(&connection, name, epoch).await;
+                return Err(e);
+            }
+        };
 
-        // Pre-copy: the whole state, while the agent still serves.
+        let declared_mbps = lock(&self.membership)
+            .views(Instant::now())
+            .iter()
+            .find(|v| v.report.name == *to)
+            .map(|v| {
+                v.report
+                    .bandwidth_mbps
+                    .min(self.config.labels.bandwidth_mbps)
+            })
+            .unwrap_or(self.config.labels.bandwidth_mbps);
+
+        // The state, exported while the agent still serves.
+        let moving = Instant::now();
         let base = match self.export(slot, Operation::Export).await {
             Ok((state, _)) => state,
             Err(e) => {
@@ -184,30 +202,24 @@ impl Shared {
                 return Err(e);
             }
         };
-        // Encoded once: what is sent is what is counted.
-        let precopy = encode(&Request::Precopy {
-            name: name.clone(),
-            epoch,
-            state_digest: Digest::of(&base),
-            state: base.clone(),
-        })?;
-        let sent = Instant::now();
-        match step_encoded(&connection, &precopy, TRANSFER_STEP).await {
-            Ok(Response::Precopied) => {}
-            Ok(other) => {
-                self.abort(&connection, name, epoch).await;
-                return Err(unexpected(&other));
-            }
-            Err(e) => {
-                self.abort(&connection, name, epoch).await;
-                return Err(Error::Connect(format!(
-                    "pre-copy of the state failed, migration aborted, {name:?} still serves here: {e}"
-                )));
-            }
-        }
-        let precopy_ms = sent.elapsed().as_secs_f64() * 1e3;
-        self.calibration
-            .record_send(to, precopy.len() as f64, precopy_ms);
+        // A state the link carries within a round trip crosses once, with
+        // the agent held: a pre-copy would cost a round trip more than it
+        // saves. A larger one crosses while the agent serves, and only
+        // what changed meanwhile crosses while it is held.
+        // The crossing is priced by the link's declared bandwidth and by
+        // what the sends to the target measured, whichever is faster: a fit
+        // of a few small sends also prices their round trips as bytes.
+        let declared_ms = base.len() as f64 * 8.0 / (declared_mbps.max(1e-3) * 1e3);
+        let crossing_ms = self
+            .calibration
+            .crossing_ms(to, base.len() as f64)
+            .map_or(declared_ms, |measured| measured.min(declared_ms));
+        let stop_and_copy = crossing_ms <= connection.rtt().as_secs_f64() * 1e3;
+        let (base, precopy_len, precopy_ms) = if stop_and_copy {
+            (Vec::new(), 0, 0.0)
+        } else {
+            self.precopy(&connection, name, epoch, to, base).await?
+        };
 
         // Quiesce: hold new calls, let running ones finish, export again.
         let quiesced = Instant::now();
@@ -220,7 +232,8 @@ impl Shared {
             }
         };
 
-        // Transfer: only the blocks that changed since the pre-copy.
+        // Transfer: only the blocks that changed since the pre-copy, or the
+        // whole state when there was none.
         let transfer = encode(&Request::Transfer {
             name: name.clone(),
             epoch,
@@ -228,12 +241,16 @@ impl Shared {
             len: state.len() as u64,
             blocks: delta::diff(&base, &state),
         })?;
-        // The delta's deadline follows the pace the pre-copy measured on
-        // this very link: four times the expected time for its size, and
-        // never under the quick step's.
-        let expected = Duration::from_secs_f64(
-            precopy_ms / 1e3 * transfer.len() as f64 / precopy.len().max(1) as f64,
-        );
+        // The transfer's deadline follows the pace the pre-copy measured on
+        // this very link, or the link's estimate: four times the expected
+        // time for its size, and never under the quick step's.
+        let expected = if stop_and_copy {
+            Duration::from_secs_f64((crossing_ms / 1e3).max(0.0)) + connection.rtt()
+        } else {
+            Duration::from_secs_f64(
+                precopy_ms / 1e3 * transfer.len() as f64 / precopy_len.max(1) as f64,
+            )
+        };
         let transfer_step = QUICK_STEP.max(expected.saturating_mul(4) + Duration::from_secs(2));
         let sent = Instant::now();
         let load_ms = match step_encoded(&connection, &transfer, transfer_step).await {
@@ -271,6 +288,7 @@ impl Shared {
                 "migration aborted, could not record the handoff: {e}"
             )));
         }
+        let move_ms = moving.elapsed().as_secs_f64() * 1e3;
         lock(&self.moved).insert(name.clone(), tombstone.clone());
         // Where its user is travels with the decisions of its new host.
         lock(&self.attachments).remove(name);
@@ -283,6 +301,7 @@ impl Shared {
         // instead of reaching a target that does not serve the agent yet
         // and bouncing back.
         let committed = step(&connection, &commit, QUICK_STEP).await;
+        let handoff_ms = started.elapsed().as_secs_f64() * 1e3;
         lock(&self.agents).remove(name);
         self.calibration.forget_agent(name);
         // Held calls now go to the new owner.
@@ -295,7 +314,12 @@ impl Shared {
         }
         // Each message travels in a frame with a 4-byte length.
         let delta_bytes = transfer.len() as u64 + 4;
-        let wire_bytes = precopy.len() as u64 + 4 + delta_bytes;
+        let precopy_bytes = if stop_and_copy {
+            0
+        } else {
+            precopy_len as u64 + 4
+        };
+        let wire_bytes = precopy_bytes + delta_bytes;
         let state_bytes = state.len() as u64;
         if let Err(e) = committed {
             // The target holds the state durably and will ask us after it
@@ -304,16 +328,6 @@ impl Shared {
         }
         tracing::info!(agent = %name, target = %to, epoch, downtime_ms = downtime.as_secs_f64() * 1e3, "migrated");
 
-        let declared_mbps = lock(&self.membership)
-            .views(Instant::now())
-            .iter()
-            .find(|v| v.report.name == *to)
-            .map(|v| {
-                v.report
-                    .bandwidth_mbps
-                    .min(self.config.labels.bandwidth_mbps)
-            })
-            .unwrap_or(self.config.labels.bandwidth_mbps);
         let (predicted_ms, sources) = predict_migration(
             &source_model,
             &target_model,
@@ -353,10 +367,51 @@ impl Shared {
             delta_bytes,
             component_bytes_sent,
             held_calls: slot.held_calls.load(Ordering::Relaxed),
+            stop_and_copy,
+            move_ms,
+            handoff_ms,
             precopy_ms,
             target_compile_ms: compile_ms,
             target_cache_hit: cache_hit,
         })
+    }
+
+    /// Pre-copy: the whole `base` crosses while the agent still serves.
+    /// Returns the base, the encoded message's length and how long it
+    /// took to cross and be acknowledged; aborts the handoff on failure.
+    async fn precopy(
+        &self,
+        connection: &quinn::Connection,
+        name: &AgentName,
+        epoch: u64,
+        to: &HostName,
+        base: Vec<u8>,
+    ) -> Result<(Vec<u8>, usize, f64)> {
+        // Encoded once: what is sent is what is counted.
+        let precopy = encode(&Request::Precopy {
+            name: name.clone(),
+            epoch,
+            state_digest: Digest::of(&base),
+            state: base.clone(),
+        })?;
+        let sent = Instant::now();
+        match step_encoded(connection, &precopy, TRANSFER_STEP).await {
+            Ok(Response::Precopied) => {}
+            Ok(other) => {
+                self.abort(connection, name, epoch).await;
+                return Err(unexpected(&other));
+            }
+            Err(e) => {
+                self.abort(connection, name, epoch).await;
+                return Err(Error::Connect(format!(
+                    "pre-copy of the state failed, migration aborted, {name:?} still serves here: {e}"
+                )));
+            }
+        }
+        let precopy_ms = sent.elapsed().as_secs_f64() * 1e3;
+        self.calibration
+            .record_send(to, precopy.len() as f64, precopy_ms);
+        Ok((base, precopy.len(), precopy_ms))
     }
 
     /// `export-state` of the agent in `slot`, with the time it took,
