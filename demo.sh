@@ -116,12 +116,12 @@ step "A hostile agent: an endless loop is stopped at its deadline, a memory bomb
 show "$edgehost" run "$hostile" --input loop --timeout-ms 300 || true
 show "$edgehost" run "$hostile" --input bomb || true
 
-step "The paper's experiment, measured: CBIR tasks on an emulated four-city WAN (30-90 ms round trips, 20 and 30 Mbit/s uplinks, no root), placed by AntLLM and each baseline, while the user travels from Beijing to Singapore"
+step "The paper's experiment, live: CBIR tasks on an emulated four-city WAN (30-90 ms round trips, 20 and 30 Mbit/s uplinks, no root), placed by AntLLM and each baseline, while the user travels from Beijing to Singapore and ALM moves the agents that follow"
 mkdir -p "$work/cbir"
 cp target/wasm32-wasip2/guest/cbir_features_agent.wasm target/wasm32-wasip2/guest/cbir_index_agent.wasm \
     target/python/planner.wasm "$work/cbir/"
-show target/release/edgehost-wan experiment --quick --agents "$work/cbir" --out target/experiment
-echo "(CSV and SVG charts in target/experiment; the full run and its figures: docs/experiment.md)"
+show target/release/edgehost-wan demo --agents "$work/cbir" --out target/demo
+echo "(CSV, SVG and PNG charts in target/demo; the full sweep, its figures and what they mean: docs/experiment.md)"
 
 step "ARM and x86 in one fleet: an aarch64 host (under qemu-user) and an x86_64 host; the agent crosses with its state"
 if command -v qemu-aarch64 > /dev/null && command -v aarch64-linux-gnu-gcc > /dev/null \

@@ -217,6 +217,57 @@ async fn a_user_moving_past_the_hop_threshold_draws_its_agent_along() {
     }
 }
 
+/// A host forgets a user's attachment when the agent leaves it: a new
+/// agent of the same name, deployed there later, is not chased after the
+/// earlier agent's user by ALM's periodic check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_agent_of_a_departed_name_does_not_inherit_its_users_attachment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alpha, near, far, to_alpha) = three_sites_with(dir.path(), 1000.0, |mut c| {
+        c.alm.check_ms = 200;
+        c
+    })
+    .await;
+    let moved = attach(&to_alpha, "follower", "singapore").await;
+    assert_eq!(moved.decision, "moved to singapore", "{moved:?}");
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_far, _) = connect(&client, far.addr).await.unwrap();
+    call(
+        &to_far,
+        &Request::Release {
+            name: "follower".parse().unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+
+    // The same name again, at Beijing, with nobody attached to it.
+    deploy_follower(&to_alpha).await;
+    let events_before = match call(&to_alpha, &Request::Events).await.unwrap() {
+        Response::Events(events) => events.len(),
+        other => panic!("{other:?}"),
+    };
+    // Ten periodic checks.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    assert_eq!(
+        invoke(&to_alpha, "follower", b"notes").await,
+        (b"where I began".to_vec(), "beijing".to_owned())
+    );
+    match call(&to_alpha, &Request::Events).await.unwrap() {
+        Response::Events(events) => {
+            let since: Vec<_> = events.iter().skip(events_before).collect();
+            assert!(
+                since.iter().all(|e| !e.decision.starts_with("moved")),
+                "{since:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for h in [far, near, alpha] {
+        h.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_llm_is_consulted_on_a_migration_and_a_move_of_its_that_does_not_pay_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,13 @@
-//! The experiment's charts, as SVG: measured delay and cost per algorithm
-//! against the number of servers and of tasks (the layout of the paper's
-//! Fig. 2-5), and predicted against measured for each latency part.
+//! The experiment's charts, as SVG and PNG: measured delay and cost per
+//! algorithm against the number of servers and of tasks (the layout of the
+//! paper's Fig. 2-5), and predicted against measured for each latency part.
+//! Each chart is drawn once, as SVG; its PNG is that SVG rendered by resvg,
+//! with the system's fonts (DejaVu Sans where the chart asks for a sans-serif).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
 
 use crate::experiment::Row;
@@ -37,17 +39,19 @@ fn series(rows: &[Row], sweep: &str, value: fn(&Row) -> f64) -> BTreeMap<String,
     out
 }
 
+/// Draws one line per algorithm into an SVG at `path`; `false` when there
+/// is nothing to draw (no point of that sweep was run).
 fn lines(
     path: &Path,
     title: &str,
     x_label: &str,
     y_label: &str,
     data: &BTreeMap<String, Vec<(f64, f64)>>,
-) -> Result<()> {
+) -> Result<bool> {
     let xs = data.values().flatten().map(|p| p.0);
     let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
     if x_min > x_max {
-        return Ok(());
+        return Ok(false);
     }
     let y_max = data
         .values()
@@ -96,7 +100,8 @@ fn lines(
         .border_style(BLACK)
         .draw()
         .map_err(chart_error)?;
-    root.present().map_err(chart_error)
+    root.present().map_err(chart_error)?;
+    Ok(true)
 }
 
 /// Predicted against measured, one panel per part, with the line y = x.
@@ -147,37 +152,182 @@ fn predicted(path: &Path, rows: &[Row]) -> Result<()> {
     root.present().map_err(chart_error)
 }
 
-/// Writes every chart into `dir`.
+/// A line chart: its file name, title, axis labels, sweep and value.
+type Figure = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Row) -> f64,
+);
+
+/// Writes every chart into `dir`, each as SVG and as PNG.
 pub fn write(dir: &Path, rows: &[Row]) -> Result<()> {
     let delay = |r: &Row| r.measured[2];
     let cost = |r: &Row| r.cost;
-    lines(
-        &dir.join("fig2-delay-vs-servers.svg"),
-        "Measured delay against the number of servers",
-        "servers",
-        "ms per task",
-        &series(rows, "servers", delay),
-    )?;
-    lines(
-        &dir.join("fig3-cost-vs-servers.svg"),
-        "Measured resource cost against the number of servers",
-        "servers",
-        "cost per task",
-        &series(rows, "servers", cost),
-    )?;
-    lines(
-        &dir.join("fig4-delay-vs-tasks.svg"),
-        "Measured delay against the number of tasks",
-        "tasks",
-        "ms per task",
-        &series(rows, "tasks", delay),
-    )?;
-    lines(
-        &dir.join("fig5-cost-vs-tasks.svg"),
-        "Measured resource cost against the number of tasks",
-        "tasks",
-        "cost per task",
-        &series(rows, "tasks", cost),
-    )?;
-    predicted(&dir.join("predicted-vs-measured.svg"), rows)
+    let figures: [Figure; 4] = [
+        (
+            "fig2-delay-vs-servers",
+            "Measured delay against the number of servers",
+            "servers",
+            "ms per task",
+            "servers",
+            delay,
+        ),
+        (
+            "fig3-cost-vs-servers",
+            "Measured resource cost against the number of servers",
+            "servers",
+            "cost per task",
+            "servers",
+            cost,
+        ),
+        (
+            "fig4-delay-vs-tasks",
+            "Measured delay against the number of tasks",
+            "tasks",
+            "ms per task",
+            "tasks",
+            delay,
+        ),
+        (
+            "fig5-cost-vs-tasks",
+            "Measured resource cost against the number of tasks",
+            "tasks",
+            "cost per task",
+            "tasks",
+            cost,
+        ),
+    ];
+    let fonts = Fonts::system();
+    for (name, title, x_label, y_label, sweep, value) in figures {
+        let svg = dir.join(format!("{name}.svg"));
+        if lines(&svg, title, x_label, y_label, &series(rows, sweep, value))? {
+            fonts.png(&svg, &dir.join(format!("{name}.png")))?;
+        }
+    }
+    let svg = dir.join("predicted-vs-measured.svg");
+    predicted(&svg, rows)?;
+    fonts.png(&svg, &dir.join("predicted-vs-measured.png"))
+}
+
+/// The fonts PNGs are rendered with.
+pub struct Fonts {
+    options: resvg::usvg::Options<'static>,
+}
+
+impl Fonts {
+    /// The system's fonts, with DejaVu Sans for a generic sans-serif.
+    pub fn system() -> Fonts {
+        let mut options = resvg::usvg::Options::default();
+        let db = options.fontdb_mut();
+        db.load_system_fonts();
+        db.set_sans_serif_family("DejaVu Sans");
+        Fonts { options }
+    }
+
+    /// Renders the SVG at `svg` to a PNG at `png`, its own size, on white.
+    pub fn png(&self, svg: &Path, png: &Path) -> Result<()> {
+        let data = std::fs::read(svg).with_context(|| format!("reading {}", svg.display()))?;
+        let tree = resvg::usvg::Tree::from_data(&data, &self.options)
+            .with_context(|| format!("parsing {}", svg.display()))?;
+        let size = tree.size().to_int_size();
+        let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+            .ok_or_else(|| anyhow!("{} has an empty size", svg.display()))?;
+        pixmap.fill(resvg::tiny_skia::Color::WHITE);
+        resvg::render(
+            &tree,
+            resvg::tiny_skia::Transform::default(),
+            &mut pixmap.as_mut(),
+        );
+        pixmap
+            .save_png(png)
+            .with_context(|| format!("writing {}", png.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn row(sweep: &'static str, servers: usize, algorithm: &str, delay: f64) -> Row {
+        Row {
+            sweep,
+            servers,
+            tasks: 3,
+            algorithm: algorithm.to_owned(),
+            task: 0,
+            phase: "beijing",
+            entered_at: "beijing".to_owned(),
+            hosts: "beijing".to_owned(),
+            measured: [delay / 2.0, delay / 2.0, delay],
+            predicted: [Some(delay / 2.0), Some(delay / 2.0), Some(delay * 1.1)],
+            cost: delay / 1000.0,
+        }
+    }
+
+    /// Pixels of a PNG that are not white.
+    fn inked(png: &Path) -> usize {
+        let pixmap = resvg::tiny_skia::Pixmap::load_png(png).unwrap();
+        pixmap
+            .pixels()
+            .iter()
+            .filter(|p| (p.red(), p.green(), p.blue()) != (255, 255, 255))
+            .count()
+    }
+
+    #[test]
+    fn every_chart_is_written_as_svg_and_png_with_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<Row> = [("antllm", 30.0), ("greedy", 40.0)]
+            .into_iter()
+            .flat_map(|(a, d)| [row("servers", 2, a, d), row("servers", 3, a, d * 1.5)])
+            .collect();
+        write(dir.path(), &rows).unwrap();
+        for name in [
+            "fig2-delay-vs-servers",
+            "fig3-cost-vs-servers",
+            "predicted-vs-measured",
+        ] {
+            let png = dir.path().join(format!("{name}.png"));
+            assert!(dir.path().join(format!("{name}.svg")).exists(), "{name}");
+            let pixmap = resvg::tiny_skia::Pixmap::load_png(&png).unwrap();
+            assert!(pixmap.width() >= 640 && pixmap.height() == 420, "{name}");
+            assert!(inked(&png) > 1000, "{name} is blank");
+        }
+        // No point of the tasks sweep ran: no chart of it.
+        assert!(!dir.path().join("fig4-delay-vs-tasks.svg").exists());
+        assert!(!dir.path().join("fig4-delay-vs-tasks.png").exists());
+    }
+
+    #[test]
+    fn text_is_rendered_with_the_system_fonts() {
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("text.svg");
+        std::fs::write(
+            &svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="40"><text x="4" y="28" font-family="sans-serif" font-size="24">delay</text></svg>"#,
+        )
+        .unwrap();
+        let png = dir.path().join("text.png");
+        Fonts::system().png(&svg, &png).unwrap();
+        assert!(
+            inked(&png) > 50,
+            "no glyph was drawn: is a sans-serif font installed?"
+        );
+    }
+
+    #[test]
+    fn a_broken_svg_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("broken.svg");
+        std::fs::write(&svg, "<svg").unwrap();
+        let e = Fonts::system()
+            .png(&svg, &dir.path().join("broken.png"))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("parsing"), "{e:#}");
+    }
 }

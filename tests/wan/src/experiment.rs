@@ -51,6 +51,9 @@ pub struct Plan {
     pub algorithms: Vec<String>,
     /// Seeds the relay's losses and the images.
     pub seed: u64,
+    /// Prints a line per task as it ends: where its parts ran, its
+    /// measured and predicted T_r, its cost.
+    pub show_tasks: bool,
 }
 
 impl Plan {
@@ -64,6 +67,21 @@ impl Plan {
             queries: 2,
             algorithms: ALGORITHMS.iter().map(|a| (*a).to_owned()).collect(),
             seed: 1,
+            show_tasks: false,
+        }
+    }
+
+    /// The demo: the four sites with three tasks, every algorithm, each
+    /// task shown as it ends.
+    pub fn demo() -> Plan {
+        Plan {
+            servers: vec![4],
+            tasks: vec![],
+            tasks_at: 3,
+            images: 2,
+            queries: 2,
+            show_tasks: true,
+            ..Plan::full()
         }
     }
 
@@ -92,6 +110,9 @@ pub struct Setup {
     pub planner: PathBuf,
     /// Where results go.
     pub out: PathBuf,
+    /// Each host in a network namespace of its own, its uplink a `tbf`
+    /// queue (needs root); otherwise the relay alone, on loopback.
+    pub isolated: bool,
 }
 
 /// One task the user ran.
@@ -172,6 +193,30 @@ fn row_of(report: &Value, base: &Row) -> Row {
 /// Progress, on one line per step.
 fn say(started: Instant, what: &str) {
     eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
+}
+
+/// One task as it ended, when the plan shows tasks.
+fn show(plan: &Plan, started: Instant, row: &Row) {
+    if !plan.show_tasks {
+        return;
+    }
+    let what = match row.phase {
+        "index" => "index a photo",
+        "beijing" => "query, user at beijing",
+        "moved" => "query, user at singapore, agents not told",
+        _ => "query, user at singapore, after ALM",
+    };
+    let predicted = row.predicted[2].map_or("-".to_owned(), |p| format!("{p:.1}"));
+    say(
+        started,
+        &format!(
+            "  task {} ({what}): ran on {}; T_r {:.1} ms (predicted {predicted}), cost {:.4}",
+            row.task + 1,
+            row.hosts,
+            row.measured[2],
+            row.cost
+        ),
+    );
 }
 
 /// Runs one point: every algorithm on a fleet of `servers` with `tasks`
@@ -276,7 +321,9 @@ fn point(
                     &image,
                     &["--user", "beijing"],
                 )?;
-                rows.push(row_of(&report, &base(t, "index")));
+                let row = row_of(&report, &base(t, "index"));
+                show(plan, started, &row);
+                rows.push(row);
             }
         }
         let query = |t: usize, q: usize| {
@@ -293,7 +340,9 @@ fn point(
                     &query(t, q),
                     &["--user", "beijing"],
                 )?;
-                rows.push(row_of(&report, &base(t, "beijing")));
+                let row = row_of(&report, &base(t, "beijing"));
+                show(plan, started, &row);
+                rows.push(row);
             }
         }
         if !far.is_empty() {
@@ -306,7 +355,9 @@ fn point(
                         &query(t, q),
                         &["--via", &via],
                     )?;
-                    rows.push(row_of(&report, &base(t, "moved")));
+                    let row = row_of(&report, &base(t, "moved"));
+                    show(plan, started, &row);
+                    rows.push(row);
                 }
             }
             let mut attach = vec!["client", "attach", far, "--agent", planner.as_str()];
@@ -323,7 +374,9 @@ fn point(
                         &query(t, q),
                         &["--user", far],
                     )?;
-                    rows.push(row_of(&report, &base(t, "followed")));
+                    let row = row_of(&report, &base(t, "followed"));
+                    show(plan, started, &row);
+                    rows.push(row);
                 }
             }
         }
@@ -400,7 +453,7 @@ fn migration_check(
             ],
         )?;
     }
-    let topology = fleet.wan.topology();
+    let topology = fleet.topology();
     let mut out = String::from(
         "\n### Migrating the index across the WAN\n\n| move | state (bytes) | how | state move (ms) | bound (ms) | move / bound | whole handoff (ms) | downtime (ms) |\n|---|---:|---|---:|---:|---:|---:|---:|\n",
     );
@@ -495,13 +548,23 @@ pub fn run(setup: &Setup, plan: &Plan) -> Result<String> {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("removing the earlier fleet {}", dir.display()))?;
         }
-        let fleet = runtime.block_on(WanFleet::start(
-            &setup.edgehost,
-            topology,
-            plan.seed,
-            Some(dir),
-            &["--heartbeat-ms".to_owned(), "500".to_owned()],
-        ))?;
+        let fleet = if setup.isolated {
+            runtime.block_on(WanFleet::start_isolated(
+                &setup.edgehost,
+                topology,
+                plan.seed,
+                Some(dir),
+                500,
+            ))?
+        } else {
+            runtime.block_on(WanFleet::start(
+                &setup.edgehost,
+                topology,
+                plan.seed,
+                Some(dir),
+                &["--heartbeat-ms".to_owned(), "500".to_owned()],
+            ))?
+        };
         let mut done = BTreeMap::new();
         if plan.servers.contains(&servers) {
             let mut point_rows = Vec::new();

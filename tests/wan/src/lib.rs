@@ -5,13 +5,17 @@
 //! user-space UDP relay ([`relay`]): each site has a front that its host
 //! advertises, and every datagram between two hosts crosses the emulated
 //! link between their sites ([`topology`]: the paper's four cities by
-//! default). [`fleet`] starts `edgehost up` behind it, without root, and
+//! default). [`fleet`] starts `edgehost up` behind it, without root, or,
+//! with root, each host in a network namespace of its own whose uplink is a
+//! `tbf` queue ([`netns`]); [`cleanup`] undoes either on a signal. And
 //! [`experiment`] runs the paper's experiment on such fleets with real
 //! agents, writing CSV and charts ([`charts`]).
 
 pub mod charts;
+pub mod cleanup;
 pub mod experiment;
 pub mod fleet;
+pub mod netns;
 pub mod relay;
 pub mod topology;
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -131,7 +131,21 @@ impl Wan {
     /// host behind them (until then datagrams to them are dropped, as on a
     /// link that is down). Must run inside a tokio runtime.
     pub async fn start(topology: Topology, seed: u64) -> std::io::Result<Wan> {
+        let loopback = vec![IpAddr::from([127, 0, 0, 1]); topology.sites.len()];
+        Wan::start_at(topology, seed, &loopback).await
+    }
+
+    /// [`Wan::start`] with site `i`'s front on `ips[i]` (one address per
+    /// site): where each site's link ends when hosts live in namespaces of
+    /// their own.
+    pub async fn start_at(topology: Topology, seed: u64, ips: &[IpAddr]) -> std::io::Result<Wan> {
         let n = topology.sites.len();
+        if ips.len() != n {
+            return Err(std::io::Error::other(format!(
+                "{} front addresses for {n} sites",
+                ips.len()
+            )));
+        }
         let shared = Arc::new(Shared {
             topology,
             hosts: Mutex::new(vec![None; n]),
@@ -145,8 +159,8 @@ impl Wan {
         });
         let tasks = Arc::new(Mutex::new(Vec::new()));
         let mut fronts = Vec::new();
-        for site in 0..n {
-            let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        for (site, ip) in ips.iter().enumerate() {
+            let front = Arc::new(UdpSocket::bind((*ip, 0)).await?);
             fronts.push(front.local_addr()?);
             let task = tokio::spawn(serve_front(site, front, shared.clone(), tasks.clone()));
             lock(&tasks).push(task);
@@ -202,6 +216,10 @@ async fn serve_front(
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 ) {
     let mut upstreams: HashMap<SocketAddr, Queue> = HashMap::new();
+    let front_ip = match front.local_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => return,
+    };
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, source)) = front.recv_from(&mut buf).await else {
@@ -214,7 +232,8 @@ async fn serve_front(
         let queue = match upstreams.entry(source) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(vacant) => {
-                let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else {
+                // From the front's own address: the way to its host.
+                let Ok(up) = UdpSocket::bind((front_ip, 0)).await else {
                     continue;
                 };
                 let up = Arc::new(up);

@@ -3,15 +3,18 @@
 //! such fleets.
 //!
 //! ```text
-//! edgehost-wan up [--sites N] [--loss P] [--seed S] [--dir DIR] [--edgehost FILE] [-- UP_ARGS...]
-//! edgehost-wan experiment --agents DIR --out DIR [--quick] [--edgehost FILE]
+//! edgehost-wan up [--sites N] [--loss P] [--seed S] [--root] [--dir DIR] [--edgehost FILE] [-- UP_ARGS...]
+//! edgehost-wan experiment --agents DIR --out DIR [--quick] [--root] [--edgehost FILE]
 //! ```
 //!
 //! `up` starts the relay for the first N of the paper's sites (Beijing,
 //! Shanghai, Guiyang, Singapore: round trips of 30 to 90 ms, 20 and
 //! 30 Mbit/s uplinks), then `edgehost up N` with each host advertising its
 //! site's front, prints where the client configuration is, and stops the
-//! fleet and the relay on Ctrl-C, SIGTERM, or when the fleet ends.
+//! fleet and the relay on Ctrl-C, SIGTERM, or when the fleet ends. With
+//! `--root`, each host runs in a network namespace of its own instead,
+//! behind a veth pair whose `tbf` queue is its uplink; the namespaces go
+//! when the fleet stops. Either way nothing is left behind.
 
 use std::path::PathBuf;
 
@@ -31,6 +34,27 @@ enum Cli {
     /// The paper's experiment with real CBIR agents on emulated fleets of
     /// 2 to 4 sites: CSV, charts and a summary in --out.
     Experiment(ExperimentArgs),
+    /// The demo: the four sites, CBIR tasks placed by AntLLM and by each
+    /// baseline while the user travels from Beijing to Singapore, each task
+    /// shown as it ends; then a table per algorithm and the charts.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Where the components are: cbir_features_agent.wasm,
+    /// cbir_index_agent.wasm and planner.wasm.
+    #[arg(long, value_name = "DIR")]
+    agents: PathBuf,
+    /// Where the results go.
+    #[arg(long, value_name = "DIR", default_value = "target/demo")]
+    out: PathBuf,
+    /// Each host in a network namespace of its own (needs root).
+    #[arg(long)]
+    root: bool,
+    /// The edgehost binary (default: the one beside this program).
+    #[arg(long, value_name = "FILE")]
+    edgehost: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +69,10 @@ struct ExperimentArgs {
     /// The shorter run: 2 and 4 servers, 1 and 3 tasks.
     #[arg(long)]
     quick: bool,
+    /// Each host in a network namespace of its own, its uplink a `tbf`
+    /// queue (needs root); the relay still adds delay and loss.
+    #[arg(long)]
+    root: bool,
     /// The edgehost binary (default: the one beside this program).
     #[arg(long, value_name = "FILE")]
     edgehost: Option<PathBuf>,
@@ -64,6 +92,11 @@ struct Args {
     /// Leave the uplinks unlimited.
     #[arg(long)]
     no_rates: bool,
+    /// Each host in a network namespace of its own, its uplink a `tbf`
+    /// queue (needs root); the relay still adds delay and loss. Only
+    /// `--heartbeat-ms MS` may follow `--`.
+    #[arg(long)]
+    root: bool,
     /// Where to put the fleet's files (kept on exit when given).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -78,7 +111,24 @@ struct Args {
 fn main() {
     let result = match Cli::parse() {
         Cli::Up(args) => run(args),
-        Cli::Experiment(args) => run_experiment(args),
+        Cli::Experiment(args) => {
+            let plan = if args.quick {
+                experiment::Plan::quick()
+            } else {
+                experiment::Plan::full()
+            };
+            run_experiment(args, plan)
+        }
+        Cli::Demo(args) => run_experiment(
+            ExperimentArgs {
+                agents: args.agents,
+                out: args.out,
+                quick: false,
+                root: args.root,
+                edgehost: args.edgehost,
+            },
+            experiment::Plan::demo(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -95,13 +145,14 @@ fn edgehost_beside(given: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-fn run_experiment(args: ExperimentArgs) -> Result<()> {
+fn run_experiment(args: ExperimentArgs, plan: experiment::Plan) -> Result<()> {
     let setup = experiment::Setup {
         edgehost: edgehost_beside(args.edgehost)?,
         features: args.agents.join("cbir_features_agent.wasm"),
         index: args.agents.join("cbir_index_agent.wasm"),
         planner: args.agents.join("planner.wasm"),
         out: args.out,
+        isolated: args.root,
     };
     for file in [
         &setup.edgehost,
@@ -113,11 +164,8 @@ fn run_experiment(args: ExperimentArgs) -> Result<()> {
             anyhow::bail!("{}: no such file", file.display());
         }
     }
-    let plan = if args.quick {
-        experiment::Plan::quick()
-    } else {
-        experiment::Plan::full()
-    };
+    // Ctrl-C or SIGTERM stops whatever fleet runs, and its namespaces.
+    edgehost_wan::cleanup::on_signal().context("watching for signals")?;
     let summary = experiment::run(&setup, &plan)?;
     println!("{summary}");
     println!("results in {}", setup.out.display());
@@ -138,9 +186,22 @@ fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut fleet =
-            WanFleet::start(&edgehost, topology, args.seed, args.dir, &args.up_args).await?;
-        for (i, site) in fleet.wan.topology().sites.iter().enumerate() {
+        let mut fleet = if args.root {
+            let heartbeat_ms = match args.up_args.as_slice() {
+                [] => 500,
+                [flag, ms] if flag == "--heartbeat-ms" => ms
+                    .parse()
+                    .with_context(|| format!("--heartbeat-ms {ms:?} is not a number"))?,
+                other => anyhow::bail!(
+                    "with --root only `-- --heartbeat-ms MS` may follow, not {other:?}"
+                ),
+            };
+            WanFleet::start_isolated(&edgehost, topology, args.seed, args.dir, heartbeat_ms)
+                .await?
+        } else {
+            WanFleet::start(&edgehost, topology, args.seed, args.dir, &args.up_args).await?
+        };
+        for (i, site) in fleet.topology().sites.iter().enumerate() {
             println!(
                 "{:<10} front {}  uplink {}",
                 site.name,
