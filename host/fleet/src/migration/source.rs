@@ -207,8 +207,7 @@ impl Shared {
         // saves. A larger one crosses while the agent serves, and only
         // what changed meanwhile crosses while it is held.
         // The crossing is priced by the link's declared bandwidth and by
-        // what the sends to the target measured, whichever is faster: a fit
-        // of a few small sends also prices their round trips as bytes.
+        // what the sends to the target measured, whichever is faster.
         let declared_ms = base.len() as f64 * 8.0 / (declared_mbps.max(1e-3) * 1e3);
         let crossing_ms = self
             .calibration
@@ -270,8 +269,12 @@ impl Shared {
             }
         };
         let delta_ms = (sent.elapsed().as_secs_f64() * 1e3 - load_ms).max(0.0);
-        self.calibration
-            .record_send(to, transfer.len() as f64, delta_ms);
+        self.calibration.record_send(
+            to,
+            transfer.len() as f64,
+            delta_ms,
+            connection.rtt().as_secs_f64() * 1e3,
+        );
         let transfer_ms = precopy_ms + delta_ms;
 
         // Commit point: the tombstone. From here on this host never serves
@@ -409,8 +412,12 @@ impl Shared {
             }
         }
         let precopy_ms = sent.elapsed().as_secs_f64() * 1e3;
-        self.calibration
-            .record_send(to, precopy.len() as f64, precopy_ms);
+        self.calibration.record_send(
+            to,
+            precopy.len() as f64,
+            precopy_ms,
+            connection.rtt().as_secs_f64() * 1e3,
+        );
         Ok((base, precopy.len(), precopy_ms))
     }
 
