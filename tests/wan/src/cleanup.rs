@@ -4,6 +4,7 @@
 //! as drop does on a normal exit or an error.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,15 @@ static LIVE: Mutex<Live> = Mutex::new(Live {
 
 fn live() -> std::sync::MutexGuard<'static, Live> {
     LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Set once a signal started undoing everything.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a signal is undoing everything: the program then exits once
+/// that is done, and must not exit before.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
 }
 
 /// Registers a child process to stop on a signal.
@@ -100,6 +110,7 @@ pub fn on_signal() -> std::io::Result<()> {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate.recv() => {}
                 }
+                STOPPING.store(true, Ordering::SeqCst);
                 eprintln!("\nstopping: the fleet's hosts, the relay and the namespaces");
                 undo_all();
                 std::process::exit(130);

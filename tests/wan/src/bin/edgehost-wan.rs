@@ -131,6 +131,13 @@ fn main() {
         ),
     };
     if let Err(e) = result {
+        if edgehost_wan::cleanup::stopping() {
+            // A signal stopped the fleet under the run: the signal's thread
+            // exits once everything is undone.
+            loop {
+                std::thread::park();
+            }
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
