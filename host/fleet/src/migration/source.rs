@@ -176,9 +176,17 @@ impl Shared {
                 self.abort(&connection, name, epoch).await;
                 return Err(unexpected(&other));
             }
-            Err(e) => {
+            Err(refusal @ Error::Remote { .. }) => {
                 self.abort(&connection, name, epoch).await;
-                return Err(e);
+                return Err(refusal);
+            }
+            Err(e) => {
+                // A target that stopped answering: its connection times
+                // out, or the prepare's deadline passes.
+                self.abort(&connection, name, epoch).await;
+                return Err(Error::Connect(format!(
+                    "{to}: unreachable while preparing, migration aborted, {name:?} still serves here ({e})"
+                )));
             }
         };
 
