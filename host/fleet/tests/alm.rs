@@ -241,8 +241,30 @@ async fn a_new_agent_of_a_departed_name_does_not_inherit_its_users_attachment() 
     .await
     .unwrap();
 
-    // The same name again, at Beijing, with nobody attached to it.
-    deploy_follower(&to_alpha).await;
+    // The same name again, at Beijing, with nobody attached to it. Beijing
+    // still stores the component: only the deploy travels.
+    let digest = Digest::of(&std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap());
+    call(
+        &to_alpha,
+        &Request::Deploy {
+            name: "follower".parse().unwrap(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    call(
+        &to_alpha,
+        &Request::Invoke {
+            name: "follower".parse().unwrap(),
+            body: b"remember where I began".to_vec(),
+            caller: None,
+            hops: 0,
+        },
+    )
+    .await
+    .unwrap();
     let events_before = match call(&to_alpha, &Request::Events).await.unwrap() {
         Response::Events(events) => events.len(),
         other => panic!("{other:?}"),
