@@ -89,7 +89,9 @@ async fn migrations_are_predicted_from_what_the_hosts_measured() {
     }
     let link = model.link("beta").unwrap();
     assert!(link.rtt_ms > 0.0, "{link:?}");
-    assert!(link.send.unwrap().samples >= 4, "{link:?}");
+    // Alpha sent the state three times (the first move, then every other
+    // one), each over 16 KiB: a sample of the link's rate each.
+    assert!(link.send.unwrap().samples >= 3, "{link:?}");
     // The agent lives on alpha after an odd number of moves back; a call
     // there is timed.
     invoke(&pair.to_a, "mem", b"remember timed").await;
