@@ -9,7 +9,7 @@
 //! with root, each host in a network namespace of its own whose uplink is a
 //! `tbf` queue ([`netns`]); [`cleanup`] undoes either on a signal. And
 //! [`experiment`] runs the paper's experiment on such fleets with real
-//! agents, writing CSV and charts ([`charts`]).
+//! agents, writing CSV and tables ([`results`]) and charts ([`charts`]).
 
 pub mod charts;
 pub mod cleanup;
@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod fleet;
 pub mod netns;
 pub mod relay;
+pub mod results;
 pub mod topology;
 
 pub use fleet::WanFleet;
