@@ -55,6 +55,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The process ids of `hosts` of the fleet in `dir`.
+fn host_pids(dir: &Path, hosts: &[&str]) -> Vec<u32> {
+    hosts
+        .iter()
+        .map(|h| {
+            std::fs::read_to_string(dir.join("fleet").join(h).join("pid"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
 fn alive(pid: u32) -> bool {
     std::process::Command::new("kill")
         .args(["-0", &pid.to_string()])
@@ -109,16 +123,7 @@ fn a_fleet_on_the_emulated_wan_measures_its_links_and_cleans_up() {
     let counters = fleet.wan.counters();
     assert!(counters.delivered > 0 && counters.bytes > 0, "{counters:?}");
 
-    let pids: Vec<u32> = ["beijing", "shanghai", "guiyang", "singapore"]
-        .iter()
-        .map(|h| {
-            std::fs::read_to_string(dir.path().join("fleet").join(h).join("pid"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let pids = host_pids(dir.path(), &["beijing", "shanghai", "guiyang", "singapore"]);
     assert!(pids.iter().all(|p| alive(*p)));
     fleet.stop();
     drop(fleet);
@@ -278,16 +283,7 @@ fn a_fleet_in_network_namespaces_has_its_links_and_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    let pids: Vec<u32> = ["beijing", "shanghai"]
-        .iter()
-        .map(|h| {
-            std::fs::read_to_string(dir.path().join("fleet").join(h).join("pid"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let pids = host_pids(dir.path(), &["beijing", "shanghai"]);
     assert!(pids.iter().all(|p| alive(*p)));
     fleet.stop();
     drop(fleet);

@@ -57,13 +57,18 @@ async fn start_host_with(
     .await
 }
 
-/// Beijing, a site a few kilometres away, and Singapore.
 /// Deploys the memory agent as `follower` on the host behind `conn` and
 /// gives it one note.
 async fn deploy_follower(conn: &quinn::Connection) {
     let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
     let digest = Digest::of(&bytes);
     upload(conn, digest, &bytes, |_| {}).await.unwrap();
+    deploy_stored_follower(conn, digest).await;
+}
+
+/// Deploys `follower` from the component `digest` the host already
+/// stores, and gives it one note.
+async fn deploy_stored_follower(conn: &quinn::Connection, digest: Digest) {
     call(
         conn,
         &Request::Deploy {
@@ -87,6 +92,7 @@ async fn deploy_follower(conn: &quinn::Connection) {
     .unwrap();
 }
 
+/// Beijing, a site a few kilometres away, and Singapore.
 async fn three_sites(
     dir: &Path,
     horizon_requests: f64,
@@ -244,27 +250,7 @@ async fn a_new_agent_of_a_departed_name_does_not_inherit_its_users_attachment() 
     // The same name again, at Beijing, with nobody attached to it. Beijing
     // still stores the component: only the deploy travels.
     let digest = Digest::of(&std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap());
-    call(
-        &to_alpha,
-        &Request::Deploy {
-            name: "follower".parse().unwrap(),
-            digest,
-            config: vec![],
-        },
-    )
-    .await
-    .unwrap();
-    call(
-        &to_alpha,
-        &Request::Invoke {
-            name: "follower".parse().unwrap(),
-            body: b"remember where I began".to_vec(),
-            caller: None,
-            hops: 0,
-        },
-    )
-    .await
-    .unwrap();
+    deploy_stored_follower(&to_alpha, digest).await;
     let events_before = match call(&to_alpha, &Request::Events).await.unwrap() {
         Response::Events(events) => events.len(),
         other => panic!("{other:?}"),

@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use crate::cleanup;
 use crate::netns::Namespaces;
 use crate::relay::Wan;
+use crate::run;
 use crate::topology::Topology;
 
 /// A fleet behind a relay; dropping it stops the fleet (SIGTERM to `edgehost
@@ -63,22 +64,6 @@ fn location(site: &str) -> (f64, f64) {
 
 /// The port each host listens on inside its namespace.
 const HOST_PORT: u16 = 7400;
-
-/// Runs `edgehost` with `args`, its error output the error.
-fn edgehost_cli(edgehost: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new(edgehost)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", edgehost.display()))?;
-    if !out.status.success() {
-        bail!(
-            "edgehost {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 impl WanFleet {
     /// Starts a relay for `topology` and a fleet of one host per site
@@ -192,10 +177,10 @@ impl WanFleet {
         };
         let ca = dir.join("ca");
         let ca_arg = ca.to_string_lossy().into_owned();
-        edgehost_cli(edgehost, &["fleet", "init", &ca_arg, "--name", "wan"])?;
+        run(edgehost, &["fleet", "init", &ca_arg, "--name", "wan"])?;
         let dir_arg = dir.to_string_lossy().into_owned();
         for (name, role) in [("operator", "operator"), ("viewer", "viewer")] {
-            edgehost_cli(
+            run(
                 edgehost,
                 &[
                     "fleet", "issue", name, "--role", role, "--ca-dir", &ca_arg, "--out", &dir_arg,
@@ -207,7 +192,7 @@ impl WanFleet {
             let host_dir = dir.join(&site.name);
             std::fs::create_dir_all(&host_dir)?;
             let host_arg = host_dir.to_string_lossy().into_owned();
-            edgehost_cli(
+            run(
                 edgehost,
                 &[
                     "fleet", "issue", &site.name, "--ca-dir", &ca_arg, "--out", &host_arg,

@@ -23,3 +23,23 @@ pub mod topology;
 pub use fleet::WanFleet;
 pub use relay::{Counters, Wan};
 pub use topology::{Site, Topology};
+
+/// Runs `program` with `args` to its end; its error output, if it fails,
+/// is the error.
+pub(crate) fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let program = program.as_ref();
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", program.to_string_lossy()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{} {}: {}",
+            program.to_string_lossy(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

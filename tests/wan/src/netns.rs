@@ -13,10 +13,11 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::cleanup;
 use crate::relay::MAX_QUEUE_DELAY;
+use crate::run;
 use crate::topology::Topology;
 
 /// Namespaces made by this process so far: each set gets its own names
@@ -31,22 +32,6 @@ pub fn is_root() -> bool {
             .and_then(|l| l.split_whitespace().nth(2))
             == Some("0")
     })
-}
-
-/// Runs `ip` (or `tc`) with `args`; its error output is the error.
-fn run(program: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// The namespaces of a topology's sites. Dropping it deletes them, and with
