@@ -187,15 +187,10 @@ impl Calibration {
             .add(bytes, (ms - rtt_ms).max(0.0));
     }
 
-    /// How long `bytes` take to cross to `peer` beyond the round trip,
-    /// milliseconds, by what the sends to it measured; `None` before the
-    /// first.
-    pub fn crossing_ms(&self, peer: &HostName, bytes: f64) -> Option<f64> {
-        lock(&self.figures)
-            .sends
-            .get(peer)
-            .and_then(Fit::estimate)
-            .map(|e| e.ms_per_unit * bytes)
+    /// What the sends to `peer` measured of the link's rate; `None` before
+    /// the first.
+    pub fn send(&self, peer: &HostName) -> Option<Estimate> {
+        lock(&self.figures).sends.get(peer).and_then(Fit::estimate)
     }
 
     /// Records that one call of `agent` with a `bytes`-long request took
@@ -278,6 +273,23 @@ pub const MIN_RATE_SAMPLE: f64 = 16.0 * 1024.0;
 /// Megabytes (MiB) in bytes, the unit the cost model counts state in.
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// How long a state of `bytes` spends on the wire to a peer, beyond the
+/// round trip, milliseconds: at the link's measured rate (`send`) or its
+/// declared bandwidth, whichever is faster.
+/// The declared bandwidth prices it as the cost model's T_m^tra does.
+pub fn crossing_ms(send: Option<&Estimate>, bytes: f64, declared_mbps: f64) -> f64 {
+    let declared =
+        edgehost_placement::cost::memory_transfer_s(bytes / MIB, declared_mbps.max(1e-3)) * 1e3;
+    send.map_or(declared, |e| (e.ms_per_unit * bytes).min(declared))
+}
+
+/// Whether a state crosses once, with the agent held: its time on the
+/// wire is within a round trip, so a pre-copy would cost a round trip more
+/// than it saves downtime.
+pub fn stop_and_copy(crossing_ms: f64, rtt_ms: f64) -> bool {
+    crossing_ms <= rtt_ms
+}
+
 /// Where each figure of a prediction came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -349,7 +361,7 @@ pub fn predict_migration(
     target: &HostModel,
     m: &Move<'_>,
 ) -> (MigrationTimes, [Source; 4]) {
-    use edgehost_placement::cost::{export_time_s, init_time_s, load_time_s, memory_transfer_s};
+    use edgehost_placement::cost::{export_time_s, init_time_s, load_time_s};
     let p = migration_params(source, target, m.digest, m.component_bytes);
     let state_mb = m.state_bytes / MIB;
     let measured = |known: bool| {
@@ -366,14 +378,11 @@ pub fn predict_migration(
     // decides. It crosses once, with the agent held, when that takes less
     // than a round trip; otherwise as a pre-copy and then a delta: two
     // exchanges on the link.
-    let declared_ms = memory_transfer_s(state_mb, m.declared_mbps) * 1e3;
-    let crossing_ms = send.map_or(declared_ms, |e| {
-        (e.ms_per_unit * m.state_bytes).min(declared_ms)
-    });
+    let on_wire_ms = crossing_ms(send.as_ref(), m.state_bytes, m.declared_mbps);
     let transfer_ms = match link.map(|l| l.rtt_ms).filter(|r| *r > 0.0) {
-        Some(rtt_ms) if crossing_ms <= rtt_ms => rtt_ms + crossing_ms,
-        Some(rtt_ms) => 2.0 * rtt_ms + crossing_ms,
-        None => declared_ms,
+        Some(rtt_ms) if stop_and_copy(on_wire_ms, rtt_ms) => rtt_ms + on_wire_ms,
+        Some(rtt_ms) => 2.0 * rtt_ms + on_wire_ms,
+        None => on_wire_ms,
     };
     (
         MigrationTimes {

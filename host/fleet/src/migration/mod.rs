@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use edgehost_runtime::Digest;
 
-use crate::calibration::{Move, Operation, Source, predict_migration};
+use crate::calibration::{Move, Operation, Source, crossing_ms, predict_migration, stop_and_copy};
 use crate::client::{call, call_encoded, unexpected, upload};
 use crate::delta;
 use crate::host::{Gate, Pending, Shared};

@@ -211,17 +211,15 @@ impl Shared {
             }
         };
         // A state the link carries within a round trip crosses once, with
-        // the agent held: a pre-copy would cost a round trip more than it
-        // saves. A larger one crosses while the agent serves, and only
-        // what changed meanwhile crosses while it is held.
-        // The crossing is priced by the link's declared bandwidth and by
-        // what the sends to the target measured, whichever is faster.
-        let declared_ms = base.len() as f64 * 8.0 / (declared_mbps.max(1e-3) * 1e3);
-        let crossing_ms = self
-            .calibration
-            .crossing_ms(to, base.len() as f64)
-            .map_or(declared_ms, |measured| measured.min(declared_ms));
-        let stop_and_copy = crossing_ms <= connection.rtt().as_secs_f64() * 1e3;
+        // the agent held ([`stop_and_copy`]). A larger one crosses while the
+        // agent serves, and only what changed meanwhile crosses while it is
+        // held.
+        let crossing_ms = crossing_ms(
+            self.calibration.send(to).as_ref(),
+            base.len() as f64,
+            declared_mbps,
+        );
+        let stop_and_copy = stop_and_copy(crossing_ms, connection.rtt().as_secs_f64() * 1e3);
         let (base, precopy_len, precopy_ms) = if stop_and_copy {
             (Vec::new(), 0, 0.0)
         } else {
