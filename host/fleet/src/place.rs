@@ -64,16 +64,24 @@ fn server_of(report: &HostReport) -> Server {
 
 /// The fraction of a host's cores its agents take, in one unit
 /// (millicores): what they declared, or what the host process was measured
-/// to use (smoothed over half a minute), whichever is more. The machine's
+/// to use, whichever is more. The measured figure is the lesser of the
+/// process's load over half a minute and over the last seconds: a load
+/// counts once it has lasted and only while it lasts, so neither a burst
+/// nor the tail of work that has ended reads as a busy host. The machine's
 /// whole CPU figure is not used: a neighbour's burst on a shared box is
-/// not this host's load, and an instant's sample is not a trend.
+/// not this host's load.
 pub fn compute_busy(report: &HostReport) -> f64 {
     let declared: f64 = report
         .agents
         .iter()
         .map(|a| f64::from(a.descriptor.demand.cpu_millicores))
         .sum();
-    let measured = f64::from(report.status.process_cpu_percent) * 10.0;
+    let status = &report.status;
+    let measured = f64::from(
+        status
+            .process_cpu_percent
+            .min(status.process_cpu_recent_percent),
+    ) * 10.0;
     let capacity = f64::from(report.status.cpu_cores.max(1)) * 1000.0;
     (declared.max(measured) / capacity).clamp(0.0, 0.95)
 }
@@ -537,4 +545,63 @@ pub fn plan_migrations(
         priced,
         refinement,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgehost_proto::{HostModel, Location, PolicyPlugins};
+
+    /// A 2-core host with no agents whose process used `long` percent of a
+    /// core over half a minute and `recent` over the last seconds.
+    fn host(long: f32, recent: f32) -> HostReport {
+        HostReport {
+            name: "h".parse().expect("a host name"),
+            addr: "127.0.0.1:4433".parse().expect("an address"),
+            site: "edge".into(),
+            location: Location { lat: 0.0, lon: 0.0 },
+            bandwidth_mbps: 20.0,
+            max_agents: 10,
+            status: ServerStatus {
+                arch: "x86_64".into(),
+                os: "linux".into(),
+                cpu_features: Vec::new(),
+                core_gcps: 2.0,
+                cpu_cores: 2,
+                cpu_usage_percent: 50.0,
+                process_cpu_percent: long,
+                process_cpu_recent_percent: recent,
+                load_1m: 0.0,
+                memory_total_bytes: 1 << 31,
+                memory_free_bytes: 1 << 30,
+                disk_total_bytes: 1 << 34,
+                disk_free_bytes: 1 << 33,
+                net_rx_bytes_per_sec: 0.0,
+                net_tx_bytes_per_sec: 0.0,
+                sample_ms: 1000,
+            },
+            agents: Vec::new(),
+            compiling: Vec::new(),
+            uptime_s: 60.0,
+            policy: "builtin".into(),
+            policy_generation: 0,
+            policy_plugins: PolicyPlugins::default(),
+            model: Box::new(HostModel::default()),
+        }
+    }
+
+    #[test]
+    fn a_load_counts_once_it_has_lasted_and_only_while_it_lasts() {
+        // Work that ended seconds ago: the half-minute figure still shows
+        // it, the recent one does not. This read as "5% free" before.
+        let tail = compute_busy(&host(190.0, 4.0));
+        assert!((tail - 0.02).abs() < 1e-6, "{tail}");
+        // A burst that has just begun.
+        let burst = compute_busy(&host(6.0, 150.0));
+        assert!((burst - 0.03).abs() < 1e-6, "{burst}");
+        // A load that has lasted and still does.
+        assert_eq!(compute_busy(&host(190.0, 196.0)), 0.95);
+        let steady = compute_busy(&host(100.0, 120.0));
+        assert!((steady - 0.5).abs() < 1e-6, "{steady}");
+    }
 }

@@ -83,12 +83,17 @@ impl Checked for ServerStatus {
             0.0,
             100.0 * f64::from(self.cpu_cores.max(1)),
         )?;
-        number(
-            "process_cpu_percent",
-            f64::from(self.process_cpu_percent),
-            0.0,
-            100.0 * f64::from(self.cpu_cores.max(1)),
-        )?;
+        for (what, figure) in [
+            ("process_cpu_percent", self.process_cpu_percent),
+            ("process_cpu_recent_percent", self.process_cpu_recent_percent),
+        ] {
+            number(
+                what,
+                f64::from(figure),
+                0.0,
+                100.0 * f64::from(self.cpu_cores.max(1)),
+            )?;
+        }
         non_negative("load_1m", self.load_1m)?;
         non_negative("net_rx_bytes_per_sec", self.net_rx_bytes_per_sec)?;
         non_negative("net_tx_bytes_per_sec", self.net_tx_bytes_per_sec)?;

@@ -23,7 +23,7 @@ use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, Ser
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
 /// migration, agent status in reports; 3: addresses as socket addresses.)
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);

@@ -123,6 +123,7 @@ fn report() -> HostReport {
             cpu_cores: 2,
             cpu_usage_percent: 12.5,
             process_cpu_percent: 3.0,
+            process_cpu_recent_percent: 2.0,
             load_1m: 0.5,
             memory_total_bytes: 1 << 30,
             memory_free_bytes: 1 << 29,

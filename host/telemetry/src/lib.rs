@@ -23,6 +23,12 @@ use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, Syste
 /// percent, a load that lasts a minute shows in full.
 pub const CPU_SMOOTHING: Duration = Duration::from_secs(30);
 
+/// Time constant of [`ServerStatus::process_cpu_recent_percent`]: long
+/// enough to hide one busy heartbeat, short enough that a load which has
+/// ended stops counting within seconds, where the
+/// [`CPU_SMOOTHING`] figure still carries it for a minute.
+pub const CPU_RECENT: Duration = Duration::from_secs(5);
+
 /// One reading of a server's resources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerStatus {
@@ -49,6 +55,10 @@ pub struct ServerStatus {
     /// [`CPU_SMOOTHING`]; 100 is one core busy.
     #[serde(default)]
     pub process_cpu_percent: f32,
+    /// The same, smoothed over about [`CPU_RECENT`]: what the process uses
+    /// now. A load counts as the host's once both figures show it.
+    #[serde(default)]
+    pub process_cpu_recent_percent: f32,
     /// One-minute load average (0 where the OS has none).
     pub load_1m: f64,
     /// Total memory, bytes.
@@ -97,8 +107,9 @@ pub struct Sampler {
     /// This process, and its CPU time at the previous reading, ms.
     pid: Option<Pid>,
     cpu_ms: Option<u64>,
-    /// The smoothed process CPU, percent of one core.
-    process_cpu: Option<f64>,
+    /// The smoothed process CPU, percent of one core: over
+    /// [`CPU_SMOOTHING`] and over [`CPU_RECENT`].
+    process_cpu: Option<(f64, f64)>,
     /// [`ServerStatus::core_gcps`] and [`ServerStatus::cpu_features`]:
     /// they do not change while the host runs.
     core_gcps: f64,
@@ -149,7 +160,7 @@ impl Sampler {
         }
 
         let (disk_total, disk_free) = disk_of(&self.disks, &self.data_dir);
-        let process_cpu = self.process_cpu(elapsed);
+        let (process_cpu, process_cpu_recent) = self.process_cpu(elapsed);
         Ok(ServerStatus {
             arch: std::env::consts::ARCH.to_owned(),
             os: std::env::consts::OS.to_owned(),
@@ -158,6 +169,7 @@ impl Sampler {
             cpu_cores: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
             cpu_usage_percent: self.system.global_cpu_usage(),
             process_cpu_percent: process_cpu as f32,
+            process_cpu_recent_percent: process_cpu_recent as f32,
             load_1m: System::load_average().map(|l| l.one).unwrap_or(0.0),
             memory_total_bytes: self.system.total_memory(),
             memory_free_bytes: self.system.available_memory(),
@@ -170,10 +182,12 @@ impl Sampler {
     }
 
     /// This process's CPU use since the previous reading, folded into the
-    /// smoothed figure; percent of one core.
-    fn process_cpu(&mut self, elapsed: Duration) -> f64 {
+    /// smoothed figures (over [`CPU_SMOOTHING`], over [`CPU_RECENT`]);
+    /// percent of one core.
+    fn process_cpu(&mut self, elapsed: Duration) -> (f64, f64) {
+        let last = self.process_cpu.unwrap_or((0.0, 0.0));
         let Some(pid) = self.pid else {
-            return 0.0;
+            return last;
         };
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[pid]),
@@ -181,23 +195,23 @@ impl Sampler {
             ProcessRefreshKind::nothing().with_cpu(),
         );
         let Some(now) = self.system.process(pid).map(|p| p.accumulated_cpu_time()) else {
-            return self.process_cpu.unwrap_or(0.0);
+            return last;
         };
         let before = self.cpu_ms.replace(now);
         let Some(before) = before else {
-            return 0.0;
+            return last;
         };
         let span_ms = elapsed.as_secs_f64() * 1e3;
         if span_ms <= 0.0 {
-            return self.process_cpu.unwrap_or(0.0);
+            return last;
         }
         let sample = now.saturating_sub(before) as f64 / span_ms * 100.0;
-        let weight = 1.0 - (-elapsed.as_secs_f64() / CPU_SMOOTHING.as_secs_f64()).exp();
-        let smoothed = match self.process_cpu {
-            Some(old) => old + weight * (sample - old),
-            // From zero: the start-up's compiles are a burst like any other.
-            None => weight * sample,
+        // From zero: the start-up's compiles are a burst like any other.
+        let fold = |old: f64, over: Duration| {
+            let weight = 1.0 - (-elapsed.as_secs_f64() / over.as_secs_f64()).exp();
+            old + weight * (sample - old)
         };
+        let smoothed = (fold(last.0, CPU_SMOOTHING), fold(last.1, CPU_RECENT));
         self.process_cpu = Some(smoothed);
         smoothed
     }
