@@ -101,6 +101,7 @@ impl Shared {
                         .and_then(|h| hosts.iter().position(|r| &r.name == h))
                         .unwrap_or(0),
                     processing_s: self.calibration.processing(name).map(|e| e.mean_ms / 1e3),
+                    llm_s: self.calibration.llm_per_call(name).map(|e| e.mean_ms / 1e3),
                     requires_arch: slot.requires_arch.clone(),
                 })
                 .collect()

@@ -5,7 +5,8 @@
 //! Every operation the model prices is timed where it really happens:
 //! exports after calls and in migrations, imports on transfers and
 //! restarts, instantiation and `init` on deploys, prepares and restarts,
-//! compiles and cache loads, LLM completions, and the state a migration
+//! compiles and cache loads, LLM completions (per host, and per agent as
+//! the time its calls waited for them), and the state a migration
 //! sends to its target (pre-copies, transfers). Round-trip times are the transport's
 //! own smoothed estimate of each connection. Nothing is probed on purpose:
 //! the figures come from the work the host does anyway.
@@ -102,6 +103,11 @@ struct Figures {
     llm: Fit,
     sends: HashMap<HostName, Fit>,
     processing: HashMap<String, Fit>,
+    /// By agent: its LLM time per call, against the request's bytes, for
+    /// the agents that have called the LLM here.
+    agent_llm: HashMap<String, Fit>,
+    /// By agent: the LLM time of its call in progress, milliseconds.
+    llm_pending: HashMap<String, f64>,
     components: HashMap<Digest, ComponentFits>,
 }
 
@@ -138,8 +144,6 @@ pub enum Operation {
     Compile,
     /// A cached artifact's load, sized by the component's bytes.
     CacheLoad,
-    /// An LLM completion, sized by the reply's tokens.
-    Llm,
 }
 
 impl Calibration {
@@ -166,7 +170,6 @@ impl Calibration {
             Operation::Start => &mut f.start,
             Operation::Compile => &mut f.compile,
             Operation::CacheLoad => &mut f.cache_load,
-            Operation::Llm => &mut f.llm,
         };
         fit.add(size, ms);
     }
@@ -193,10 +196,36 @@ impl Calibration {
         lock(&self.figures).sends.get(peer).and_then(Fit::estimate)
     }
 
+    /// Records that an LLM completion of `tokens` tokens for `agent` took
+    /// `ms` milliseconds: the host's figure per token, and the agent's
+    /// LLM time in the call it is making.
+    pub fn record_llm(&self, agent: &str, tokens: f64, ms: f64) {
+        let mut f = lock(&self.figures);
+        f.llm.add(tokens, ms);
+        if !(0.0..=edgehost_proto::MAX_FIGURE_MS).contains(&ms) {
+            return;
+        }
+        if let Some(pending) = f.llm_pending.get_mut(agent) {
+            *pending += ms;
+        } else {
+            f.llm_pending.insert(agent.to_owned(), ms);
+        }
+    }
+
     /// Records that one call of `agent` with a `bytes`-long request took
-    /// `ms` milliseconds to handle.
+    /// `ms` milliseconds to handle, the LLM's time in it included. An
+    /// agent that has called the LLM here has that time kept apart too:
+    /// from then on, each of its calls counts its LLM time, none or some.
     pub fn record_call(&self, agent: &str, bytes: f64, ms: f64) {
         let mut f = lock(&self.figures);
+        let llm_ms = f.llm_pending.remove(agent);
+        if let Some(fit) = f.agent_llm.get_mut(agent) {
+            fit.add(bytes, llm_ms.unwrap_or(0.0));
+        } else if let Some(llm_ms) = llm_ms {
+            let mut fit = Fit::default();
+            fit.add(bytes, llm_ms);
+            f.agent_llm.insert(agent.to_owned(), fit);
+        }
         if let Some(fit) = f.processing.get_mut(agent) {
             fit.add(bytes, ms);
         } else {
@@ -208,7 +237,20 @@ impl Calibration {
 
     /// Forgets an agent that left this host.
     pub fn forget_agent(&self, agent: &str) {
-        lock(&self.figures).processing.remove(agent);
+        let mut f = lock(&self.figures);
+        f.processing.remove(agent);
+        f.agent_llm.remove(agent);
+        f.llm_pending.remove(agent);
+    }
+
+    /// The LLM time per call of `agent` (T_LLM), when it has called the
+    /// LLM here: part of its [`Calibration::processing`], and the part
+    /// that does not depend on the host's CPU.
+    pub fn llm_per_call(&self, agent: &str) -> Option<Estimate> {
+        lock(&self.figures)
+            .agent_llm
+            .get(agent)
+            .and_then(Fit::estimate)
     }
 
     /// The measured processing time of `agent`.
@@ -442,6 +484,29 @@ mod tests {
         }
         let e = fit.estimate().unwrap();
         assert!(e.predict_ms(100.0) < 1.2, "{e:?}");
+    }
+
+    #[test]
+    fn an_agents_llm_time_is_kept_apart_from_its_processing() {
+        let calibration = Calibration::default();
+        // A call that waited 300 ms for the LLM, out of 400 ms.
+        calibration.record_llm("planner", 50.0, 300.0);
+        calibration.record_call("planner", 100.0, 400.0);
+        // A call that did not ask the LLM counts as none.
+        calibration.record_call("planner", 100.0, 100.0);
+        // An agent that never asked it has no LLM figure.
+        calibration.record_call("index", 100.0, 5.0);
+        let llm = calibration.llm_per_call("planner").expect("measured");
+        assert_eq!(llm.samples, 2);
+        assert!((llm.mean_ms - 150.0).abs() < 1e-9, "{llm:?}");
+        let processing = calibration.processing("planner").expect("measured");
+        assert!((processing.mean_ms - 250.0).abs() < 1e-9, "{processing:?}");
+        assert!(calibration.llm_per_call("index").is_none());
+        // The host's figure per token counts every completion.
+        let per_token = calibration.model(&[]).llm.expect("measured");
+        assert_eq!(per_token.samples, 1);
+        calibration.forget_agent("planner");
+        assert!(calibration.llm_per_call("planner").is_none());
     }
 
     #[test]

@@ -400,8 +400,12 @@ pub struct Resident {
     pub state_bytes: u64,
     /// Index into `hosts` of the host its user is attached to.
     pub user: usize,
-    /// Its measured processing time per call here, seconds, if measured.
+    /// Its measured processing time per call here, seconds, if measured,
+    /// the LLM's time included.
     pub processing_s: Option<f64>,
+    /// The part of that spent waiting for the LLM (T_LLM), seconds, if it
+    /// has called the LLM here.
+    pub llm_s: Option<f64>,
     /// The CPU architecture it needs, if its component declares one.
     pub requires_arch: Option<String>,
 }
@@ -444,25 +448,30 @@ pub fn plan_migrations(
     refiner: Option<&dyn Refiner>,
 ) -> Result<Planned> {
     let (servers, topology, params) = measured_fleet(hosts)?;
-    // A measured call time is turned into the work it took at this host's
-    // free rate, so other hosts price it at theirs.
+    // A measured call time, less its time waiting for the LLM, is turned
+    // into the work it took at this host's free rate, so other hosts price
+    // it at theirs. The LLM's time (T_LLM) is the same wherever the agent
+    // runs.
     let here_gcps = servers[0].compute_remaining_gcps();
     let agents = residents
         .iter()
         .enumerate()
-        .map(|(i, r)| Agent {
-            name: r.name.to_string(),
-            task: i,
-            demand: demand_of(&r.descriptor),
-            compute_gcyc: r.processing_s.map_or(
-                f64::from(r.descriptor.demand.cpu_millicores) / 1000.0,
-                |s| s * here_gcps,
-            ),
-            state_mb: r.state_bytes as f64 / (1024.0 * 1024.0),
-            llm_s: 0.0,
-            depends_on: Vec::new(),
-            origin: Some(0),
-            requires_arch: r.requires_arch.clone(),
+        .map(|(i, r)| {
+            let llm_s = r.llm_s.unwrap_or(0.0);
+            Agent {
+                name: r.name.to_string(),
+                task: i,
+                demand: demand_of(&r.descriptor),
+                compute_gcyc: r.processing_s.map_or(
+                    f64::from(r.descriptor.demand.cpu_millicores) / 1000.0,
+                    |s| (s - llm_s).max(0.0) * here_gcps,
+                ),
+                state_mb: r.state_bytes as f64 / (1024.0 * 1024.0),
+                llm_s,
+                depends_on: Vec::new(),
+                origin: Some(0),
+                requires_arch: r.requires_arch.clone(),
+            }
         })
         .collect();
     let tasks = residents

@@ -85,7 +85,10 @@ impl Checked for ServerStatus {
         )?;
         for (what, figure) in [
             ("process_cpu_percent", self.process_cpu_percent),
-            ("process_cpu_recent_percent", self.process_cpu_recent_percent),
+            (
+                "process_cpu_recent_percent",
+                self.process_cpu_recent_percent,
+            ),
         ] {
             number(
                 what,

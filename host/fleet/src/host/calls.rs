@@ -338,9 +338,8 @@ impl Llm for HostLlm {
         self.chat
             .complete(&messages, request.max_tokens, request.temperature, false)
             .inspect(|reply| {
-                self.calibration.record(
-                    Operation::Llm,
-                    None,
+                self.calibration.record_llm(
+                    agent,
                     reply.len() as f64 / BYTES_PER_TOKEN,
                     started.elapsed().as_secs_f64() * 1e3,
                 );
