@@ -83,7 +83,7 @@ fn push_auto_places_agents_and_each_answers() {
         && e["trigger"] == "user-moved"
         && e["decision"] == "stay"));
     let out = fleet.run(&["push", MEMORY_AGENT, "--name", "lost", "--user", "atlantis"]);
-    assert!(one_line_error(&out).contains("no reachable host named"));
+    assert!(one_line_error(&out).contains("no host or site named \"atlantis\""));
     assert_eq!(out.status.code(), Some(1));
 }
 

@@ -112,6 +112,13 @@ impl Session {
         }
     }
 
+    /// The host a user given as `HOST` or `SITE` is attached to: the host
+    /// of that name, else the host at that site (`site` in its labels);
+    /// of several at one site, the first reachable one by name.
+    pub fn user_host(&self, user: &str) -> Result<HostName> {
+        user_host(&self.fleet()?, user)
+    }
+
     /// Runs `step` on a connection of its own to every host the connected
     /// host can reach, one host after another: each host's name with what
     /// `step` answered there.
@@ -178,4 +185,99 @@ pub fn print_per_host(answers: Vec<(HostName, Result<String>)>, consequence: &st
         bail!("{failures} of {hosts} host(s) {consequence}");
     }
     Ok(())
+}
+
+/// [`Session::user_host`] over the fleet `views`.
+pub fn user_host(views: &[PeerView], user: &str) -> Result<HostName> {
+    if let Some(v) = views.iter().find(|v| v.report.name.as_str() == user) {
+        return Ok(v.report.name.clone());
+    }
+    let mut at_site: Vec<&PeerView> = views.iter().filter(|v| v.report.site == user).collect();
+    at_site.sort_by(|a, b| {
+        b.reachable
+            .cmp(&a.reachable)
+            .then_with(|| a.report.name.cmp(&b.report.name))
+    });
+    match at_site.first() {
+        Some(v) => Ok(v.report.name.clone()),
+        None => {
+            let mut sites: Vec<&str> = views.iter().map(|v| v.report.site.as_str()).collect();
+            sites.sort_unstable();
+            sites.dedup();
+            Err(crate::exit::outcome(
+                crate::exit::Code::NotFound,
+                format!(
+                    "no host or site named {user:?} in the fleet (sites: {})",
+                    sites.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgehost_fleet::protocol::{HostModel, HostReport, Location, PolicyPlugins, ServerStatus};
+
+    fn view(name: &str, site: &str, reachable: bool) -> PeerView {
+        PeerView {
+            report: HostReport {
+                name: HostName::new(name).expect("a host name"),
+                addr: "127.0.0.1:4433".parse().expect("an address"),
+                site: site.into(),
+                location: Location { lat: 0.0, lon: 0.0 },
+                bandwidth_mbps: 20.0,
+                max_agents: 10,
+                status: ServerStatus {
+                    arch: "x86_64".into(),
+                    os: "linux".into(),
+                    cpu_features: Vec::new(),
+                    core_gcps: 2.0,
+                    cpu_cores: 2,
+                    cpu_usage_percent: 0.0,
+                    process_cpu_percent: 0.0,
+                    process_cpu_recent_percent: 0.0,
+                    load_1m: 0.0,
+                    memory_total_bytes: 1 << 31,
+                    memory_free_bytes: 1 << 30,
+                    disk_total_bytes: 1 << 34,
+                    disk_free_bytes: 1 << 33,
+                    net_rx_bytes_per_sec: 0.0,
+                    net_tx_bytes_per_sec: 0.0,
+                    sample_ms: 1000,
+                },
+                agents: Vec::new(),
+                compiling: Vec::new(),
+                uptime_s: 1.0,
+                policy: "builtin".into(),
+                policy_generation: 0,
+                policy_plugins: PolicyPlugins::default(),
+                model: Box::new(HostModel::default()),
+            },
+            reachable,
+            last_seen_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_user_is_placed_by_host_name_or_by_site() {
+        let views = [
+            view("edge-3", "singapore", true),
+            view("edge-2", "singapore", false),
+            view("edge-1", "beijing", true),
+            view("beijing", "shanghai", true),
+        ];
+        // A host's name comes first, even where it is also a site's.
+        assert_eq!(user_host(&views, "beijing").unwrap().as_str(), "beijing");
+        assert_eq!(user_host(&views, "edge-2").unwrap().as_str(), "edge-2");
+        // Of a site's hosts, the first reachable one by name.
+        assert_eq!(user_host(&views, "singapore").unwrap().as_str(), "edge-3");
+        assert_eq!(user_host(&views, "shanghai").unwrap().as_str(), "beijing");
+        let error = user_host(&views, "atlantis").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "no host or site named \"atlantis\" in the fleet (sites: beijing, shanghai, singapore)"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use edgehost_fleet::protocol::{AgentName, Event, HostName, Request, Response};
+use edgehost_fleet::protocol::{AgentName, Event, Request, Response};
 
 use super::client::ClientArgs;
 
@@ -16,11 +16,13 @@ pub struct ClientCommand {
 
 #[derive(Subcommand)]
 enum ClientAction {
-    /// Report that this user is now attached to HOST; the hosts running the
-    /// given agents run ALM at once and move them if it pays.
+    /// Report that this user is now attached to HOST (or to the host at
+    /// SITE); the hosts running the given agents run ALM at once and move
+    /// them if it pays.
     Attach {
-        /// The host the user is attached to now.
-        host: HostName,
+        /// The host the user is attached to now, or its site.
+        #[arg(value_name = "HOST|SITE")]
+        host: String,
         /// An agent serving this user; repeatable.
         #[arg(long = "agent", value_name = "NAME", required = true)]
         agents: Vec<AgentName>,
@@ -42,6 +44,7 @@ impl ClientCommand {
             client,
         } = self.action;
         let session = client.connect()?;
+        let host = session.user_host(&host)?;
         let mut decided: Vec<Event> = Vec::new();
         let mut failures = Vec::new();
         for agent in agents {

@@ -32,10 +32,11 @@ pub struct PushCommand {
     /// fleet: `local-search`, `greedy`, `polling`, `random` or `optimal`.
     #[arg(long, value_name = "NAME", conflicts_with = "to")]
     algorithm: Option<String>,
-    /// The host the agent's user is attached to: AntLLM chooses among the
-    /// hosts near it, and ALM follows the user from there.
-    #[arg(long, value_name = "HOST")]
-    user: Option<HostName>,
+    /// Where the agent's user is: a host's name, or a site's (the host at
+    /// that site). AntLLM chooses among the hosts near it, and ALM follows
+    /// the user from there.
+    #[arg(long, value_name = "HOST|SITE")]
+    user: Option<String>,
     /// A configuration entry for the agent's init, as KEY=VALUE; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::run::parse_key_value)]
     config: Vec<(String, String)>,
@@ -126,6 +127,10 @@ impl PushCommand {
         let digest = info.digest;
 
         let session = self.client.connect()?;
+        let user = match &self.user {
+            Some(user) => Some(session.user_host(user)?),
+            None => None,
+        };
         let (target_name, target_addr, placement) = match &self.to {
             Some(host) => {
                 let views = session.fleet()?;
@@ -160,7 +165,7 @@ impl PushCommand {
             None => match session.call(&Request::Place {
                 descriptor: describe()?,
                 component_bytes: bytes.len() as u64,
-                user: self.user.clone(),
+                user: user.clone(),
                 requires_arch: info.requires_arch.clone(),
                 algorithm: self.algorithm.clone(),
             })? {
@@ -203,7 +208,7 @@ impl PushCommand {
             )
             .await?;
             // ALM follows the user from where they are now.
-            if let Some(user) = &self.user {
+            if let Some(user) = &user {
                 edgehost_fleet::client::call(
                     &connection,
                     &Request::Attach {
@@ -231,7 +236,7 @@ impl PushCommand {
             component_bytes: bytes.len() as u64,
             load_ms,
             cache_hit,
-            user: self.user.as_ref().map(ToString::to_string),
+            user: user.as_ref().map(ToString::to_string),
             placement,
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         };

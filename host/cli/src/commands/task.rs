@@ -48,10 +48,11 @@ struct RunTask {
     /// The file the task works on (an image: PNG or binary PPM).
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
-    /// The host the user is attached to: the task enters the fleet there,
-    /// and the agents it uses learn where their user is.
-    #[arg(long, value_name = "HOST")]
-    user: Option<HostName>,
+    /// Where the user is, a host's name or a site's: the task enters the
+    /// fleet at that host, and the agents it uses learn where their user
+    /// is.
+    #[arg(long, value_name = "HOST|SITE")]
+    user: Option<String>,
     /// The planner agent's name.
     #[arg(long, default_value = "planner")]
     planner: AgentName,
@@ -240,7 +241,11 @@ impl RunTask {
         };
         let mut session = self.client.connect()?;
         let views = session.fleet()?;
-        if let Some(user) = &self.user
+        let user = match &self.user {
+            Some(user) => Some(super::client::user_host(&views, user)?),
+            None => None,
+        };
+        if let Some(user) = &user
             && session.host != user.as_str()
         {
             // The task enters the fleet at the user's host.
@@ -291,7 +296,7 @@ impl RunTask {
             },
             serde_json::to_value(&plan)?,
         )];
-        if let Some(user) = &self.user {
+        if let Some(user) = &user {
             for s in &plan.subtasks {
                 session.call(&Request::Attach {
                     agent: s.agent.clone(),
