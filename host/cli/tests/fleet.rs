@@ -1370,3 +1370,86 @@ fn fleet_revoke_and_fleet_rotate_work_on_a_running_fleet() {
             == 2
     });
 }
+
+/// `edgehost model --json` writes what a live fleet measured; `sim --model`
+/// prices its plans with that fleet's constants, and says so in the
+/// instance it writes.
+#[test]
+fn the_simulator_prices_plans_with_a_live_fleets_model() {
+    let fleet = LocalFleet::start(2);
+    let export_source = |model: &Value, host: &str| -> String {
+        model["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .and_then(|h| {
+                h["figures"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["name"] == "export")
+            })
+            .map(|f| f["source"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    // Nothing has been exported yet: the figure is marked as the default.
+    let fresh = fleet.json(&["model", "--json"]);
+    assert_eq!(export_source(&fresh, "beijing"), "default", "{fresh:#}");
+    let defaults = fresh["cost_params"].clone();
+
+    fleet.json(&[
+        "push",
+        MEMORY_AGENT,
+        "--name",
+        "m",
+        "--to",
+        "beijing",
+        "--json",
+    ]);
+    for i in 0..3 {
+        assert!(fleet.invoke("m", &format!("remember {i}")).status.success());
+    }
+    fleet.json(&["migrate", "m", "--to", "shanghai", "--json"]);
+    fleet.json(&["migrate", "m", "--to", "beijing", "--json"]);
+    // The model is asked through beijing, whose exports price the moves.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let model = loop {
+        let model = fleet.json(&["model", "--json"]);
+        if export_source(&model, "beijing") == "measured" {
+            break model;
+        }
+        assert!(Instant::now() < deadline, "never measured: {model:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let measured = model["cost_params"].clone();
+    assert_ne!(measured["export_base_s"], defaults["export_base_s"]);
+    let snapshot = fleet.dir.path().join("fleet.json");
+    std::fs::write(&snapshot, serde_json::to_vec(&model).unwrap()).unwrap();
+
+    let sim = |extra: &[&str], out: &str| -> Value {
+        let out_dir = fleet.dir.path().join(out);
+        let mut args = vec!["sim", "--servers", "4", "--tasks", "3", "--json", "--out"];
+        args.push(out_dir.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let run = fleet.run(&args);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let instance = std::fs::read(out_dir.join("instance.json")).unwrap();
+        serde_json::from_slice(&instance).unwrap()
+    };
+    let priced = sim(&["--model", snapshot.to_str().unwrap()], "with-model");
+    assert_eq!(priced["params"], measured);
+    let plain = sim(&[], "without");
+    assert_eq!(plain["params"], defaults);
+
+    // A file that is not a snapshot is refused with one line.
+    let broken = fleet.dir.path().join("broken.json");
+    std::fs::write(&broken, br#"{"via":"beijing"}"#).unwrap();
+    let out = fleet.run(&["sim", "--model", broken.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(one_line_error(&out).contains("has no cost_params"));
+}
