@@ -42,6 +42,7 @@ async fn start(fleet: &Path, name: &str, peers: Vec<String>) -> SocketAddr {
         limits: HostLimits::default(),
         metrics_listen: None,
         heartbeat_ms: 200,
+        probe_ms: 0,
         llm: None,
         alm: Default::default(),
     })

@@ -8,11 +8,14 @@
 //! compiles and cache loads, LLM completions (per host, and per agent as
 //! the time its calls waited for them), and the state a migration
 //! sends to its target (pre-copies, transfers). Round-trip times are the transport's
-//! own smoothed estimate of each connection. Nothing is probed on purpose:
-//! the figures come from the work the host does anyway.
+//! own smoothed estimate of each connection. The figures come from the work
+//! the host does anyway; only a link that nothing has measured for a while
+//! (`probe_ms`) gets a probe of [`PROBE_BYTES`], so its pace is known
+//! before the first migration needs it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use edgehost_placement::cost::CostParams;
 use edgehost_proto::{
@@ -108,6 +111,9 @@ struct Figures {
     agent_llm: HashMap<String, Fit>,
     /// By agent: the LLM time of its call in progress, milliseconds.
     llm_pending: HashMap<String, f64>,
+    /// By peer: when its link was last measured by a send, or probed, or
+    /// first seen.
+    link_checked: HashMap<HostName, Instant>,
     components: HashMap<Digest, ComponentFits>,
 }
 
@@ -183,11 +189,33 @@ impl Calibration {
         if bytes < MIN_RATE_SAMPLE {
             return;
         }
-        lock(&self.figures)
-            .sends
+        let mut f = lock(&self.figures);
+        f.sends
             .entry(peer.clone())
             .or_default()
             .add(bytes, (ms - rtt_ms).max(0.0));
+        f.link_checked.insert(peer.clone(), Instant::now());
+    }
+
+    /// Whether the link to `peer` is due a probe at `now`: nothing has
+    /// measured it for `every` since it was first seen, last measured or
+    /// last probed. A `true` counts as the probe's start, so one probe runs
+    /// at a time per link; `every` of zero turns probes off.
+    pub fn probe_due(&self, peer: &HostName, now: Instant, every: Duration) -> bool {
+        if every.is_zero() {
+            return false;
+        }
+        let mut f = lock(&self.figures);
+        if f.link_checked.len() >= edgehost_proto::MAX_LINKS && !f.link_checked.contains_key(peer) {
+            return false;
+        }
+        let checked = f.link_checked.entry(peer.clone()).or_insert(now);
+        if now.saturating_duration_since(*checked) >= every {
+            *checked = now;
+            true
+        } else {
+            false
+        }
     }
 
     /// What the sends to `peer` measured of the link's rate; `None` before
@@ -311,6 +339,11 @@ impl Calibration {
 /// The smallest send that counts towards a link's rate, bytes: at 20
 /// Mbit/s, 16 KiB take 6.5 ms beyond the round trip, well above its jitter.
 pub const MIN_RATE_SAMPLE: f64 = 16.0 * 1024.0;
+
+/// The padding of a link probe, bytes: 26 ms beyond the round trip at 20
+/// Mbit/s, within the connection's initial window, and at the default
+/// `probe_ms` about 1 KiB/s per peer.
+pub const PROBE_BYTES: usize = 64 * 1024;
 
 /// Megabytes (MiB) in bytes, the unit the cost model counts state in.
 const MIB: f64 = 1024.0 * 1024.0;
@@ -507,6 +540,28 @@ mod tests {
         assert_eq!(per_token.samples, 1);
         calibration.forget_agent("planner");
         assert!(calibration.llm_per_call("planner").is_none());
+    }
+
+    #[test]
+    fn a_link_is_probed_only_after_a_quiet_period() {
+        let calibration = Calibration::default();
+        let peer: HostName = "b".parse().unwrap();
+        let every = Duration::from_secs(60);
+        let start = Instant::now();
+        // First seen: not yet.
+        assert!(!calibration.probe_due(&peer, start, every));
+        assert!(!calibration.probe_due(&peer, start + every / 2, every));
+        // Quiet for a period: due once, then not again until the next.
+        assert!(calibration.probe_due(&peer, start + every, every));
+        assert!(!calibration.probe_due(&peer, start + every, every));
+        assert!(calibration.probe_due(&peer, start + every * 2, every));
+        // Off.
+        assert!(!calibration.probe_due(&peer, start + every * 9, Duration::ZERO));
+        // A migration's send measures the link: the quiet period restarts.
+        let other: HostName = "c".parse().unwrap();
+        assert!(!calibration.probe_due(&other, start, every));
+        calibration.record_send(&other, 65536.0, 5.0, 1.0);
+        assert!(!calibration.probe_due(&other, start + every, every));
     }
 
     #[test]

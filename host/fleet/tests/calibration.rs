@@ -5,8 +5,9 @@
 // Test helpers unwrap freely: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
+use edgehost_fleet::HostConfig;
 use edgehost_fleet::calibration::{Move, predict_migration};
-use edgehost_fleet::client::call;
+use edgehost_fleet::client::{call, connect};
 use edgehost_fleet::protocol::{HostModel, MigrationReport, Request, Response};
 
 mod support;
@@ -129,6 +130,49 @@ async fn migrations_are_predicted_from_what_the_hosts_measured() {
         defaults.total_ms()
     );
     for h in [pair.a, pair.b] {
+        h.stop().await;
+    }
+}
+
+/// A link no migration has used is probed once it has been quiet for
+/// `probe_ms`, so its pace is measured before a move needs it; with probes
+/// off, nothing measures it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_link_is_probed_for_its_pace() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let probed = |name: &str, peers: Vec<String>, probe_ms: u64| HostConfig {
+        peers,
+        probe_ms,
+        ..host_config(dir.path(), name)
+    };
+    let a = spawn(probed("alpha", vec![], 300)).await;
+    let b = spawn(probed("beta", vec![a.addr.to_string()], 0)).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    let (to_b, _) = connect(&client, b.addr).await.unwrap();
+    wait_until_peers(&to_a, 2).await;
+
+    let mut measured = None;
+    for _ in 0..100 {
+        let (model, _) = model_of(&to_a).await;
+        measured = model.link("beta").and_then(|l| l.send);
+        if measured.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let send = measured.expect("alpha never probed its link to beta");
+    assert!(send.samples >= 1, "{send:?}");
+    assert!(
+        (send.mean_size - edgehost_fleet::calibration::PROBE_BYTES as f64).abs() < 1.0,
+        "{send:?}"
+    );
+    // Beta, with probes off, has measured nothing of its link to alpha in
+    // the same time.
+    let (model, _) = model_of(&to_b).await;
+    assert_eq!(model.link("alpha").and_then(|l| l.send), None);
+    for h in [b, a] {
         h.stop().await;
     }
 }

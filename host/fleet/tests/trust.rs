@@ -113,6 +113,9 @@ fn sample(kind: RequestKind, agent: &str, digest: Digest, report: &HostReport) -
         RequestKind::Revocations => Request::Revocations {
             list: b"not a revocation list".to_vec(),
         },
+        RequestKind::Probe => Request::Probe {
+            padding: vec![0; 16],
+        },
     }
 }
 
@@ -184,8 +187,8 @@ async fn the_authorization_table_holds_cell_by_cell() {
             refused += 1;
         }
     }
-    // 7 host-only kinds for the operator, 17 for the viewer, 4 for a host.
-    assert_eq!(refused, 7 + 17 + 4);
+    // 8 host-only kinds for the operator, 18 for the viewer, 4 for a host.
+    assert_eq!(refused, 8 + 18 + 4);
     // An operator naming a calling agent is refused too.
     let posing = Request::Invoke {
         name: "mem".parse().unwrap(),

@@ -95,6 +95,7 @@ request_kinds!(
     SetPolicy,
     Revocations,
     Migrations,
+    Probe,
 );
 
 const ANYONE: &[Role] = &[Role::Host, Role::Operator, Role::Viewer];
@@ -119,7 +120,7 @@ impl RequestKind {
             Status | Fleet | Events | Migrations => ANYONE,
             Has | Upload | Invoke | Migrate | Attach | Revocations => HOST_OR_OPERATOR,
             Deploy | Release | Place | SetPolicy => OPERATOR,
-            Heartbeat | Prepare | Precopy | Transfer | Commit | Abort | Outcome => HOST,
+            Heartbeat | Prepare | Precopy | Transfer | Commit | Abort | Outcome | Probe => HOST,
         }
     }
 }

@@ -10,8 +10,8 @@
 //! refused like one that does not decode.
 
 use crate::{
-    AgentReport, Error, HostReport, MAX_REVOCATION_LIST_BYTES, PeerView, Request, Response, Result,
-    ServerStatus,
+    AgentReport, Error, HostReport, MAX_PROBE_BYTES, MAX_REVOCATION_LIST_BYTES, PeerView, Request,
+    Response, Result, ServerStatus,
 };
 
 /// A message with rules beyond its types.
@@ -255,6 +255,12 @@ impl Checked for Request {
                 Err(Error::Invalid(format!(
                     "a revocation list of {} bytes is over the {MAX_REVOCATION_LIST_BYTES}-byte limit",
                     list.len()
+                )))
+            }
+            Request::Probe { padding } if padding.len() > MAX_PROBE_BYTES => {
+                Err(Error::Invalid(format!(
+                    "a probe of {} bytes is over the {MAX_PROBE_BYTES}-byte limit",
+                    padding.len()
                 )))
             }
             _ => Ok(()),

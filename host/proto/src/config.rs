@@ -62,6 +62,12 @@ pub struct HostConfig {
     /// How often hosts exchange reports, milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// How long a link to a peer may go without a measurement of its pace
+    /// before this host probes it (a 64 KiB send on the connection it has),
+    /// milliseconds; 0 turns probes off. Migrations measure the links they
+    /// use, so a busy link is never probed.
+    #[serde(default = "default_probe_ms")]
+    pub probe_ms: u64,
     /// The OpenAI-compatible endpoint behind agents' `complete` calls and the
     /// refinement of placements; none means agents get `no-llm-configured`.
     #[serde(default)]
@@ -252,6 +258,9 @@ fn default_llm_timeout_ms() -> u64 {
 }
 fn default_heartbeat_ms() -> u64 {
     1000
+}
+fn default_probe_ms() -> u64 {
+    60_000
 }
 fn default_site() -> String {
     "edge".to_owned()

@@ -23,7 +23,7 @@ use crate::{AgentName, Checked, Descriptor, Digest, Error, HostName, Result, Ser
 /// encoding changes: postcard carries no field names, so hosts of two
 /// versions must refuse each other rather than misread. (2: pre-copy
 /// migration, agent status in reports; 3: addresses as socket addresses.)
-pub const PROTOCOL_VERSION: u16 = 10;
+pub const PROTOCOL_VERSION: u16 = 11;
 /// Largest message frame (an invoke request or response carries a body of up
 /// to 16 MiB; everything else is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = (16 << 20) + (64 << 10);
@@ -202,7 +202,17 @@ pub enum Request {
     /// The migrations away from this host that committed, newest last (at
     /// most [`MAX_RECENT_MIGRATIONS`]).
     Migrations,
+    /// Host to host: bytes that only measure the link. The sender times
+    /// the answer: what it took beyond the round trip is the link's pace
+    /// for a link no migration has measured lately.
+    Probe {
+        /// At most [`MAX_PROBE_BYTES`]; their content means nothing.
+        padding: Vec<u8>,
+    },
 }
+
+/// The most padding a [`Request::Probe`] may carry.
+pub const MAX_PROBE_BYTES: usize = 1 << 20;
 
 /// A host's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,6 +313,11 @@ pub enum Response {
     },
     /// Answer to `Migrations`.
     Migrations(Vec<RecentMigration>),
+    /// Answer to `Probe`: how many bytes of padding arrived.
+    Probed {
+        /// The padding's length.
+        bytes: u64,
+    },
 }
 
 /// A committed migration away from a host, and when it committed.

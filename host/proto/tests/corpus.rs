@@ -342,6 +342,12 @@ fn write_seeds() {
         ("events", Request::Events),
         ("migrations", Request::Migrations),
         (
+            "probe",
+            Request::Probe {
+                padding: vec![0; 64],
+            },
+        ),
+        (
             "set-policy",
             Request::SetPolicy {
                 heuristic: Some(Digest::of(b"p")),
@@ -417,6 +423,7 @@ fn write_seeds() {
                 gap: 0.01,
             }),
         ),
+        ("probed", Response::Probed { bytes: 64 }),
         (
             "migrations",
             Response::Migrations(vec![RecentMigration {

@@ -111,6 +111,7 @@ impl ServeCommand {
                     limits: HostLimits::default(),
                     metrics_listen: None,
                     heartbeat_ms: 1000,
+                    probe_ms: 60_000,
                     llm: None,
                     alm: Default::default(),
                 }

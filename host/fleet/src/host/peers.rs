@@ -1,8 +1,9 @@
 //! The fleet as this host sees it: its own report, its peers' reports and
-//! connections, the heartbeat, the component sweep, and the periodic ALM
-//! check.
+//! connections, the heartbeat, the probes of quiet links, the component
+//! sweep, and the periodic ALM check.
 
 use super::*;
+use crate::calibration::PROBE_BYTES;
 
 impl Shared {
     pub(crate) fn report(&self) -> HostReport {
@@ -334,8 +335,62 @@ impl Shared {
             });
         }
         while sends.join_next().await.is_some() {}
+        self.probe_quiet_links();
+    }
+
+    /// Probes, off the heartbeat's path, each reachable peer whose link
+    /// nothing has measured for `probe_ms`: [`PROBE_BYTES`] of padding on
+    /// the connection there, timed to the answer, count as a send.
+    fn probe_quiet_links(self: &Arc<Self>) {
+        let every = Duration::from_millis(self.config.probe_ms);
+        let now = Instant::now();
+        let due: Vec<(HostName, SocketAddr)> = lock(&self.membership)
+            .views(now)
+            .into_iter()
+            .filter(|v| v.reachable)
+            .map(|v| (v.report.name, v.report.addr))
+            .filter(|(name, _)| self.calibration.probe_due(name, now, every))
+            .collect();
+        for (name, addr) in due {
+            let shared = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = shared.probe(&name, addr).await {
+                    tracing::debug!(peer = %name, "link probe failed: {e}");
+                }
+            });
+        }
+    }
+
+    async fn probe(&self, peer: &HostName, addr: SocketAddr) -> Result<()> {
+        let (connection, _) = self.connection(addr, Some(peer.as_str())).await?;
+        let request = Request::Probe {
+            padding: vec![0; PROBE_BYTES],
+        };
+        let rtt_ms = connection.rtt().as_secs_f64() * 1e3;
+        let started = Instant::now();
+        let answer = tokio::time::timeout(PROBE_DEADLINE, call(&connection, &request))
+            .await
+            .map_err(|_| Error::Connect(format!("no answer within {PROBE_DEADLINE:?}")))??;
+        match answer {
+            Response::Probed { bytes } if bytes == PROBE_BYTES as u64 => {
+                self.calibration.record_send(
+                    peer,
+                    PROBE_BYTES as f64,
+                    started.elapsed().as_secs_f64() * 1e3,
+                    rtt_ms,
+                );
+                Ok(())
+            }
+            other => Err(Error::Protocol(format!(
+                "odd answer to a probe: {:?}",
+                crate::client::unexpected(&other)
+            ))),
+        }
     }
 }
+
+/// How long a link probe may take before it is given up (and not counted).
+const PROBE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// ALM's periodic check: agents whose users moved or whose host runs short
 /// are reconsidered even when nobody reports anything.

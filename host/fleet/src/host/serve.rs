@@ -192,6 +192,9 @@ impl Shared {
                 lock(&self.migrations).iter().cloned().collect(),
             )),
             Request::Revocations { list } => self.take_revocations(list).await,
+            Request::Probe { padding } => Ok(Response::Probed {
+                bytes: padding.len() as u64,
+            }),
             Request::Heartbeat(report) => {
                 if report.name != identity.name {
                     Err(Error::Forbidden(format!(

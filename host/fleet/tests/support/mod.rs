@@ -57,6 +57,7 @@ pub fn host_config(fleet: &Path, name: &str) -> HostConfig {
         limits: HostLimits::default(),
         metrics_listen: None,
         heartbeat_ms: 100,
+        probe_ms: 60_000,
         llm: None,
         alm: Default::default(),
     }
