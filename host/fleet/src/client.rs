@@ -117,9 +117,12 @@ pub async fn upload(
     let _ = send.finish();
     // A host that refuses an upload (its store is full, too many arrive at
     // once) answers and stops reading: its reason, not the failed write,
-    // is what the caller needs.
+    // is what the caller needs. So does a host that already stores the
+    // component: it answers that it took nothing, and that is a success
+    // however far the bytes had got.
     match (sent, read_answer(&mut recv).await) {
         (_, Err(refusal @ Error::Remote { .. })) => Err(refusal),
+        (_, Ok(Response::Uploaded { received: 0 })) => Ok(0),
         (Err(e), _) => Err(e),
         (Ok(()), answer) => match answer? {
             Response::Uploaded { received } => Ok(received),

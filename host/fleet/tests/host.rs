@@ -35,6 +35,20 @@ async fn upload_deploy_invoke_release() {
     );
     // The second upload of the same digest transfers nothing.
     assert_eq!(upload(&conn, digest, &bytes, |_| {}).await.unwrap(), 0);
+    // Nor does a large one's: the host answers before the bytes have gone
+    // and stops reading them, and that answer is the upload's success.
+    let large = std::fs::read(edgehost_tests::PYTHON_DIALOG_AGENT).unwrap();
+    let large_digest = Digest::of(&large);
+    assert_eq!(
+        upload(&conn, large_digest, &large, |_| {}).await.unwrap(),
+        large.len() as u64
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            upload(&conn, large_digest, &large, |_| {}).await.unwrap(),
+            0
+        );
+    }
     assert!(matches!(
         call(&conn, &Request::Has { digest }).await.unwrap(),
         Response::Has(true)
