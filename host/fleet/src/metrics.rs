@@ -37,12 +37,18 @@ pub struct Metrics {
     /// Bytes of those states (whole states, of which only the changed
     /// blocks may be appended).
     pub state_write_bytes: AtomicU64,
+    /// Agents woken from hibernation.
+    pub wakes: AtomicU64,
+    /// Sum of their wake-up times, microseconds.
+    pub wake_micros: AtomicU64,
 }
 
 /// Gauges a host reads at the time of a scrape.
 pub struct Gauges {
     /// Agents running on this host.
     pub agents: usize,
+    /// Of those, the ones hibernating.
+    pub hibernating: usize,
     /// Peers heard from recently.
     pub peers_reachable: usize,
     /// Peers known.
@@ -67,6 +73,12 @@ impl Metrics {
             "gauge",
             "Agents running on this host.",
             gauges.agents.to_string(),
+        );
+        line(
+            "edgehost_agents_hibernating",
+            "gauge",
+            "Agents of this host hibernating: state on disk, no instance.",
+            gauges.hibernating.to_string(),
         );
         line(
             "edgehost_peers_reachable",
@@ -164,6 +176,18 @@ impl Metrics {
             "Bytes of the agent states written to disk.",
             c(&self.state_write_bytes).to_string(),
         );
+        line(
+            "edgehost_agent_wakes_total",
+            "counter",
+            "Agents woken from hibernation by a call.",
+            c(&self.wakes).to_string(),
+        );
+        line(
+            "edgehost_agent_wake_seconds_sum",
+            "counter",
+            "Total time spent waking agents from hibernation.",
+            format!("{:.6}", c(&self.wake_micros) as f64 / 1e6),
+        );
         out
     }
 }
@@ -208,6 +232,7 @@ mod tests {
     fn the_grafana_dashboard_queries_only_metrics_a_host_exports() {
         let exported = Metrics::default().render(&Gauges {
             agents: 1,
+            hibernating: 1,
             peers_reachable: 1,
             peers_known: 2,
             policy_generation: 3,

@@ -15,6 +15,7 @@ use crate::calibration::{Calibration, Operation};
 use crate::durable::{Durability, Mode};
 use crate::metrics::Metrics;
 use crate::persist::{AgentStore, Tombstone};
+use crate::sync::lock;
 use crate::{Error, Result};
 
 /// Counts one waiting call for as long as it lives.
@@ -54,7 +55,14 @@ pub(crate) enum Gate {
 /// One agent on this host.
 pub(crate) struct AgentSlot {
     pub(crate) name: String,
-    pub(crate) instance: Mutex<AgentInstance>,
+    /// Its instance; `None` while it hibernates (its state is on disk and
+    /// the next call wakes it).
+    pub(crate) instance: Mutex<Option<AgentInstance>>,
+    /// When a call last reached it, or it started here.
+    pub(crate) last_call: Mutex<Instant>,
+    /// How long its last wake from hibernation took, microseconds; 0 if
+    /// it has not hibernated here.
+    pub(crate) last_wake_us: AtomicU64,
     pub(crate) digest: Digest,
     pub(crate) descriptor: Descriptor,
     /// The architecture its component declares it needs, if any.
@@ -105,6 +113,40 @@ impl AgentSlot {
         Ok(self.durability.stage(state))
     }
 
+    /// Hibernates the agent if it has had no call for `idle` and nothing
+    /// holds its instance: makes its state durable, then drops the
+    /// instance (blocking). Whether it now hibernates.
+    pub(crate) fn hibernate_if_idle(
+        &self,
+        idle: Duration,
+        store: &AgentStore,
+        metrics: &Metrics,
+    ) -> Result<bool> {
+        if !matches!(*self.gate.borrow(), Gate::Open) || lock(&self.last_call).elapsed() < idle {
+            return Ok(false);
+        }
+        let Ok(mut guard) = self.instance.try_lock() else {
+            return Ok(false);
+        };
+        // A poisoned instance is revived by its next call, not put to sleep.
+        let Some(instance) = guard.as_mut().filter(|i| i.poisoned().is_none()) else {
+            return Ok(false);
+        };
+        // The instance stays held until it is dropped: no call can change
+        // the state between the write and the drop.
+        let seq = self.stage(instance)?;
+        self.make_durable(seq, store, metrics)?;
+        *guard = None;
+        self.snapshot_calls
+            .store(self.calls.load(Ordering::Relaxed), Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Whether it hibernates now (a busy instance is awake).
+    pub(crate) fn hibernating(&self) -> bool {
+        self.instance.try_lock().is_ok_and(|i| i.is_none())
+    }
+
     /// Returns once the state staged as `seq` is on disk (blocking).
     pub(crate) fn make_durable(
         &self,
@@ -138,12 +180,19 @@ impl AgentSlot {
     /// [`Mode::Snapshot`] is answered at once; the heartbeat writes it.
     pub(crate) fn call_durably(
         &self,
-        mut instance: std::sync::MutexGuard<'_, AgentInstance>,
+        mut guard: std::sync::MutexGuard<'_, Option<AgentInstance>>,
         (store, metrics): (&AgentStore, &Metrics),
         body: Vec<u8>,
         caller: Option<AgentName>,
     ) -> Result<Vec<u8>> {
+        let Some(instance) = guard.as_mut() else {
+            return Err(Error::Internal(format!(
+                "{} hibernates and was not woken for this call",
+                self.name
+            )));
+        };
         self.calls.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_call) = Instant::now();
         let (bytes, started) = (body.len() as f64, Instant::now());
         let out = instance
             .handle_from(body, caller.map(AgentName::into_string))
@@ -158,12 +207,12 @@ impl AgentSlot {
             record(started);
             return Ok(out);
         }
-        let seq = self.stage(&mut instance).map_err(|e| {
+        let seq = self.stage(instance).map_err(|e| {
             Error::Agent(format!(
                 "the call ran, but its state could not be exported to be made durable: {e}"
             ))
         })?;
-        drop(instance);
+        drop(guard);
         self.make_durable(seq, store, metrics).map_err(|e| {
             Error::Internal(format!("the call ran, but its state is not durable: {e}"))
         })?;

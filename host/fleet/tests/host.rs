@@ -1061,3 +1061,110 @@ async fn a_poisoned_agent_is_restarted_from_its_durable_state_with_a_backoff() {
     assert_eq!(body(send("echo three").await), "three");
     host.stop().await;
 }
+
+/// The value of the metric `name` the host at `port` exports.
+async fn metric(port: std::net::SocketAddr, name: &str) -> f64 {
+    let text = scrape_metrics(port).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// The status the host behind `conn` reports for `agent`, and its last
+/// wake-up time.
+async fn agent_status(conn: &quinn::Connection, agent: &str) -> (String, Option<f64>) {
+    match call(conn, &Request::Status).await.unwrap() {
+        Response::Status(r) => r
+            .agents
+            .iter()
+            .find(|a| a.name == agent)
+            .map(|a| (a.status.clone(), a.wake_ms))
+            .unwrap_or_else(|| panic!("{agent} is not on {}", r.name)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Polls (bounded: 10 s) until `agent` hibernates on the host behind `conn`.
+async fn wait_until_hibernating(conn: &quinn::Connection, agent: &str) {
+    for _ in 0..100 {
+        if agent_status(conn, agent).await.0 == "hibernating" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{agent} never hibernated");
+}
+
+/// An agent with no call for `hibernate_after_ms` hibernates: its state on
+/// disk, its instance dropped. The next call wakes it with that state and
+/// the wake is reported. A hibernating agent migrates without being woken:
+/// its stored state is what moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_agent_hibernates_wakes_on_a_call_and_moves_asleep() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = host_config(dir.path(), "alpha");
+    config.limits.hibernate_after_ms = 300;
+    config.metrics_listen = Some(port);
+    let a = spawn(config).await;
+    let b = start_host_with_peers(dir.path(), "beta", vec![a.addr.to_string()]).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    let (to_b, _) = connect(&client, b.addr).await.unwrap();
+    wait_until_peers(&to_a, 2).await;
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    for name in ["sleeper", "mover"] {
+        call(
+            &to_a,
+            &Request::Deploy {
+                name: name.parse().unwrap(),
+                digest,
+                config: vec![],
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(invoke(&to_a, name, b"remember one").await.0, b"noted #1");
+    }
+
+    wait_until_hibernating(&to_a, "sleeper").await;
+    wait_until_hibernating(&to_a, "mover").await;
+    assert_eq!(agent_status(&to_a, "sleeper").await.1, None);
+    assert_eq!(metric(port, "edgehost_agents_hibernating").await, 2.0);
+    assert_eq!(metric(port, "edgehost_agent_wakes_total").await, 0.0);
+
+    // A call wakes it, with the note it had.
+    assert_eq!(
+        invoke(&to_a, "sleeper", b"remember two").await.0,
+        b"noted #2"
+    );
+    assert_eq!(invoke(&to_a, "sleeper", b"notes").await.0, b"one\ntwo");
+    let (status, wake_ms) = agent_status(&to_a, "sleeper").await;
+    assert_eq!(status, "serving");
+    assert!(wake_ms.is_some_and(|ms| ms > 0.0), "{wake_ms:?}");
+    assert_eq!(metric(port, "edgehost_agent_wakes_total").await, 1.0);
+
+    // The other moves while it sleeps: nothing wakes it here, and its note
+    // arrives at beta.
+    let request = Request::Migrate {
+        name: "mover".parse().unwrap(),
+        to: "beta".parse().unwrap(),
+    };
+    match call(&to_a, &request).await.unwrap() {
+        Response::Migrated(report) => assert!(report.state_bytes > 0, "{report:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(metric(port, "edgehost_agent_wakes_total").await, 1.0);
+    assert_eq!(invoke(&to_b, "mover", b"notes").await.0, b"one");
+    assert_eq!(agent_status(&to_b, "mover").await.0, "serving");
+    for h in [b, a] {
+        h.stop().await;
+    }
+}

@@ -129,6 +129,9 @@ impl Checked for ServerStatus {
 impl Checked for AgentReport {
     fn check(&self) -> Result<()> {
         non_negative("uptime_s", self.uptime_s)?;
+        if let Some(ms) = self.wake_ms {
+            number("wake_ms", ms, 0.0, MAX_FIGURE_MS)?;
+        }
         self.processing.as_ref().map_or(Ok(()), Checked::check)
     }
 }

@@ -231,6 +231,12 @@ pub struct HostLimits {
     /// refuses it here, and a fleet-wide swap is rolled back.
     #[serde(default = "default_policy_memory_mib")]
     pub policy_memory_mib: u32,
+    /// How long an agent may go without a call before it hibernates,
+    /// milliseconds: its state is made durable and its instance dropped,
+    /// and the next call wakes it from the compiled component and that
+    /// state. 0 keeps every agent awake.
+    #[serde(default = "default_hibernate_after_ms")]
+    pub hibernate_after_ms: u64,
 }
 
 impl Default for HostLimits {
@@ -246,6 +252,7 @@ impl Default for HostLimits {
             component_store_mib: default_component_store_mib(),
             component_grace_ms: default_component_grace_ms(),
             policy_memory_mib: default_policy_memory_mib(),
+            hibernate_after_ms: default_hibernate_after_ms(),
         }
     }
 }
@@ -258,6 +265,9 @@ fn default_llm_timeout_ms() -> u64 {
 }
 fn default_heartbeat_ms() -> u64 {
     1000
+}
+fn default_hibernate_after_ms() -> u64 {
+    600_000
 }
 fn default_probe_ms() -> u64 {
     60_000

@@ -378,12 +378,16 @@ pub struct AgentReport {
     pub calls: u64,
     /// Its ownership epoch.
     pub epoch: u64,
-    /// `serving`; `migrating` while a handoff prepares the target and
+    /// `serving`; `hibernating` while idle with no instance (the next call
+    /// wakes it); `migrating` while a handoff prepares the target and
     /// pre-copies the state (calls still run); `held` while the final state
     /// moves (calls wait).
     pub status: String,
     /// Its measured processing time per call, against the request's bytes.
     pub processing: Option<crate::Estimate>,
+    /// How long its last wake from hibernation took here, milliseconds
+    /// (`None` if it has not hibernated here).
+    pub wake_ms: Option<f64>,
 }
 
 /// One ALM decision, kept for `edgehost events`.

@@ -143,6 +143,7 @@ fn report() -> HostReport {
             epoch: 1,
             status: "serving".into(),
             processing: Some(estimate()),
+            wake_ms: Some(0.4),
         }],
         compiling: vec![Digest::of(b"d")],
         uptime_s: 9.0,

@@ -46,6 +46,8 @@ struct AgentRow {
     uptime_s: f64,
     calls: u64,
     status: String,
+    /// Its last wake from hibernation on its host, milliseconds.
+    wake_ms: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -94,6 +96,7 @@ impl PsCommand {
                     uptime_s: a.uptime_s,
                     calls: a.calls,
                     status: a.status.clone(),
+                    wake_ms: a.wake_ms,
                 });
             }
         }
@@ -159,6 +162,10 @@ impl PsCommand {
             } else {
                 format!("{}?", a.host)
             };
+            let status = match a.wake_ms {
+                Some(ms) => format!("{} (last woke in {ms:.1} ms)", a.status),
+                None => a.status.clone(),
+            };
             outln!(
                 "{:<18} {:<14} {:<10} {:<20} {:>10} {:>8.0}s {:>7}  {}",
                 a.name,
@@ -168,7 +175,7 @@ impl PsCommand {
                 human(a.state_bytes),
                 a.uptime_s,
                 a.calls,
-                a.status
+                status
             );
         }
         Ok(())

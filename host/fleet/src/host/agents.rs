@@ -244,6 +244,53 @@ impl Shared {
         Ok(())
     }
 
+    /// Wakes the agent of `slot` if it hibernates: a fresh instance from
+    /// its compiled component, with its durable state imported (blocking;
+    /// the caller holds the instance). The time it took is the slot's
+    /// last wake and counts in the metrics.
+    pub(crate) fn awaken(
+        self: &Arc<Self>,
+        slot: &AgentSlot,
+        instance: &mut Option<AgentInstance>,
+    ) -> Result<()> {
+        if instance.is_some() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let state = self.agent_store.state(&slot.name)?;
+        let component = self.load_component(&slot.digest)?;
+        let fresh = self.start_instance(&component, &slot.name, &slot.config, state.as_deref())?;
+        *instance = Some(fresh);
+        slot.durability.reset(state);
+        let micros = u64::try_from(started.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        slot.last_wake_us.store(micros, Ordering::Relaxed);
+        self.metrics.wakes.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .wake_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        tracing::debug!(agent = %slot.name, micros, "woke from hibernation");
+        Ok(())
+    }
+
+    /// Hibernates every agent that has had no call for
+    /// `[limits] hibernate_after_ms` (blocking).
+    pub(crate) fn hibernate_idle(&self) {
+        let idle = Duration::from_millis(self.config.limits.hibernate_after_ms);
+        if idle.is_zero() {
+            return;
+        }
+        let slots: Vec<Arc<AgentSlot>> = lock(&self.agents).values().cloned().collect();
+        for slot in slots {
+            match slot.hibernate_if_idle(idle, &self.agent_store, &self.metrics) {
+                Ok(true) => tracing::debug!(agent = %slot.name, "hibernating"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(agent = %slot.name, "could not hibernate: {e}"),
+            }
+        }
+    }
+
     /// Makes `instance` the serving agent `name` at `epoch`; `on_disk` is
     /// its state as stored, when known.
     pub(crate) fn install(
@@ -265,7 +312,9 @@ impl Shared {
             restarts: Mutex::new((0, Instant::now())),
             descriptor: instance.descriptor().clone(),
             requires_arch: instance.requires_arch().map(str::to_owned),
-            instance: Mutex::new(instance),
+            instance: Mutex::new(Some(instance)),
+            last_call: Mutex::new(Instant::now()),
+            last_wake_us: AtomicU64::new(0),
             digest,
             config,
             epoch,
@@ -320,8 +369,14 @@ impl Shared {
                 continue;
             }
             // Through the same group commit as the calls, so a snapshot
-            // never writes a state older than one a call wrote.
-            let staged = slot.stage(&mut lock(&slot.instance));
+            // never writes a state older than one a call wrote. A
+            // hibernating agent's state is on disk already.
+            let mut instance = lock(&slot.instance);
+            let Some(awake) = instance.as_mut() else {
+                continue;
+            };
+            let staged = slot.stage(awake);
+            drop(instance);
             match staged.and_then(|seq| slot.make_durable(seq, &self.agent_store, &self.metrics)) {
                 Ok(()) => slot.snapshot_calls.store(calls, Ordering::Relaxed),
                 Err(e) => tracing::warn!(agent = %name, "could not write a snapshot: {e}"),

@@ -175,8 +175,12 @@ impl Shared {
             if matches!(*run_slot.gate.borrow(), Gate::Held | Gate::Moved(_)) {
                 return Err(body);
             }
-            if instance.poisoned().is_some()
-                && let Err(e) = run_shared.revive(&run_slot, &mut instance)
+            if let Err(e) = run_shared.awaken(&run_slot, &mut instance) {
+                return Ok(Err(e));
+            }
+            if let Some(awake) = instance.as_mut()
+                && awake.poisoned().is_some()
+                && let Err(e) = run_shared.revive(&run_slot, awake)
             {
                 return Ok(Err(e));
             }
@@ -286,13 +290,16 @@ impl Router for FleetRouter {
         let from = AgentName::new(from).map_err(|e| HostError::Failed(e.to_string()))?;
         let local = lock(&shared.agents).get(&to).cloned();
         if let Some(slot) = local {
-            let instance = slot.instance.try_lock().map_err(|_| {
+            let mut instance = slot.instance.try_lock().map_err(|_| {
                 HostError::Failed(format!("{to:?} is busy (a call cycle through {from:?}?)"))
             })?;
             // Through the migration gate like any call: an agent being
             // handed off takes the path below, which waits while it is held
             // and follows it to its new owner.
             if matches!(*slot.gate.borrow(), Gate::Open | Gate::Migrating) {
+                shared
+                    .awaken(&slot, &mut instance)
+                    .map_err(|e| HostError::Failed(e.to_string()))?;
                 return slot
                     .call_durably(
                         instance,

@@ -18,12 +18,17 @@ impl Shared {
                 calls: slot.calls.load(Ordering::Relaxed),
                 epoch: slot.epoch,
                 status: match &*slot.gate.borrow() {
+                    Gate::Open if slot.hibernating() => "hibernating",
                     Gate::Open => "serving",
                     Gate::Migrating => "migrating",
                     Gate::Held | Gate::Moved(_) => "held",
                 }
                 .to_owned(),
                 processing: self.calibration.processing(name),
+                wake_ms: match slot.last_wake_us.load(Ordering::Relaxed) {
+                    0 => None,
+                    us => Some(us as f64 / 1e3),
+                },
             })
             .collect();
         let rtts: Vec<(HostName, f64)> = lock(&self.connections)
@@ -82,8 +87,14 @@ impl Shared {
     pub(crate) fn render_metrics(&self) -> String {
         let views = lock(&self.membership).views(Instant::now());
         let reachable = views.iter().filter(|v| v.reachable).count();
+        let (agents, hibernating) = {
+            let slots = lock(&self.agents);
+            let asleep = slots.values().filter(|s| s.hibernating()).count();
+            (slots.len(), asleep)
+        };
         self.metrics.render(&crate::metrics::Gauges {
-            agents: lock(&self.agents).len(),
+            agents,
+            hibernating,
             peers_reachable: reachable,
             peers_known: views.len(),
             policy_generation: self.policy.generation(),
@@ -267,7 +278,11 @@ impl Shared {
             *lock(&self.status) = status;
         }
         let shared = self.clone();
-        let _ = tokio::task::spawn_blocking(move || shared.snapshot_all(false)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            shared.snapshot_all(false);
+            shared.hibernate_idle();
+        })
+        .await;
         self.expire_prepared();
         let due = lock(&self.collected_at).elapsed() >= COLLECT_EVERY;
         if due {

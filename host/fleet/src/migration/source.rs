@@ -435,9 +435,22 @@ impl Shared {
         operation: Operation,
     ) -> Result<(Vec<u8>, Duration)> {
         let slot = slot.clone();
+        let store = self.agent_store.clone();
         tokio::task::spawn_blocking(move || {
             let start = Instant::now();
             let mut instance = lock(&slot.instance);
+            // A hibernating agent moves as it is: its state is the one on
+            // disk, and it is not woken to be exported.
+            let Some(instance) = instance.as_mut() else {
+                return store
+                    .state(&slot.name)
+                    .map(|state| (state.unwrap_or_default(), start.elapsed()))
+                    .map_err(|e| {
+                        Error::Internal(format!(
+                            "reading the hibernating agent's state failed, migration aborted: {e}"
+                        ))
+                    });
+            };
             let exported = instance.export_state().map(|s| (s, start.elapsed()));
             if let Ok((state, took)) = &exported {
                 slot.calibration.record(
@@ -448,10 +461,10 @@ impl Shared {
                 );
             }
             exported
+                .map_err(|e| Error::Agent(format!("export-state failed, migration aborted: {e}")))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| Error::Agent(format!("export-state failed, migration aborted: {e}")))
     }
 
     pub(crate) async fn abort(&self, connection: &quinn::Connection, name: &AgentName, epoch: u64) {
