@@ -247,8 +247,23 @@ async fn a_new_agent_of_a_departed_name_does_not_inherit_its_users_attachment() 
     .await
     .unwrap();
 
-    // The same name again, at Beijing, with nobody attached to it. Beijing
-    // still stores the component: only the deploy travels.
+    // The same name again, at Beijing, with nobody attached to it, once
+    // Beijing's view of the fleet has the release (a name that runs
+    // elsewhere is refused). Beijing still stores the component: only the
+    // deploy travels.
+    let mut gone = false;
+    for _ in 0..100 {
+        if let Response::Fleet(views) = call(&to_alpha, &Request::Fleet).await.unwrap()
+            && views
+                .iter()
+                .all(|v| v.report.agents.iter().all(|a| a.name != "follower"))
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "Beijing never saw the release");
     let digest = Digest::of(&std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap());
     deploy_stored_follower(&to_alpha, digest).await;
     let events_before = match call(&to_alpha, &Request::Events).await.unwrap() {
