@@ -40,6 +40,7 @@ async fn start(fleet: &Path, name: &str, hibernate_after_ms: u64) -> SocketAddr 
         labels: Labels::default(),
         limits: HostLimits {
             max_agents: 100_000,
+            max_hosted: 100_000,
             hibernate_after_ms,
             ..HostLimits::default()
         },

@@ -1168,3 +1168,69 @@ async fn an_idle_agent_hibernates_wakes_on_a_call_and_moves_asleep() {
         h.stop().await;
     }
 }
+
+/// `max_agents` counts awake agents: past it, a deploy or a wake puts the
+/// agent called least recently to sleep, and the host holds up to
+/// `max_hosted`. With hibernation off, `max_agents` is what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_agents_the_least_recently_called_agent_hibernates() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let with_limits = |name: &str, hibernate_after_ms: u64| {
+        let mut config = host_config(dir.path(), name);
+        config.limits.max_agents = 2;
+        config.limits.max_hosted = 3;
+        config.limits.hibernate_after_ms = hibernate_after_ms;
+        config
+    };
+    let a = spawn(with_limits("alpha", 600_000)).await;
+    let b = spawn(with_limits("beta", 0)).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    let deploy = async |conn: &quinn::Connection, name: &str| {
+        call(
+            conn,
+            &Request::Deploy {
+                name: name.parse().unwrap(),
+                digest,
+                config: vec![],
+            },
+        )
+        .await
+    };
+    let (to_a, _) = connect(&client, a.addr).await.unwrap();
+    upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
+    for name in ["one", "two", "three"] {
+        deploy(&to_a, name).await.unwrap();
+        assert_eq!(invoke(&to_a, name, b"remember it").await.0, b"noted #1");
+    }
+    // "one" was called least recently when "three" came.
+    assert_eq!(agent_status(&to_a, "one").await.0, "hibernating");
+    assert_eq!(agent_status(&to_a, "two").await.0, "serving");
+    // Calling it wakes it, with its note, and "two" goes to sleep.
+    assert_eq!(invoke(&to_a, "one", b"remember more").await.0, b"noted #2");
+    assert_eq!(agent_status(&to_a, "one").await.0, "serving");
+    assert_eq!(agent_status(&to_a, "two").await.0, "hibernating");
+    assert_eq!(agent_status(&to_a, "three").await.0, "serving");
+    // max_hosted is reached.
+    let refused = deploy(&to_a, "four").await.unwrap_err().to_string();
+    assert!(
+        refused.contains("holds its maximum of 3 agents"),
+        "{refused}"
+    );
+
+    // Hibernation off: two agents are all the host holds.
+    let (to_b, _) = connect(&client, b.addr).await.unwrap();
+    upload(&to_b, digest, &bytes, |_| {}).await.unwrap();
+    deploy(&to_b, "one").await.unwrap();
+    deploy(&to_b, "two").await.unwrap();
+    let refused = deploy(&to_b, "three").await.unwrap_err().to_string();
+    assert!(
+        refused.contains("holds its maximum of 2 agents"),
+        "{refused}"
+    );
+    for h in [b, a] {
+        h.stop().await;
+    }
+}

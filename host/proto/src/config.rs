@@ -186,9 +186,16 @@ impl Default for Labels {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostLimits {
-    /// The most agents this host runs at once.
+    /// The most agents this host keeps awake at once (live instances).
+    /// When that many are awake, a deploy or a wake first puts the one
+    /// called least recently to sleep (see `hibernate_after_ms`); with
+    /// hibernation off, it is also the most agents the host holds.
     #[serde(default = "default_max_agents")]
     pub max_agents: u32,
+    /// The most agents this host holds, awake or hibernating, prepared
+    /// migrations included.
+    #[serde(default = "default_max_hosted")]
+    pub max_hosted: u32,
     /// Deadline of one call into an agent, milliseconds.
     #[serde(default = "default_call_timeout_ms")]
     pub call_timeout_ms: u64,
@@ -239,10 +246,23 @@ pub struct HostLimits {
     pub hibernate_after_ms: u64,
 }
 
+impl HostLimits {
+    /// The most agents the host holds: `max_hosted`, or with hibernation
+    /// off (every agent awake) the lesser of it and `max_agents`.
+    pub fn hosted_limit(&self) -> u32 {
+        if self.hibernate_after_ms == 0 {
+            self.max_hosted.min(self.max_agents)
+        } else {
+            self.max_hosted
+        }
+    }
+}
+
 impl Default for HostLimits {
     fn default() -> Self {
         HostLimits {
             max_agents: default_max_agents(),
+            max_hosted: default_max_hosted(),
             call_timeout_ms: default_call_timeout_ms(),
             max_agent_memory_mib: default_agent_memory_mib(),
             streams_per_connection: default_streams_per_connection(),
@@ -280,6 +300,9 @@ fn default_bandwidth() -> f64 {
 }
 fn default_policy_memory_mib() -> u32 {
     256
+}
+fn default_max_hosted() -> u32 {
+    1000
 }
 fn default_max_agents() -> u32 {
     10
@@ -347,6 +370,9 @@ impl HostConfig {
     pub fn validate(&self) -> Result<()> {
         if self.heartbeat_ms < 50 {
             return Err(Error::Config("heartbeat_ms must be at least 50".into()));
+        }
+        if self.limits.max_hosted == 0 {
+            return Err(Error::Config("limits.max_hosted must be at least 1".into()));
         }
         if self.limits.max_agents == 0 {
             return Err(Error::Config("limits.max_agents must be at least 1".into()));

@@ -62,7 +62,8 @@ pub struct ServeCommand {
     /// start-up measurement.
     #[arg(long, env = "EDGEHOST_CORE_GCPS")]
     core_gcps: Option<f64>,
-    /// The most agents this host runs.
+    /// The most agents this host keeps awake at once; idle ones past it
+    /// hibernate.
     #[arg(long, env = "EDGEHOST_MAX_AGENTS")]
     max_agents: Option<u32>,
     /// TCP address of the Prometheus metrics endpoint.

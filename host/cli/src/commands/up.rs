@@ -25,7 +25,8 @@ pub struct UpCommand {
     /// Heartbeat period of the hosts, milliseconds.
     #[arg(long, default_value_t = 500)]
     heartbeat_ms: u64,
-    /// The most agents each host runs.
+    /// The most agents each host keeps awake at once; each holds up to
+    /// 1,000, the idle ones hibernating.
     #[arg(long, default_value_t = 10)]
     max_agents: u32,
     /// ALM's horizon: requests over which a latency saving is counted

@@ -65,13 +65,17 @@ impl Shared {
                     "an agent named {name:?} already runs here"
                 )));
             }
-            if agents.len() >= self.config.limits.max_agents as usize {
+            let limit = self.config.limits.hosted_limit();
+            if agents.len() >= limit as usize {
                 return Err(Error::Conflict(format!(
-                    "this host runs its maximum of {} agents",
-                    self.config.limits.max_agents
+                    "this host holds its maximum of {limit} agents"
                 )));
             }
         }
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || shared.make_room(None))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
         if let Some(owner) = lock(&self.membership).owner_of(&name, Instant::now()) {
             return Err(Error::Conflict(format!(
                 "an agent named {name:?} already runs on {}",
@@ -257,6 +261,11 @@ impl Shared {
             return Ok(());
         }
         let started = Instant::now();
+        // A call is never refused for want of room: past `max_agents`, it
+        // wakes its agent anyway, and the next deploy or wake makes room.
+        if let Err(e) = self.make_room(Some(slot)) {
+            tracing::debug!(agent = %slot.name, "waking beyond max_agents: {e}");
+        }
         let state = self.agent_store.state(&slot.name)?;
         let component = self.load_component(&slot.digest)?;
         let fresh = self.start_instance(&component, &slot.name, &slot.config, state.as_deref())?;
@@ -272,6 +281,47 @@ impl Shared {
             .fetch_add(micros, Ordering::Relaxed);
         tracing::debug!(agent = %slot.name, micros, "woke from hibernation");
         Ok(())
+    }
+
+    /// Makes room for one more awake agent besides `waking` (whose
+    /// instance its caller holds): when `[limits] max_agents` are awake,
+    /// the ones called least recently that nothing holds hibernate now
+    /// (blocking). Refused when hibernation is off or every awake agent is
+    /// busy.
+    pub(crate) fn make_room(&self, waking: Option<&AgentSlot>) -> Result<()> {
+        let limit = self.config.limits.max_agents as usize;
+        let mut awake: Vec<(Instant, Arc<AgentSlot>)> = lock(&self.agents)
+            .values()
+            .filter(|s| waking.is_none_or(|w| !std::ptr::eq(s.as_ref(), w)))
+            .filter(|s| !s.hibernating())
+            .map(|s| (*lock(&s.last_call), s.clone()))
+            .collect();
+        if awake.len() < limit {
+            return Ok(());
+        }
+        if self.config.limits.hibernate_after_ms == 0 {
+            return Err(Error::Conflict(format!(
+                "this host runs its maximum of {limit} agents"
+            )));
+        }
+        awake.sort_by_key(|(at, _)| *at);
+        let mut needed = awake.len() + 1 - limit;
+        for (_, slot) in awake {
+            if needed == 0 {
+                break;
+            }
+            if slot.hibernate_if_idle(Duration::ZERO, &self.agent_store, &self.metrics)? {
+                tracing::debug!(agent = %slot.name, "hibernating to make room");
+                needed -= 1;
+            }
+        }
+        if needed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!(
+                "{limit} agents are awake here and busy: none could hibernate to make room"
+            )))
+        }
     }
 
     /// Hibernates every agent that has had no call for

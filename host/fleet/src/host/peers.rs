@@ -47,7 +47,7 @@ impl Shared {
                 lon: self.config.labels.lon,
             },
             bandwidth_mbps: self.config.labels.bandwidth_mbps,
-            max_agents: self.config.limits.max_agents,
+            max_agents: self.config.limits.hosted_limit(),
             status: lock(&self.status).clone(),
             agents,
             compiling: lock(&self.compiling).iter().copied().collect(),

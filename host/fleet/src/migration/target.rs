@@ -328,10 +328,10 @@ impl Shared {
             )));
         }
         let hosted = lock(&self.agents).len() + prepared;
-        if hosted >= self.config.limits.max_agents as usize {
+        let limit = self.config.limits.hosted_limit();
+        if hosted >= limit as usize {
             return Err(Error::Conflict(format!(
-                "this host runs its maximum of {} agents, prepared migrations included",
-                self.config.limits.max_agents
+                "this host holds its maximum of {limit} agents, prepared migrations included"
             )));
         }
         preparing.insert(name.clone(), identity.name.clone());
