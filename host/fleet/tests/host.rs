@@ -1234,3 +1234,53 @@ async fn past_max_agents_the_least_recently_called_agent_hibernates() {
         h.stop().await;
     }
 }
+
+/// A host restarted with more agents than `max_agents` brings the first
+/// back awake and the rest hibernating, each with every note it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_host_brings_agents_past_max_agents_back_asleep() {
+    let dir = tempfile::tempdir().unwrap();
+    new_fleet(dir.path());
+    let mut config = host_config(dir.path(), "alpha");
+    config.limits.max_agents = 1;
+    config.limits.hibernate_after_ms = 600_000;
+    let host = spawn(config.clone()).await;
+    let client = client_endpoint(dir.path(), "ops");
+    let (conn, _) = connect(&client, host.addr).await.unwrap();
+    let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
+    let digest = Digest::of(&bytes);
+    upload(&conn, digest, &bytes, |_| {}).await.unwrap();
+    let names = ["one", "two", "three"];
+    for name in names {
+        call(
+            &conn,
+            &Request::Deploy {
+                name: name.parse().unwrap(),
+                digest,
+                config: vec![],
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            invoke(&conn, name, format!("remember {name}").as_bytes())
+                .await
+                .0,
+            b"noted #1"
+        );
+    }
+    host.stop().await;
+
+    let host = spawn(config).await;
+    let (conn, _) = connect(&client, host.addr).await.unwrap();
+    let mut statuses: Vec<String> = Vec::new();
+    for name in names {
+        statuses.push(agent_status(&conn, name).await.0);
+    }
+    statuses.sort();
+    assert_eq!(statuses, ["hibernating", "hibernating", "serving"]);
+    for name in names {
+        assert_eq!(invoke(&conn, name, b"notes").await.0, name.as_bytes());
+    }
+    host.stop().await;
+}

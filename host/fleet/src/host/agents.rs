@@ -352,6 +352,34 @@ impl Shared {
         epoch: u64,
         on_disk: Option<Vec<u8>>,
     ) {
+        let declared = (
+            instance.descriptor().clone(),
+            instance.requires_arch().map(str::to_owned),
+        );
+        self.install_slot(
+            name,
+            (Some(instance), declared),
+            digest,
+            config,
+            epoch,
+            on_disk,
+        );
+    }
+
+    /// [`Shared::install`] of an agent awake (with its instance) or
+    /// hibernating (with what its component declares).
+    fn install_slot(
+        &self,
+        name: &AgentName,
+        (instance, (descriptor, requires_arch)): (
+            Option<AgentInstance>,
+            (Descriptor, Option<String>),
+        ),
+        digest: Digest,
+        config: Vec<(String, String)>,
+        epoch: u64,
+        on_disk: Option<Vec<u8>>,
+    ) {
         let state_bytes = on_disk.as_ref().map_or(0, |s| s.len() as u64);
         let slot = Arc::new(AgentSlot {
             name: name.to_string(),
@@ -360,9 +388,9 @@ impl Shared {
             // host does not know is made durable, the safe side.
             mode: Mode::of(&config).unwrap_or_default(),
             restarts: Mutex::new((0, Instant::now())),
-            descriptor: instance.descriptor().clone(),
-            requires_arch: instance.requires_arch().map(str::to_owned),
-            instance: Mutex::new(Some(instance)),
+            descriptor,
+            requires_arch,
+            instance: Mutex::new(instance),
             last_call: Mutex::new(Instant::now()),
             last_wake_us: AtomicU64::new(0),
             digest,
@@ -380,21 +408,41 @@ impl Shared {
         lock(&self.agents).insert(name.clone(), slot);
     }
 
-    /// Starts a recorded agent with its last committed state (blocking).
-    pub(crate) fn recover(self: &Arc<Self>, record: &AgentRecord) -> Result<()> {
+    /// Starts a recorded agent with its last committed state (blocking):
+    /// awake, or, when `awake` is false, hibernating, its component only
+    /// loaded and asked what it declares; its first call wakes it.
+    pub(crate) fn recover(self: &Arc<Self>, record: &AgentRecord, awake: bool) -> Result<()> {
         let component = self.load_component(&record.digest)?;
         let state = self.agent_store.state(&record.name)?;
-        let instance =
-            self.start_instance(&component, &record.name, &record.config, state.as_deref())?;
+        let (instance, declared) = if awake {
+            let instance =
+                self.start_instance(&component, &record.name, &record.config, state.as_deref())?;
+            let declared = (
+                instance.descriptor().clone(),
+                instance.requires_arch().map(str::to_owned),
+            );
+            (Some(instance), declared)
+        } else {
+            // Instantiated, not initialised, and dropped: what the
+            // component declares is all a hibernating slot needs.
+            let described =
+                self.runtime
+                    .instantiate(&component, &record.name, Services::default())?;
+            let declared = (
+                described.descriptor().clone(),
+                described.requires_arch().map(str::to_owned),
+            );
+            (None, declared)
+        };
         if record.standing != Standing::Active {
             self.agent_store.put_record(&AgentRecord {
                 standing: Standing::Active,
                 ..record.clone()
             })?;
         }
-        self.install(
+        self.install_slot(
             &record.name,
-            instance,
+            (instance, declared),
             record.digest,
             record.config.clone(),
             record.epoch,

@@ -286,14 +286,21 @@ impl Host {
             lock(&shared.moved).insert(t.name.clone(), t);
         }
         let mut prepared = Vec::new();
+        // The first `max_agents` come back awake; with hibernation on, the
+        // rest come back hibernating, so a host holding many agents does
+        // not start them all at once.
+        let mut awake = 0;
         for record in records {
             match record.standing {
                 Standing::Active => {
                     let s = shared.clone();
                     let r = record.clone();
-                    match tokio::task::spawn_blocking(move || s.recover(&r)).await {
+                    let limits = &shared.config.limits;
+                    let wake = awake < limits.max_agents || limits.hibernate_after_ms == 0;
+                    match tokio::task::spawn_blocking(move || s.recover(&r, wake)).await {
                         Ok(Ok(())) => {
-                            tracing::info!(agent = %record.name, epoch = record.epoch, "recovered")
+                            awake += u32::from(wake);
+                            tracing::info!(agent = %record.name, epoch = record.epoch, awake = wake, "recovered")
                         }
                         Ok(Err(e)) => {
                             tracing::error!(agent = %record.name, "could not recover: {e}")

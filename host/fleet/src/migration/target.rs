@@ -385,7 +385,8 @@ impl Shared {
                 Ok(Response::Outcome { committed: true }) => {
                     let shared = self.clone();
                     let r = record.clone();
-                    let started = tokio::task::spawn_blocking(move || shared.recover(&r)).await;
+                    let started =
+                        tokio::task::spawn_blocking(move || shared.recover(&r, true)).await;
                     match started {
                         Ok(Ok(())) => {
                             tracing::info!(agent = %record.name, "migration confirmed after restart; serving")
