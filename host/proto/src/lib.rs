@@ -30,6 +30,7 @@ pub mod disk;
 pub mod fuzzing;
 mod message;
 mod name;
+mod report;
 
 pub use authz::{RequestKind, Role, authorize};
 pub use calibration::{
@@ -41,6 +42,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use edgehost_telemetry::ServerStatus;
 pub use message::*;
 pub use name::{AgentName, HostName, MAX_NAME_BYTES, NameError, check_name, is_valid_name};
+pub use report::*;
 
 /// Why a frame or message was refused. Nothing it carried takes effect.
 #[derive(Debug, thiserror::Error)]
