@@ -32,10 +32,7 @@ async fn state_writes(port: std::net::SocketAddr) -> u64 {
 async fn snapshot_agents_skip_the_write_per_call_and_durable_ones_do_not() {
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = free_tcp_addr();
     let config = HostConfig {
         metrics_listen: Some(port),
         // No heartbeat snapshot during the test: only calls write.

@@ -920,10 +920,7 @@ async fn a_copy_with_a_stale_epoch_is_fenced_off() {
 async fn the_metrics_endpoint_counts_agents_and_calls() {
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = free_tcp_addr();
     let host = spawn(HostConfig {
         metrics_listen: Some(port),
         ..host_config(dir.path(), "alpha")
@@ -1104,10 +1101,7 @@ async fn wait_until_hibernating(conn: &quinn::Connection, agent: &str) {
 async fn an_idle_agent_hibernates_wakes_on_a_call_and_moves_asleep() {
     let dir = tempfile::tempdir().unwrap();
     new_fleet(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = free_tcp_addr();
     let mut config = host_config(dir.path(), "alpha");
     config.limits.hibernate_after_ms = 300;
     config.metrics_listen = Some(port);
@@ -1121,16 +1115,7 @@ async fn an_idle_agent_hibernates_wakes_on_a_call_and_moves_asleep() {
     let digest = Digest::of(&bytes);
     upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
     for name in ["sleeper", "mover"] {
-        call(
-            &to_a,
-            &Request::Deploy {
-                name: name.parse().unwrap(),
-                digest,
-                config: vec![],
-            },
-        )
-        .await
-        .unwrap();
+        deploy(&to_a, name, digest).await.unwrap();
         assert_eq!(invoke(&to_a, name, b"remember one").await.0, b"noted #1");
     }
 
@@ -1188,21 +1173,10 @@ async fn past_max_agents_the_least_recently_called_agent_hibernates() {
     let client = client_endpoint(dir.path(), "ops");
     let bytes = std::fs::read(edgehost_tests::MEMORY_AGENT).unwrap();
     let digest = Digest::of(&bytes);
-    let deploy = async |conn: &quinn::Connection, name: &str| {
-        call(
-            conn,
-            &Request::Deploy {
-                name: name.parse().unwrap(),
-                digest,
-                config: vec![],
-            },
-        )
-        .await
-    };
     let (to_a, _) = connect(&client, a.addr).await.unwrap();
     upload(&to_a, digest, &bytes, |_| {}).await.unwrap();
     for name in ["one", "two", "three"] {
-        deploy(&to_a, name).await.unwrap();
+        deploy(&to_a, name, digest).await.unwrap();
         assert_eq!(invoke(&to_a, name, b"remember it").await.0, b"noted #1");
     }
     // "one" was called least recently when "three" came.
@@ -1214,7 +1188,7 @@ async fn past_max_agents_the_least_recently_called_agent_hibernates() {
     assert_eq!(agent_status(&to_a, "two").await.0, "hibernating");
     assert_eq!(agent_status(&to_a, "three").await.0, "serving");
     // max_hosted is reached.
-    let refused = deploy(&to_a, "four").await.unwrap_err().to_string();
+    let refused = deploy(&to_a, "four", digest).await.unwrap_err().to_string();
     assert!(
         refused.contains("holds its maximum of 3 agents"),
         "{refused}"
@@ -1223,9 +1197,12 @@ async fn past_max_agents_the_least_recently_called_agent_hibernates() {
     // Hibernation off: two agents are all the host holds.
     let (to_b, _) = connect(&client, b.addr).await.unwrap();
     upload(&to_b, digest, &bytes, |_| {}).await.unwrap();
-    deploy(&to_b, "one").await.unwrap();
-    deploy(&to_b, "two").await.unwrap();
-    let refused = deploy(&to_b, "three").await.unwrap_err().to_string();
+    deploy(&to_b, "one", digest).await.unwrap();
+    deploy(&to_b, "two", digest).await.unwrap();
+    let refused = deploy(&to_b, "three", digest)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         refused.contains("holds its maximum of 2 agents"),
         "{refused}"
@@ -1252,16 +1229,7 @@ async fn a_restarted_host_brings_agents_past_max_agents_back_asleep() {
     upload(&conn, digest, &bytes, |_| {}).await.unwrap();
     let names = ["one", "two", "three"];
     for name in names {
-        call(
-            &conn,
-            &Request::Deploy {
-                name: name.parse().unwrap(),
-                digest,
-                config: vec![],
-            },
-        )
-        .await
-        .unwrap();
+        deploy(&conn, name, digest).await.unwrap();
         assert_eq!(
             invoke(&conn, name, format!("remember {name}").as_bytes())
                 .await

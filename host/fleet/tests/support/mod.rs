@@ -121,6 +121,33 @@ pub async fn invoke(conn: &quinn::Connection, name: &str, body: &[u8]) -> (Vec<u
 }
 
 /// The whole HTTP answer of the metrics endpoint at `addr`.
+/// Deploys `name` from the stored component `digest`, with no
+/// configuration.
+pub async fn deploy(
+    conn: &quinn::Connection,
+    name: &str,
+    digest: Digest,
+) -> Result<Response, edgehost_fleet::Error> {
+    call(
+        conn,
+        &Request::Deploy {
+            name: name.parse().unwrap(),
+            digest,
+            config: vec![],
+        },
+    )
+    .await
+}
+
+/// A loopback TCP address free at the time of asking, for a metrics
+/// endpoint.
+pub fn free_tcp_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 pub async fn scrape_metrics(addr: SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
