@@ -12,45 +12,27 @@
 //!   read of the same agent, at 64 KiB and 1 MiB, alone and with four
 //!   concurrent writers (group commit).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edgehost_fleet::calibration::{Move, predict_migration};
 use edgehost_fleet::client::{call, connect, upload};
-use edgehost_fleet::config::{HostLimits, Labels};
+use edgehost_fleet::config::Labels;
 use edgehost_fleet::identity::{Role, init_fleet, issue};
 use edgehost_fleet::protocol::{AgentName, HostModel, MigrationTimes, Request, Response};
 use edgehost_fleet::tls::endpoint;
-use edgehost_fleet::{Credentials, Host, HostConfig};
+use edgehost_fleet::{Credentials, HostConfig};
 use edgehost_runtime::Digest;
 
 async fn start(fleet: &Path, name: &str, peers: Vec<String>) -> SocketAddr {
-    let dir = fleet.join(name);
-    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).expect("issue");
-    let host = Host::start(HostConfig {
-        name: None,
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        advertise: None,
-        data_dir: dir.join("data"),
-        cache_dir: None,
-        ca: fleet.join("ca").join("ca.pem"),
-        cert,
-        key,
+    common::start(HostConfig {
         peers,
-        labels: Labels::default(),
-        limits: HostLimits::default(),
-        metrics_listen: None,
-        heartbeat_ms: 200,
-        probe_ms: 0,
-        llm: None,
-        alm: Default::default(),
+        ..common::host_config(fleet, name)
     })
     .await
-    .expect("host starts");
-    let addr = host.local_addr();
-    tokio::spawn(host.run(std::future::pending()));
-    addr
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {

@@ -12,49 +12,32 @@
 //! - a warm agent's call, against the same call on a host whose agents
 //!   never hibernate.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edgehost_fleet::client::{call, connect, upload};
-use edgehost_fleet::config::{HostLimits, Labels};
+use edgehost_fleet::config::HostLimits;
 use edgehost_fleet::identity::{Role, init_fleet, issue};
 use edgehost_fleet::protocol::{AgentReport, Request, Response};
 use edgehost_fleet::tls::endpoint;
-use edgehost_fleet::{Credentials, Host, HostConfig};
+use edgehost_fleet::{Credentials, HostConfig};
 use edgehost_runtime::Digest;
 
 async fn start(fleet: &Path, name: &str, hibernate_after_ms: u64) -> SocketAddr {
-    let dir = fleet.join(name);
-    let (cert, key) = issue(&fleet.join("ca"), &dir, name, Role::Host).expect("issue");
-    let host = Host::start(HostConfig {
-        name: None,
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        advertise: None,
-        data_dir: dir.join("data"),
-        cache_dir: None,
-        ca: fleet.join("ca").join("ca.pem"),
-        cert,
-        key,
-        peers: vec![],
-        labels: Labels::default(),
+    common::start(HostConfig {
         limits: HostLimits {
             max_agents: 100_000,
             max_hosted: 100_000,
             hibernate_after_ms,
             ..HostLimits::default()
         },
-        metrics_listen: None,
         heartbeat_ms: 100,
-        probe_ms: 0,
-        llm: None,
-        alm: Default::default(),
+        ..common::host_config(fleet, name)
     })
     .await
-    .expect("host starts");
-    let addr = host.local_addr();
-    tokio::spawn(host.run(std::future::pending()));
-    addr
 }
 
 /// This process's resident memory, MiB.
